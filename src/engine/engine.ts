@@ -1,0 +1,790 @@
+/**
+ * The LogBook engine of a function node. It appends to its own shard of every physical log
+ * (records get local ids and go to the shard's storage replicas), applies committed
+ * metalog entries to its log index, caches records, and serves reads under the rule that
+ * a read is answered only by an index that has applied the reader's metalog position.
+ *
+ * The engine trusts its arguments: the LogBook layer above validates them.
+ */
+import type { Clock, TimerHandle } from "../clock/clock.js";
+import type { Message } from "../protocol/messages.js";
+import type { NodeId, Transport } from "../transport/transport.js";
+import type { Logger } from "../util/logger.js";
+import type { BookId, MetalogPosition, SeqNum, ShardId, Tag } from "../log/types.js";
+import { MetalogState, type AppliedEntry, type MetalogEntry } from "../log/metalog.js";
+import { LogIndex } from "../log/log-index.js";
+import { RecordCache } from "../log/cache.js";
+import {
+  decodeMeta,
+  encodeRecord,
+  payloadOf,
+  RecordKind,
+  type LogRecord,
+  type RecordMeta,
+} from "../log/record.js";
+import { logOfBook } from "../log/mapping.js";
+import type { View } from "../log/view.js";
+import {
+  APPEND_TIMEOUT_MS,
+  APPENDS_IN_FLIGHT_MAX,
+  CACHE_BYTES_DEFAULT,
+  READ_CATCH_UP_TIMEOUT_MS,
+  READS_WAITING_MAX,
+  REPLICATE_BATCH_BYTES_MAX,
+  REPLICATE_BATCH_RECORDS_MAX,
+  STORAGE_READ_TIMEOUT_MS,
+} from "../log/limits.js";
+import {
+  CondAppendFailedError,
+  DataLostError,
+  LogClosedError,
+  NotFoundError,
+  OverloadedError,
+  TimeoutError,
+} from "../log/errors.js";
+import { invariant } from "../log/assert.js";
+
+/** Most index headers of other engines' shards buffered ahead of the metalog, per log. */
+export const FOREIGN_HEADERS_MAX = 1_000_000;
+/** Most metalog entries kept waiting for an earlier, missing one. */
+export const EARLY_ENTRIES_MAX = 4096;
+/** How often the engine checks deadlines and retries missing index data. */
+export const SWEEP_INTERVAL_MS = 20;
+/** How long missing index data or metalog entries are waited for before asking again. */
+export const REFETCH_AFTER_MS = 200;
+
+export interface EngineOptions {
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly view: View;
+  readonly logger: Logger;
+  readonly cacheBytes?: number;
+  readonly appendTimeoutMs?: number;
+}
+
+export interface AppendResult {
+  readonly seqnum: SeqNum;
+  readonly position: MetalogPosition;
+}
+
+export interface ReadResult {
+  readonly record: LogRecord | null;
+  readonly position: MetalogPosition;
+}
+
+interface PendingAppend {
+  readonly meta: RecordMeta;
+  readonly data: Uint8Array;
+  readonly deadline: number;
+  resolve: (r: AppendResult) => void;
+  reject: (e: Error) => void;
+  settled: boolean;
+}
+
+interface WaitingRead {
+  readonly position: number;
+  readonly deadline: number;
+  readonly resume: () => void;
+  readonly reject: (e: Error) => void;
+}
+
+interface BlockingRead {
+  readonly book: BookId;
+  readonly tag: Tag;
+  readonly min: SeqNum;
+  readonly timer: TimerHandle;
+  readonly done: (seqnum: SeqNum | null) => void;
+  readonly fail: (e: Error) => void;
+}
+
+interface StorageRead {
+  readonly seqnum: SeqNum;
+  readonly replicas: NodeId[];
+  tried: number;
+  deadline: number;
+  readonly resolve: (r: LogRecord) => void;
+  readonly reject: (e: Error) => void;
+  readonly st: LogState;
+}
+
+interface ForeignShard {
+  base: number;
+  head: number;
+  headers: Uint8Array[];
+  requestedAt: number;
+}
+
+interface LogState {
+  readonly log: number;
+  readonly metalog: MetalogState;
+  readonly index: LogIndex;
+  readonly cache: RecordCache;
+  readonly shard: ShardId;
+  readonly replicas: NodeId[];
+  nextLocal: number;
+  /** Own appends not yet applied; `pending[pendingHead]` has local id `pendingBase`. */
+  pending: PendingAppend[];
+  pendingHead: number;
+  pendingBase: number;
+  outgoing: Uint8Array[];
+  outgoingBytes: number;
+  outgoingFirst: number;
+  flushScheduled: boolean;
+  /** Entries applied to the metalog but not yet to the index (waiting for index data). */
+  queue: AppliedEntry[];
+  queueHead: number;
+  early: Map<number, MetalogEntry>;
+  foreign: Map<number, ForeignShard>;
+  /** Committed metalog length the sequencer last told of; reads wait for at least the startup tail. */
+  knownTail: number;
+  startupTail: number;
+  synced: boolean;
+  fetchingMetalogAt: number;
+  waiting: WaitingRead[];
+  blocking: Set<BlockingRead>;
+}
+
+export class Engine {
+  readonly id: NodeId;
+  private readonly logs: LogState[] = [];
+  private readonly storageReads = new Map<number, StorageRead>();
+  private nextReadId = 1;
+  private sweepTimer: TimerHandle | null = null;
+  private closed = false;
+  private readonly appendTimeoutMs: number;
+  private readonly syncWaiters: Array<() => void> = [];
+
+  constructor(private readonly o: EngineOptions) {
+    this.id = o.transport.self;
+    this.appendTimeoutMs = o.appendTimeoutMs ?? APPEND_TIMEOUT_MS;
+    const n = o.view.config.physicalLogs;
+    const cacheBytes = Math.floor((o.cacheBytes ?? CACHE_BYTES_DEFAULT) / n);
+    const shard = o.view.shardOf(this.id);
+    for (let log = 0; log < n; log++) {
+      this.logs.push({
+        log,
+        metalog: new MetalogState(),
+        index: new LogIndex(),
+        cache: new RecordCache(cacheBytes),
+        shard,
+        replicas: o.view.replicasOf(shard),
+        nextLocal: 0,
+        pending: [],
+        pendingHead: 0,
+        pendingBase: 0,
+        outgoing: [],
+        outgoingBytes: 0,
+        outgoingFirst: 0,
+        flushScheduled: false,
+        queue: [],
+        queueHead: 0,
+        early: new Map(),
+        foreign: new Map(),
+        knownTail: 0,
+        startupTail: -1,
+        synced: false,
+        fetchingMetalogAt: -Infinity,
+        waiting: [],
+        blocking: new Set(),
+      });
+    }
+    o.transport.onMessage((from, m) => this.onMessage(from, m));
+  }
+
+  /** Asks every sequencer for the committed metalog; resolves once the index has caught up with it. */
+  start(timeoutMs = READ_CATCH_UP_TIMEOUT_MS): Promise<void> {
+    for (const st of this.logs) this.fetchMetalog(st);
+    this.ensureSweep();
+    return new Promise((resolve, reject) => {
+      const timer = this.o.clock.setTimer(timeoutMs, () =>
+        reject(
+          new TimeoutError(
+            `engine ${this.id} did not catch up with the metalog within ${timeoutMs} ms`,
+          ),
+        ),
+      );
+      const check = (): void => {
+        if (this.logs.every((s) => s.synced)) {
+          this.o.clock.clearTimer(timer);
+          resolve();
+        } else this.syncWaiters.push(check);
+      };
+      check();
+    });
+  }
+
+  logOf(book: BookId): number {
+    return logOfBook(book, this.logs.length);
+  }
+
+  /** The engine's metalog position for a book's physical log: a position every later read can be served at. */
+  positionOf(book: BookId): MetalogPosition {
+    return this.logs[this.logOf(book)]!.index.position;
+  }
+
+  // ---- appends ------------------------------------------------------------------------
+
+  append(meta: RecordMeta, data: Uint8Array): Promise<AppendResult> {
+    if (this.closed) return Promise.reject(new LogClosedError());
+    const st = this.logs[this.logOf(meta.book)]!;
+    if (st.pending.length - st.pendingHead >= APPENDS_IN_FLIGHT_MAX) {
+      return Promise.reject(
+        new OverloadedError(
+          `more than ${APPENDS_IN_FLIGHT_MAX} appends in flight on engine ${this.id}`,
+        ),
+      );
+    }
+    const encoded = encodeRecord(meta, data);
+    return new Promise<AppendResult>((resolve, reject) => {
+      st.pending.push({
+        meta,
+        data,
+        deadline: this.o.clock.now() + this.appendTimeoutMs,
+        resolve,
+        reject,
+        settled: false,
+      });
+      if (st.outgoing.length === 0) st.outgoingFirst = st.nextLocal;
+      st.nextLocal++;
+      st.outgoing.push(encoded);
+      st.outgoingBytes += encoded.length;
+      if (
+        st.outgoing.length >= REPLICATE_BATCH_RECORDS_MAX ||
+        st.outgoingBytes >= REPLICATE_BATCH_BYTES_MAX
+      ) {
+        this.flush(st);
+      } else if (!st.flushScheduled) {
+        st.flushScheduled = true;
+        queueMicrotask(() => this.flush(st));
+      }
+      this.ensureSweep();
+    });
+  }
+
+  private flush(st: LogState): void {
+    st.flushScheduled = false;
+    if (st.outgoing.length === 0) return;
+    const msg: Message = {
+      t: "replicate",
+      log: st.log,
+      shard: st.shard,
+      first: st.outgoingFirst,
+      records: st.outgoing,
+    };
+    st.outgoing = [];
+    st.outgoingBytes = 0;
+    for (const r of st.replicas) this.o.transport.send(r, msg);
+  }
+
+  // ---- reads --------------------------------------------------------------------------
+
+  /**
+   * Runs `fn` once the index of the book's log has applied `position` (and the engine has
+   * caught up with the metalog as of its start). Returns `fn`'s value directly when no wait
+   * is needed, so cache hits stay synchronous.
+   */
+  private atPosition<T>(st: LogState, position: number, fn: () => T | Promise<T>): T | Promise<T> {
+    if (this.closed) return Promise.reject(new LogClosedError());
+    if (st.synced && st.index.position >= position) return fn();
+    if (st.waiting.length >= READS_WAITING_MAX) {
+      return Promise.reject(
+        new OverloadedError(`more than ${READS_WAITING_MAX} reads waiting on engine ${this.id}`),
+      );
+    }
+    return new Promise<T>((resolve, reject) => {
+      st.waiting.push({
+        position,
+        deadline: this.o.clock.now() + READ_CATCH_UP_TIMEOUT_MS,
+        resume: () => {
+          try {
+            resolve(fn());
+          } catch (e) {
+            reject(e);
+          }
+        },
+        reject,
+      });
+      this.ensureSweep();
+    });
+  }
+
+  private withRecord(st: LogState, seqnum: SeqNum | null): ReadResult | Promise<ReadResult> {
+    const position = st.index.position;
+    if (seqnum === null) return { record: null, position };
+    const hit = st.cache.get(seqnum);
+    if (hit !== undefined) return { record: hit, position };
+    return this.readFromStorage(st, seqnum).then((record) => ({ record, position }));
+  }
+
+  readNext(
+    book: BookId,
+    tag: Tag,
+    min: SeqNum,
+    position: number,
+  ): ReadResult | Promise<ReadResult> {
+    const st = this.logs[this.logOf(book)]!;
+    return this.atPosition(st, position, () =>
+      this.withRecord(st, st.index.readNext(book, tag, min)),
+    );
+  }
+
+  readPrev(
+    book: BookId,
+    tag: Tag,
+    max: SeqNum,
+    position: number,
+  ): ReadResult | Promise<ReadResult> {
+    const st = this.logs[this.logOf(book)]!;
+    return this.atPosition(st, position, () =>
+      this.withRecord(st, st.index.readPrev(book, tag, max)),
+    );
+  }
+
+  readNextBlocking(
+    book: BookId,
+    tag: Tag,
+    min: SeqNum,
+    position: number,
+    timeoutMs: number,
+  ): Promise<ReadResult> {
+    const st = this.logs[this.logOf(book)]!;
+    return Promise.resolve(
+      this.atPosition(st, position, () => {
+        const found = st.index.readNext(book, tag, min);
+        if (found !== null || timeoutMs <= 0) return this.withRecord(st, found);
+        if (st.blocking.size >= READS_WAITING_MAX) {
+          throw new OverloadedError(
+            `more than ${READS_WAITING_MAX} blocking reads on engine ${this.id}`,
+          );
+        }
+        return new Promise<ReadResult>((resolve, reject) => {
+          const b: BlockingRead = {
+            book,
+            tag,
+            min,
+            timer: this.o.clock.setTimer(timeoutMs, () => {
+              st.blocking.delete(b);
+              resolve({ record: null, position: st.index.position });
+            }),
+            done: (seqnum) => {
+              st.blocking.delete(b);
+              this.o.clock.clearTimer(b.timer);
+              Promise.resolve(this.withRecord(st, seqnum)).then(resolve, reject);
+            },
+            fail: reject,
+          };
+          st.blocking.add(b);
+        });
+      }),
+    );
+  }
+
+  /** Attaches aux data to a record of the book. Best effort: it may be lost, and is then recomputed by its users. */
+  setAuxData(
+    book: BookId,
+    seqnum: SeqNum,
+    data: Uint8Array,
+    position: number,
+  ): Promise<MetalogPosition> {
+    const st = this.logs[this.logOf(book)]!;
+    return Promise.resolve(
+      this.atPosition(st, position, () => {
+        if (st.index.readNext(book, 0n as Tag, seqnum) !== seqnum) {
+          throw new NotFoundError(`book ${book} has no record with seqnum ${seqnum}`);
+        }
+        const cached = st.cache.peek(seqnum);
+        if (cached !== undefined) st.cache.put({ ...cached, auxData: data });
+        const loc = st.metalog.locate(seqnum);
+        invariant(loc !== null, "an indexed record has a location");
+        const msg: Message = { t: "set-aux", log: st.log, seqnum, data };
+        for (const r of this.o.view.replicasOf(loc.shard)) this.o.transport.send(r, msg);
+        return st.index.position;
+      }),
+    );
+  }
+
+  /** True when the book has a record that is not trimmed, as of `position`. */
+  hasLiveRecords(book: BookId, position: number): Promise<boolean> {
+    const st = this.logs[this.logOf(book)]!;
+    return Promise.resolve(this.atPosition(st, position, () => st.index.hasLiveRecords(book)));
+  }
+
+  private readFromStorage(st: LogState, seqnum: SeqNum): Promise<LogRecord> {
+    const loc = st.metalog.locate(seqnum);
+    invariant(loc !== null, `indexed seqnum ${seqnum} has no location`);
+    return new Promise((resolve, reject) => {
+      const id = this.nextReadId++;
+      const r: StorageRead = {
+        seqnum,
+        replicas: this.o.view.replicasOf(loc.shard),
+        tried: 0,
+        deadline: this.o.clock.now() + STORAGE_READ_TIMEOUT_MS,
+        resolve,
+        reject,
+        st,
+      };
+      this.storageReads.set(id, r);
+      this.o.transport.send(r.replicas[0]!, { t: "read", id, log: st.log, seqnum });
+      this.ensureSweep();
+    });
+  }
+
+  // ---- messages -----------------------------------------------------------------------
+
+  private onMessage(from: NodeId, m: Message): void {
+    if (this.closed) return;
+    switch (m.t) {
+      case "metalog":
+        return this.onMetalog(m.log, m.entries, m.tail);
+      case "index-data":
+        return this.onIndexData(m.log, m.shard, m.first, m.headers);
+      case "read-reply": {
+        const r = this.storageReads.get(m.id);
+        if (r === undefined) return;
+        this.storageReads.delete(m.id);
+        if (m.record === null) {
+          r.tried++;
+          if (r.tried >= r.replicas.length) {
+            r.reject(
+              new DataLostError(`no storage replica has the record with seqnum ${r.seqnum}`),
+            );
+            return;
+          }
+          const id = this.nextReadId++;
+          this.storageReads.set(id, r);
+          this.o.transport.send(r.replicas[r.tried]!, {
+            t: "read",
+            id,
+            log: r.st.log,
+            seqnum: r.seqnum,
+          });
+          return;
+        }
+        const meta = decodeMeta(m.record);
+        const record: LogRecord = {
+          seqnum: r.seqnum,
+          book: meta.book,
+          tags: meta.tags,
+          data: payloadOf(m.record),
+          auxData: m.aux,
+        };
+        r.st.cache.put(record);
+        r.resolve(record);
+        return;
+      }
+      default:
+        this.o.logger.warn({ from, type: m.t }, "engine ignored an unexpected message");
+    }
+  }
+
+  private fetchMetalog(st: LogState): void {
+    st.fetchingMetalogAt = this.o.clock.now();
+    this.o.transport.send(this.o.view.primarySequencer(st.log), {
+      t: "metalog-fetch",
+      log: st.log,
+      from: st.metalog.position,
+    });
+  }
+
+  private onMetalog(log: number, entries: readonly MetalogEntry[], tail: number): void {
+    const st = this.logs[log];
+    if (st === undefined) return;
+    if (st.startupTail < 0) st.startupTail = tail;
+    st.knownTail = Math.max(st.knownTail, tail);
+    const take = (e: MetalogEntry): boolean => {
+      const problem = st.metalog.check(e);
+      if (problem !== null) {
+        this.o.logger.error({ log, problem }, "engine rejected a metalog entry");
+        return false;
+      }
+      st.queue.push(st.metalog.apply(e));
+      return true;
+    };
+    for (const e of entries) {
+      if (e.position < st.metalog.position) continue;
+      if (e.position > st.metalog.position) {
+        if (st.early.size < EARLY_ENTRIES_MAX) st.early.set(e.position, e);
+        continue;
+      }
+      if (!take(e)) break;
+      for (
+        let n = st.early.get(st.metalog.position);
+        n !== undefined;
+        n = st.early.get(st.metalog.position)
+      ) {
+        st.early.delete(n.position);
+        if (!take(n)) break;
+      }
+    }
+    // Keep fetching while the sequencer has more than we do (catch-up after a start).
+    if (st.metalog.position < st.knownTail) this.fetchMetalog(st);
+    else st.fetchingMetalogAt = -Infinity;
+    this.drain(st);
+  }
+
+  private onIndexData(log: number, shard: number, first: number, headers: Uint8Array[]): void {
+    const st = this.logs[log];
+    if (st === undefined || headers.length === 0) return;
+    let f = st.foreign.get(shard);
+    if (f === undefined) {
+      f = { base: first, head: 0, headers: [], requestedAt: -Infinity };
+      st.foreign.set(shard, f);
+    }
+    const end = f.base + (f.headers.length - f.head);
+    if (f.headers.length - f.head === 0) {
+      // Nothing buffered: start at this batch unless it is entirely behind what was applied.
+      const applied = st.metalog.shardEnd(shard as ShardId);
+      if (first + headers.length <= f.base && f.base >= applied) return;
+      f.base = first;
+      f.head = 0;
+      f.headers = headers.slice();
+    } else if (first <= end && first + headers.length > end) {
+      for (let i = end - first; i < headers.length; i++) f.headers.push(headers[i]!);
+    } else {
+      return;
+    }
+    if (f.headers.length - f.head > FOREIGN_HEADERS_MAX) {
+      this.o.logger.warn({ log, shard }, "index data buffer full; dropping and refetching later");
+      st.foreign.delete(shard);
+    }
+    f.requestedAt = -Infinity;
+    this.drain(st);
+  }
+
+  /** Applies queued metalog entries to the index, in order, as far as index data allows. */
+  private drain(st: LogState): void {
+    let advanced = false;
+    while (st.queueHead < st.queue.length) {
+      const a = st.queue[st.queueHead]!;
+      if (!this.haveIndexData(st, a)) break;
+      st.queueHead++;
+      this.applyToIndex(st, a);
+      advanced = true;
+    }
+    if (st.queueHead > 1024 && st.queueHead * 2 > st.queue.length) {
+      st.queue = st.queue.slice(st.queueHead);
+      st.queueHead = 0;
+    }
+    if (!st.synced && st.startupTail >= 0 && st.index.position >= st.startupTail) {
+      st.synced = true;
+      const waiters = this.syncWaiters.splice(0);
+      for (const w of waiters) w();
+      advanced = true;
+    }
+    if (advanced) this.wakeReaders(st);
+  }
+
+  private haveIndexData(st: LogState, a: AppliedEntry): boolean {
+    let ok = true;
+    for (const s of a.spans) {
+      if (s.shard === st.shard) {
+        invariant(
+          s.fromLocal >= st.pendingBase &&
+            s.toLocal <= st.pendingBase + (st.pending.length - st.pendingHead),
+          () => `own shard ${s.shard} span [${s.fromLocal}, ${s.toLocal}) not pending`,
+        );
+        continue;
+      }
+      const f = st.foreign.get(s.shard);
+      const have =
+        f !== undefined &&
+        f.base <= s.fromLocal &&
+        f.base + (f.headers.length - f.head) >= s.toLocal;
+      if (have) continue;
+      ok = false;
+      const now = this.o.clock.now();
+      if (f === undefined || now - f.requestedAt >= REFETCH_AFTER_MS) {
+        const from =
+          f !== undefined && f.base <= s.fromLocal
+            ? Math.max(s.fromLocal, f.base + (f.headers.length - f.head))
+            : s.fromLocal;
+        if (f === undefined || f.base > s.fromLocal) {
+          st.foreign.set(s.shard, { base: s.fromLocal, head: 0, headers: [], requestedAt: now });
+        } else f.requestedAt = now;
+        const replicas = this.o.view.replicasOf(s.shard);
+        const target = replicas[Math.floor(now / REFETCH_AFTER_MS) % replicas.length]!;
+        this.o.transport.send(target, {
+          t: "index-fetch",
+          log: st.log,
+          shard: s.shard,
+          from,
+          to: s.toLocal,
+        });
+        this.ensureSweep();
+      }
+    }
+    return ok;
+  }
+
+  private applyToIndex(st: LogState, a: AppliedEntry): void {
+    const position = (a.entry.position + 1) as MetalogPosition;
+    const resolved: Array<[PendingAppend, SeqNum]> = [];
+    const failed: Array<[PendingAppend, number]> = [];
+    for (const s of a.spans) {
+      const own = s.shard === st.shard;
+      const f = own ? undefined : st.foreign.get(s.shard)!;
+      for (let local = s.fromLocal; local < s.toLocal; local++) {
+        const seqnum = (s.startSeqnum + (local - s.fromLocal)) as SeqNum;
+        let meta: RecordMeta;
+        let p: PendingAppend | undefined;
+        if (own) {
+          p = st.pending[st.pendingHead + (local - st.pendingBase)]!;
+          meta = p.meta;
+        } else {
+          meta = decodeMeta(f!.headers[f!.head + (local - f!.base)]!);
+        }
+        const outcome = st.index.apply(seqnum, meta);
+        if (outcome.kind === "cond-failed") {
+          if (p !== undefined) failed.push([p, outcome.actualPosition]);
+          continue;
+        }
+        if (outcome.kind === "trim") {
+          for (const d of outcome.deleted) st.cache.delete(d);
+          if (own && outcome.deleted.length > 0) {
+            const msg: Message = { t: "delete", log: st.log, seqnums: outcome.deleted.slice() };
+            for (const n of this.o.view.config.storages) this.o.transport.send(n, msg);
+          }
+        } else if (p !== undefined) {
+          st.cache.put({ seqnum, book: meta.book, tags: meta.tags, data: p.data, auxData: null });
+        }
+        if (p !== undefined) resolved.push([p, seqnum]);
+      }
+      if (own) {
+        const n = s.toLocal - s.fromLocal;
+        for (let i = 0; i < n; i++)
+          (st.pending as Array<PendingAppend | undefined>)[st.pendingHead + i] = undefined;
+        st.pendingHead += n;
+        st.pendingBase += n;
+        if (st.pendingHead > 4096 && st.pendingHead * 2 > st.pending.length) {
+          st.pending = st.pending.slice(st.pendingHead);
+          st.pendingHead = 0;
+        }
+      } else {
+        const n = s.toLocal - s.fromLocal;
+        f!.head += n;
+        f!.base += n;
+        if (f!.head > 4096 && f!.head * 2 > f!.headers.length) {
+          f!.headers = f!.headers.slice(f!.head);
+          f!.head = 0;
+        }
+      }
+    }
+    st.index.advance(position);
+    for (const [p, seqnum] of resolved) {
+      if (p.settled) continue;
+      p.settled = true;
+      p.resolve({ seqnum, position });
+    }
+    for (const [p, actual] of failed) {
+      if (p.settled) continue;
+      p.settled = true;
+      const expected = p.meta.kind === RecordKind.Cond ? p.meta.condPosition : -1;
+      p.reject(new CondAppendFailedError(expected, actual));
+    }
+  }
+
+  private wakeReaders(st: LogState): void {
+    if (st.waiting.length > 0 && st.synced) {
+      const ready: WaitingRead[] = [];
+      const still: WaitingRead[] = [];
+      for (const w of st.waiting) (w.position <= st.index.position ? ready : still).push(w);
+      st.waiting = still;
+      for (const w of ready) w.resume();
+    }
+    if (st.blocking.size > 0) {
+      for (const b of [...st.blocking]) {
+        const found = st.index.readNext(b.book, b.tag, b.min);
+        if (found !== null) b.done(found);
+      }
+    }
+  }
+
+  // ---- deadlines and retries -------------------------------------------------------------
+
+  private ensureSweep(): void {
+    if (this.sweepTimer !== null || this.closed) return;
+    this.sweepTimer = this.o.clock.setTimer(SWEEP_INTERVAL_MS, () => this.sweep());
+  }
+
+  private sweep(): void {
+    this.sweepTimer = null;
+    if (this.closed) return;
+    const now = this.o.clock.now();
+    let busy = this.storageReads.size > 0;
+    for (const st of this.logs) {
+      for (let i = st.pendingHead; i < st.pending.length; i++) {
+        const p = st.pending[i]!;
+        if (p.deadline > now) break;
+        if (!p.settled) {
+          p.settled = true;
+          p.reject(
+            new TimeoutError(
+              `append was not ordered within ${this.appendTimeoutMs} ms; it may still appear in the log`,
+            ),
+          );
+        }
+      }
+      if (st.pending.length > st.pendingHead) busy = true;
+      if (st.waiting.length > 0) {
+        busy = true;
+        const still: WaitingRead[] = [];
+        for (const w of st.waiting) {
+          if (w.deadline <= now) {
+            w.reject(
+              new TimeoutError(
+                `the index did not reach metalog position ${w.position} within ${READ_CATCH_UP_TIMEOUT_MS} ms`,
+              ),
+            );
+          } else still.push(w);
+        }
+        st.waiting = still;
+      }
+      if (st.queueHead < st.queue.length) {
+        busy = true;
+        this.drain(st);
+      }
+      if (!st.synced || st.metalog.position < st.knownTail || st.early.size > 0) {
+        busy = true;
+        if (now - st.fetchingMetalogAt >= REFETCH_AFTER_MS) this.fetchMetalog(st);
+      }
+    }
+    for (const [id, r] of this.storageReads) {
+      if (r.deadline <= now) {
+        this.storageReads.delete(id);
+        r.reject(
+          new TimeoutError(
+            `storage did not answer a read of seqnum ${r.seqnum} within ${STORAGE_READ_TIMEOUT_MS} ms`,
+          ),
+        );
+      }
+    }
+    if (busy) this.ensureSweep();
+  }
+
+  /** Fails everything in flight with LOG_CLOSED and stops. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.sweepTimer !== null) this.o.clock.clearTimer(this.sweepTimer);
+    const err = new LogClosedError();
+    for (const st of this.logs) {
+      for (let i = st.pendingHead; i < st.pending.length; i++) {
+        const p = st.pending[i]!;
+        if (!p.settled) {
+          p.settled = true;
+          p.reject(err);
+        }
+      }
+      for (const w of st.waiting) w.reject(err);
+      st.waiting = [];
+      for (const b of st.blocking) {
+        this.o.clock.clearTimer(b.timer);
+        b.fail(err);
+      }
+      st.blocking.clear();
+    }
+    for (const r of this.storageReads.values()) r.reject(err);
+    this.storageReads.clear();
+    this.o.transport.close();
+  }
+}

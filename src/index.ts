@@ -1,0 +1,29 @@
+/** Public entry of Boki.ts: the LogBook API, its types and errors, and the embedded log. */
+export type { LogBook, TagLike, SeqNumLike, DataLike } from "./log/api.js";
+export type { LogRecord } from "./log/record.js";
+export type { SeqNum, Tag, BookId, MetalogPosition } from "./log/types.js";
+export {
+  tagOf,
+  parseTag,
+  parseSeqNum,
+  parseBookId,
+  seqnumToJSON,
+  SEQNUM_MAX,
+  TAG_ALL,
+} from "./log/types.js";
+export {
+  BokiError,
+  InvalidArgumentError,
+  RecordTooLargeError,
+  BookEmptyError,
+  NotFoundError,
+  TimeoutError,
+  LogClosedError,
+  CondAppendFailedError,
+  AppendDiscardedError,
+  DataLostError,
+  OverloadedError,
+  type ErrorCode,
+} from "./log/errors.js";
+export * as limits from "./log/limits.js";
+export { EmbeddedLog, type EmbeddedLogOptions } from "./embedded/embedded-log.js";

@@ -1,0 +1,18 @@
+import type { BookId, LogId } from "./types.js";
+import { invariant } from "./assert.js";
+
+/**
+ * Which physical log holds a book. A fixed multiplicative hash of the book id onto the
+ * physical logs, so that consecutive book ids spread out. The count of physical logs is
+ * fixed for the life of a cluster: changing it would move books between logs and break
+ * their order.
+ */
+export function logOfBook(book: BookId, physicalLogs: number): LogId {
+  invariant(
+    Number.isInteger(physicalLogs) && physicalLogs >= 1,
+    "physicalLogs must be a positive integer",
+  );
+  if (physicalLogs === 1) return 0 as LogId;
+  const h = Math.imul(book, 0x9e3779b1) >>> 0;
+  return (h % physicalLogs) as LogId;
+}

@@ -1,0 +1,99 @@
+/**
+ * Messages between roles. Plain objects with a `t` discriminator, so that msgpack can carry
+ * them over TCP unchanged. Every batch field has a named limit in `log/limits.ts`.
+ */
+import type { MetalogEntry } from "../log/metalog.js";
+
+/** Engine → storage: records of the engine's shard, contiguous from local id `first`. */
+export interface ReplicateMsg {
+  t: "replicate";
+  log: number;
+  shard: number;
+  first: number;
+  records: Uint8Array[];
+}
+
+/** Storage → sequencer: how many records of each shard the storage node holds (contiguously). */
+export interface ProgressMsg {
+  t: "progress";
+  log: number;
+  term: number;
+  held: Array<[shard: number, count: number]>;
+}
+
+/** Sequencer → engines and storage: committed metalog entries, ascending and contiguous. */
+export interface MetalogMsg {
+  t: "metalog";
+  log: number;
+  entries: MetalogEntry[];
+  /** The sender's committed metalog length when it sent this message. */
+  tail: number;
+}
+
+/** Engine or storage → sequencer: send committed entries from `from` on. */
+export interface MetalogFetchMsg {
+  t: "metalog-fetch";
+  log: number;
+  from: number;
+}
+
+/** Storage → engine: record headers of a shard, contiguous from local id `first`. */
+export interface IndexDataMsg {
+  t: "index-data";
+  log: number;
+  shard: number;
+  first: number;
+  headers: Uint8Array[];
+}
+
+/** Engine → storage: send index data for local ids [from, to) of a shard. */
+export interface IndexFetchMsg {
+  t: "index-fetch";
+  log: number;
+  shard: number;
+  from: number;
+  to: number;
+}
+
+/** Engine → storage: read one record by sequence number. */
+export interface ReadMsg {
+  t: "read";
+  id: number;
+  log: number;
+  seqnum: number;
+}
+
+export interface ReadReplyMsg {
+  t: "read-reply";
+  id: number;
+  /** The encoded record, or null if this node does not have it. */
+  record: Uint8Array | null;
+  aux: Uint8Array | null;
+}
+
+/** Engine → storage: best-effort aux data for a record. */
+export interface SetAuxMsg {
+  t: "set-aux";
+  log: number;
+  seqnum: number;
+  data: Uint8Array;
+}
+
+/** Engine → storage: records a trim removed; their bytes may be deleted. */
+export interface DeleteMsg {
+  t: "delete";
+  log: number;
+  seqnums: number[];
+}
+
+export type Message =
+  | ReplicateMsg
+  | ProgressMsg
+  | MetalogMsg
+  | MetalogFetchMsg
+  | IndexDataMsg
+  | IndexFetchMsg
+  | ReadMsg
+  | ReadReplyMsg
+  | SetAuxMsg
+  | DeleteMsg;

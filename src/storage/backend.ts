@@ -1,0 +1,29 @@
+/**
+ * What a storage node needs from its disk. The lmdb implementation is the real one; a
+ * simulated disk implements the same interface for deterministic tests.
+ */
+import type { MetalogEntry } from "../log/metalog.js";
+
+export interface StorageBackend {
+  /** Writes records of a shard from local id `first`; resolves once they are durable. */
+  writeRecords(
+    log: number,
+    shard: number,
+    first: number,
+    records: readonly Uint8Array[],
+  ): Promise<void>;
+  readRecord(log: number, shard: number, localId: number): Uint8Array | undefined;
+  /** Deletes records; resolves once the deletion is durable. */
+  deleteRecords(
+    log: number,
+    keys: ReadonlyArray<readonly [shard: number, localId: number]>,
+  ): Promise<void>;
+  writeAux(log: number, seqnum: number, data: Uint8Array): Promise<void>;
+  readAux(log: number, seqnum: number): Uint8Array | undefined;
+  deleteAux(log: number, seqnums: readonly number[]): Promise<void>;
+  /** Persists committed metalog entries (ascending per log). */
+  writeMetalog(entries: readonly MetalogEntry[]): Promise<void>;
+  /** Every persisted metalog entry of a log, ascending. */
+  loadMetalog(log: number): MetalogEntry[];
+  close(): Promise<void>;
+}

@@ -1,0 +1,315 @@
+/**
+ * A storage node: holds replicas of log shards on disk, reports how much of each shard it
+ * holds to the primary sequencer, learns the metalog to map sequence numbers to records,
+ * and serves record reads and index data to engines.
+ */
+import type { Clock } from "../clock/clock.js";
+import type { Message, ReplicateMsg } from "../protocol/messages.js";
+import type { NodeId, Transport } from "../transport/transport.js";
+import type { StorageBackend } from "./backend.js";
+import type { Logger } from "../util/logger.js";
+import { MetalogState, type MetalogEntry } from "../log/metalog.js";
+import { SLOTS_PER_TERM, type View } from "../log/view.js";
+import { headerOf } from "../log/record.js";
+import type { SeqNum, ShardId } from "../log/types.js";
+import { INDEX_DATA_BATCH_RECORDS_MAX } from "../log/limits.js";
+
+/** When an appended record counts as held: once in memory here, or once on disk here. */
+export type Durability = "memory" | "disk";
+
+/** Most out-of-order replicate batches a shard keeps while waiting for the gap before them. */
+export const STASHED_BATCHES_MAX = 64;
+/** Most metalog entries kept waiting for an earlier, missing entry. */
+export const STASHED_ENTRIES_MAX = 4096;
+
+export interface StorageNodeOptions {
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly backend: StorageBackend;
+  readonly view: View;
+  readonly logger: Logger;
+  readonly durability?: Durability;
+}
+
+interface ShardState {
+  /** Records accepted, contiguous from 0. */
+  received: number;
+  /** Records durable (or, in memory durability, accepted) and reported. */
+  held: number;
+  /** Local id of `buffer[0]`: records not yet on disk, kept for reads. */
+  bufferBase: number;
+  buffer: Uint8Array[];
+  stash: Map<number, Uint8Array[]>;
+}
+
+interface LogState {
+  readonly metalog: MetalogState;
+  readonly shards: Map<number, ShardState>;
+  readonly early: Map<number, MetalogEntry>;
+  fetching: boolean;
+}
+
+export class StorageNode {
+  readonly id: NodeId;
+  private readonly logs = new Map<number, LogState>();
+  private readonly dirtyProgress = new Set<number>();
+  private progressScheduled = false;
+  private closed = false;
+  private readonly durability: Durability;
+  /** Writes still in flight, so close() can wait for them. */
+  private readonly writes = new Set<Promise<unknown>>();
+
+  constructor(private readonly o: StorageNodeOptions) {
+    this.id = o.transport.self;
+    this.durability = o.durability ?? "disk";
+    o.transport.onMessage((from, m) => this.onMessage(from, m));
+  }
+
+  /** Loads the persisted metalog of every physical log and asks the sequencers for what is newer. */
+  start(): void {
+    for (let log = 0; log < this.o.view.config.physicalLogs; log++) {
+      const st = this.logState(log);
+      for (const e of this.o.backend.loadMetalog(log)) st.metalog.apply(e);
+      this.fetchMetalog(log, st);
+    }
+  }
+
+  private logState(log: number): LogState {
+    let st = this.logs.get(log);
+    if (st === undefined) {
+      st = { metalog: new MetalogState(), shards: new Map(), early: new Map(), fetching: false };
+      this.logs.set(log, st);
+    }
+    return st;
+  }
+
+  private shardState(st: LogState, shard: number): ShardState {
+    let s = st.shards.get(shard);
+    if (s === undefined) {
+      s = { received: 0, held: 0, bufferBase: 0, buffer: [], stash: new Map() };
+      st.shards.set(shard, s);
+    }
+    return s;
+  }
+
+  private onMessage(from: NodeId, m: Message): void {
+    if (this.closed) return;
+    switch (m.t) {
+      case "replicate":
+        return this.onReplicate(m);
+      case "metalog":
+        return this.onMetalog(m.log, m.entries);
+      case "index-fetch": {
+        const st = this.logs.get(m.log);
+        if (st === undefined) return;
+        const to = Math.min(m.to, m.from + INDEX_DATA_BATCH_RECORDS_MAX);
+        const headers: Uint8Array[] = [];
+        for (let id = m.from; id < to; id++) {
+          const r = this.record(m.log, st, m.shard, id);
+          if (r === undefined) break;
+          headers.push(headerOf(r));
+        }
+        this.o.transport.send(from, {
+          t: "index-data",
+          log: m.log,
+          shard: m.shard,
+          first: m.from,
+          headers,
+        });
+        return;
+      }
+      case "read": {
+        const st = this.logs.get(m.log);
+        const loc = st?.metalog.locate(m.seqnum as SeqNum) ?? null;
+        const record =
+          st !== undefined && loc !== null
+            ? (this.record(m.log, st, loc.shard, loc.localId) ?? null)
+            : null;
+        const aux = record !== null ? (this.o.backend.readAux(m.log, m.seqnum) ?? null) : null;
+        this.o.transport.send(from, { t: "read-reply", id: m.id, record, aux });
+        return;
+      }
+      case "set-aux":
+        this.track(this.o.backend.writeAux(m.log, m.seqnum, m.data));
+        return;
+      case "delete": {
+        const st = this.logs.get(m.log);
+        if (st === undefined) return;
+        const keys: Array<[number, number]> = [];
+        for (const s of m.seqnums) {
+          const loc = st.metalog.locate(s as SeqNum);
+          if (loc !== null) keys.push([loc.shard, loc.localId]);
+        }
+        this.track(this.o.backend.deleteRecords(m.log, keys));
+        this.track(this.o.backend.deleteAux(m.log, m.seqnums));
+        return;
+      }
+      default:
+        this.o.logger.warn({ from, type: m.t }, "storage node ignored an unexpected message");
+    }
+  }
+
+  private record(
+    log: number,
+    st: LogState,
+    shard: number,
+    localId: number,
+  ): Uint8Array | undefined {
+    const s = st.shards.get(shard);
+    if (s !== undefined && localId >= s.bufferBase && localId < s.received)
+      return s.buffer[localId - s.bufferBase];
+    return this.o.backend.readRecord(log, shard, localId);
+  }
+
+  private onReplicate(m: ReplicateMsg): void {
+    const st = this.logState(m.log);
+    const s = this.shardState(st, m.shard);
+    if (m.first > s.received) {
+      if (s.stash.size < STASHED_BATCHES_MAX) s.stash.set(m.first, m.records);
+      else
+        this.o.logger.warn(
+          { log: m.log, shard: m.shard },
+          "replicate stash full; dropping a batch until the gap fills",
+        );
+      return;
+    }
+    this.accept(m.log, st, m.shard, s, m.first, m.records);
+    for (let next = s.stash.get(s.received); next !== undefined; next = s.stash.get(s.received)) {
+      const first = s.received;
+      s.stash.delete(first);
+      this.accept(m.log, st, m.shard, s, first, next);
+    }
+  }
+
+  private accept(
+    log: number,
+    st: LogState,
+    shard: number,
+    s: ShardState,
+    first: number,
+    records: Uint8Array[],
+  ): void {
+    const skip = s.received - first;
+    if (skip >= records.length) return;
+    const fresh = skip > 0 ? records.slice(skip) : records;
+    const start = s.received;
+    for (const r of fresh) s.buffer.push(r);
+    s.received += fresh.length;
+    const end = s.received;
+    this.pushIndexData(log, shard, start, fresh);
+    if (this.durability === "memory") this.markHeld(log, s, end);
+    const w = this.o.backend.writeRecords(log, shard, start, fresh).then(
+      () => {
+        // lmdb commits transactions in order, so every earlier write of this shard is durable too.
+        const drop = end - s.bufferBase;
+        if (drop > 0) {
+          s.buffer.splice(0, drop);
+          s.bufferBase = end;
+        }
+        if (this.durability === "disk") this.markHeld(log, s, end);
+      },
+      (err: unknown) => this.o.logger.error({ err, log, shard }, "storage write failed"),
+    );
+    this.track(w);
+    void st;
+  }
+
+  /** The first replica of a shard tells the other index replicas about its records. */
+  private pushIndexData(log: number, shard: number, first: number, records: Uint8Array[]): void {
+    const replicas = this.o.view.replicasOf(shard as ShardId);
+    if (replicas[0] !== this.id) return;
+    const owner = this.o.view.config.engines[shard % SLOTS_PER_TERM];
+    for (const engine of this.o.view.config.engines) {
+      if (engine === owner) continue;
+      this.o.transport.send(engine, {
+        t: "index-data",
+        log,
+        shard,
+        first,
+        headers: records.map(headerOf),
+      });
+    }
+  }
+
+  private markHeld(log: number, s: ShardState, end: number): void {
+    if (end <= s.held) return;
+    s.held = end;
+    this.dirtyProgress.add(log);
+    if (!this.progressScheduled) {
+      this.progressScheduled = true;
+      queueMicrotask(() => this.sendProgress());
+    }
+  }
+
+  private sendProgress(): void {
+    this.progressScheduled = false;
+    if (this.closed) return;
+    for (const log of this.dirtyProgress) {
+      const st = this.logs.get(log)!;
+      const held: Array<[number, number]> = [];
+      for (const [shard, s] of st.shards) held.push([shard, s.held]);
+      this.o.transport.send(this.o.view.primarySequencer(log), {
+        t: "progress",
+        log,
+        term: this.o.view.term,
+        held,
+      });
+    }
+    this.dirtyProgress.clear();
+  }
+
+  private onMetalog(log: number, entries: MetalogEntry[]): void {
+    const st = this.logState(log);
+    const applied: MetalogEntry[] = [];
+    for (const e of entries) {
+      if (e.position < st.metalog.position) continue;
+      if (e.position > st.metalog.position) {
+        if (st.early.size < STASHED_ENTRIES_MAX) st.early.set(e.position, e);
+        continue;
+      }
+      st.metalog.apply(e);
+      applied.push(e);
+      for (
+        let n = st.early.get(st.metalog.position);
+        n !== undefined;
+        n = st.early.get(st.metalog.position)
+      ) {
+        st.early.delete(n.position);
+        st.metalog.apply(n);
+        applied.push(n);
+      }
+    }
+    st.fetching = false;
+    if (st.early.size > 0) this.fetchMetalog(log, st);
+    if (applied.length > 0) {
+      this.track(
+        this.o.backend
+          .writeMetalog(applied)
+          .catch((err: unknown) => this.o.logger.error({ err, log }, "metalog persist failed")),
+      );
+    }
+  }
+
+  private fetchMetalog(log: number, st: LogState): void {
+    if (st.fetching) return;
+    st.fetching = true;
+    this.o.transport.send(this.o.view.primarySequencer(log), {
+      t: "metalog-fetch",
+      log,
+      from: st.metalog.position,
+    });
+  }
+
+  private track(p: Promise<unknown>): void {
+    const q = p.catch((err: unknown) => this.o.logger.error({ err }, "storage operation failed"));
+    this.writes.add(q);
+    void q.finally(() => this.writes.delete(q));
+  }
+
+  /** Stops serving and waits for writes in flight. The backend is closed by its owner. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.writes]);
+    this.o.transport.close();
+  }
+}
