@@ -299,7 +299,7 @@ export class Engine {
           try {
             resolve(fn());
           } catch (e) {
-            reject(e);
+            reject(e instanceof Error ? e : new Error(String(e)));
           }
         },
         reject,

@@ -114,7 +114,6 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return "an array";
   if (value instanceof Uint8Array) return `a ${value.constructor.name}`;
   if (typeof value === "object") return "an object";
-  return typeof value === "function"
-    ? "a function"
-    : String(value as string | number | boolean | symbol | undefined);
+  if (typeof value === "function") return "a function";
+  return String(value as number | boolean | symbol | undefined); // eslint-disable-line @typescript-eslint/no-unnecessary-type-assertion
 }
