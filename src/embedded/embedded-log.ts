@@ -3,13 +3,21 @@
  * in-process transport, with lmdb on a data directory. Every open starts a new term, so
  * records that were sent but never ordered before a crash are sealed out, exactly as a
  * reconfiguration would.
+ *
+ * Durability with one fsync per acknowledgement: the sequencer and the storage node share
+ * one lmdb environment. The storage node reports records as held once it has issued their
+ * writes, the sequencer cuts right away and writes the metalog entry, and an append is
+ * acknowledged only when that entry's commit is on disk. lmdb commits writes in the order
+ * they were issued, and a record's write is issued before the entry that orders it, so the
+ * record is on disk too. One commit thus makes a whole batch of records and its order
+ * durable.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { systemClock, type Clock } from "../clock/clock.js";
 import { InProcNetwork } from "../transport/inproc.js";
 import { LmdbBackend } from "../storage/lmdb-backend.js";
-import { StorageNode, type Durability } from "../storage/storage-node.js";
+import { StorageNode } from "../storage/storage-node.js";
 import { Sequencer } from "../sequencer/sequencer.js";
 import { Engine } from "../engine/engine.js";
 import { EngineLogBook } from "../engine/logbook.js";
@@ -31,8 +39,12 @@ export interface EmbeddedLogOptions {
   readonly physicalLogs?: number;
   readonly cacheBytes?: number;
   readonly cutIntervalMs?: number;
-  /** "disk" (default): an append is acknowledged once fsync'ed. "memory": once in storage memory. */
-  readonly durability?: Durability;
+  /**
+   * true (default): an append is acknowledged once its commit is fsync'ed, so it survives
+   * a machine crash. false: commits are not fsync'ed; acknowledged appends survive a crash
+   * of the process but not of the machine.
+   */
+  readonly sync?: boolean;
   readonly logger?: Logger;
   readonly clock?: Clock;
 }
@@ -91,10 +103,9 @@ export class EmbeddedLog {
     try {
       const logger = options.logger ?? createLogger();
       const clock = options.clock ?? systemClock;
-      const seqStore = new LmdbBackend(join(options.dir, "sequencer"));
-      backends.push(seqStore);
-      const storageBackend = new LmdbBackend(join(options.dir, "storage"));
-      backends.push(storageBackend);
+      const disk = new LmdbBackend(join(options.dir, "data"), { sync: options.sync ?? true });
+      backends.push(disk);
+      const seqStore = disk;
 
       const stored = seqStore.readMeta("physicalLogs") as number | undefined;
       const physicalLogs = options.physicalLogs ?? stored ?? PHYSICAL_LOGS_DEFAULT;
@@ -122,15 +133,16 @@ export class EmbeddedLog {
         store: seqStore,
         view,
         logger: logger.child({ role: "sequencer" }),
-        cutIntervalMs: options.cutIntervalMs ?? CUT_INTERVAL_MS_DEFAULT,
+        cutIntervalMs: options.cutIntervalMs ?? 0,
       });
       const storage = new StorageNode({
         transport: net.connect("storage-0"),
         clock,
-        backend: storageBackend,
+        backend: disk,
         view,
         logger: logger.child({ role: "storage" }),
-        durability: options.durability ?? "disk",
+        durability: "memory",
+        persistMetalog: false,
       });
       const engine = new Engine({
         transport: net.connect("engine-0"),

@@ -31,10 +31,10 @@ interface LogState {
   readonly builder: CutBuilder;
   /** Every committed entry, for fetches. */
   readonly entries: MetalogEntry[];
-  /** Entries cut but not yet durable. */
-  unpersisted: MetalogEntry[];
-  persisting: boolean;
+  /** Writes of cut entries, oldest first; each is broadcast once it and all before it are durable. */
+  readonly persisting: Array<{ entry: MetalogEntry; durable: boolean }>;
   timer: TimerHandle | null;
+  cutQueued: boolean;
 }
 
 export class Sequencer {
@@ -72,9 +72,9 @@ export class Sequencer {
         log,
         builder,
         entries,
-        unpersisted: [],
-        persisting: false,
+        persisting: [],
         timer: null,
+        cutQueued: false,
       });
     }
   }
@@ -104,33 +104,37 @@ export class Sequencer {
 
   private cut(st: LogState): void {
     st.timer = null;
+    st.cutQueued = false;
     if (this.closed) return;
     const entry = st.builder.cut();
     if (entry === null) return;
-    st.unpersisted.push(entry);
-    this.persist(st);
+    this.persist(st, entry);
   }
 
-  /** Persists cut entries in order, one batch at a time, then broadcasts them. */
-  private persist(st: LogState): void {
-    if (st.persisting || st.unpersisted.length === 0) return;
-    st.persisting = true;
-    const batch = st.unpersisted;
-    st.unpersisted = [];
-    const p = this.o.store.writeMetalog(batch).then(
+  /**
+   * Writes an entry at once, without waiting for earlier writes: the store commits writes
+   * in the order they were issued, so writes overlap and batch. Entries are broadcast
+   * strictly in order, each once it and every earlier one are durable.
+   */
+  private persist(st: LogState, entry: MetalogEntry): void {
+    const item = { entry, durable: false };
+    st.persisting.push(item);
+    const p = this.o.store.writeMetalog([entry]).then(
       () => {
-        st.persisting = false;
-        for (const e of batch) st.entries.push(e);
+        item.durable = true;
+        const batch: MetalogEntry[] = [];
+        while (st.persisting.length > 0 && st.persisting[0]!.durable) {
+          const e = st.persisting.shift()!.entry;
+          st.entries.push(e);
+          batch.push(e);
+        }
+        if (batch.length === 0 || this.closed) return;
         const msg: Message = { t: "metalog", log: st.log, entries: batch, tail: st.entries.length };
         for (const n of this.subscribers) this.o.transport.send(n, msg);
-        this.persist(st);
       },
       (err: unknown) => {
         // A sequencer that cannot persist its metalog must not order anything more.
-        this.o.logger.error(
-          { err, log: st.log },
-          "metalog persist failed; sequencer stops cutting",
-        );
+        this.o.logger.error({ err, log: st.log }, "metalog persist failed; sequencer stops cutting");
         this.closed = true;
       },
     );

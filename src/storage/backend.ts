@@ -13,11 +13,6 @@ export interface StorageBackend {
     records: readonly Uint8Array[],
   ): Promise<void>;
   readRecord(log: number, shard: number, localId: number): Uint8Array | undefined;
-  /** Deletes records; resolves once the deletion is durable. */
-  deleteRecords(
-    log: number,
-    keys: ReadonlyArray<readonly [shard: number, localId: number]>,
-  ): Promise<void>;
   writeAux(log: number, seqnum: number, data: Uint8Array): Promise<void>;
   readAux(log: number, seqnum: number): Uint8Array | undefined;
   deleteAux(log: number, seqnums: readonly number[]): Promise<void>;

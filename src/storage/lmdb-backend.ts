@@ -76,12 +76,6 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     return this.records.get(recordKey(log, shard, localId));
   }
 
-  async deleteRecords(log: number, keys: ReadonlyArray<readonly [number, number]>): Promise<void> {
-    let last: Promise<boolean> | undefined;
-    for (const [shard, localId] of keys) last = this.records.remove(recordKey(log, shard, localId));
-    if (last !== undefined) await last;
-  }
-
   async writeAux(log: number, seqnum: number, data: Uint8Array): Promise<void> {
     await this.aux.put(seqKey(log, seqnum), data);
   }

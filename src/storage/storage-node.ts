@@ -29,6 +29,11 @@ export interface StorageNodeOptions {
   readonly view: View;
   readonly logger: Logger;
   readonly durability?: Durability;
+  /**
+   * Whether to persist the metalog entries this node learns. Off when the node shares its
+   * disk environment with the sequencer, which already persists them in the same place.
+   */
+  readonly persistMetalog?: boolean;
 }
 
 interface ShardState {
@@ -133,14 +138,18 @@ export class StorageNode {
         this.track(this.o.backend.writeAux(m.log, m.seqnum, m.data));
         return;
       case "delete": {
+        // A trimmed record keeps its header, so that an index rebuilt from storage can still
+        // replay the log (the trim itself depends on it); only the payload is dropped.
         const st = this.logs.get(m.log);
         if (st === undefined) return;
-        const keys: Array<[number, number]> = [];
         for (const s of m.seqnums) {
           const loc = st.metalog.locate(s as SeqNum);
-          if (loc !== null) keys.push([loc.shard, loc.localId]);
+          if (loc === null) continue;
+          const r = this.record(m.log, st, loc.shard, loc.localId);
+          if (r === undefined) continue;
+          const header = headerOf(r);
+          if (header.length < r.length) this.track(this.o.backend.writeRecords(m.log, loc.shard, loc.localId, [header.slice()]));
         }
-        this.track(this.o.backend.deleteRecords(m.log, keys));
         this.track(this.o.backend.deleteAux(m.log, m.seqnums));
         return;
       }
@@ -281,7 +290,7 @@ export class StorageNode {
     }
     st.fetching = false;
     if (st.early.size > 0) this.fetchMetalog(log, st);
-    if (applied.length > 0) {
+    if (applied.length > 0 && this.o.persistMetalog !== false) {
       this.track(
         this.o.backend
           .writeMetalog(applied)
