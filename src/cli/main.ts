@@ -9,7 +9,8 @@ import { EmbeddedLog, tagOf, BokiError } from "../index.js";
 
 function bookArg(value: string): number {
   const n = Number(value);
-  if (!/^[0-9]+$/.test(value) || n > 0xffff_ffff) throw new CliArgumentError("a book id is an integer in [0, 4294967295]");
+  if (!/^[0-9]+$/.test(value) || n > 0xffff_ffff)
+    throw new CliArgumentError("a book id is an integer in [0, 4294967295]");
   return n;
 }
 
@@ -26,7 +27,11 @@ async function demo(options: { data: string; book: number }): Promise<void> {
     }
     console.log(`Every record of book ${book.book} tagged "greetings", oldest first:`);
     let count = 0;
-    for (let r = await book.readNext(greetings, 0); r !== null; r = await book.readNext(greetings, r.seqnum + 1)) {
+    for (
+      let r = await book.readNext(greetings, 0);
+      r !== null;
+      r = await book.readNext(greetings, r.seqnum + 1)
+    ) {
       count++;
       console.log(`  ${String(r.seqnum).padStart(6)}  ${Buffer.from(r.data).toString("utf8")}`);
     }

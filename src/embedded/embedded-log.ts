@@ -103,7 +103,10 @@ export class EmbeddedLog {
     try {
       const logger = options.logger ?? createLogger();
       const clock = options.clock ?? systemClock;
-      const disk = new LmdbBackend(join(options.dir, "data"), { sync: options.sync ?? true });
+      const disk = await LmdbBackend.open(join(options.dir, "data"), {
+        sync: options.sync ?? true,
+        wal: true,
+      });
       backends.push(disk);
       const seqStore = disk;
 

@@ -86,8 +86,15 @@ export class Sequencer {
         const st = this.logs.get(m.log);
         if (st === undefined || m.term !== this.o.view.term) return;
         for (const [shard, held] of m.held) st.builder.report(from, shard, held);
-        if (st.timer === null)
+        if (this.cutIntervalMs === 0) {
+          // Cut once everything delivered in this turn has been reported.
+          if (!st.cutQueued) {
+            st.cutQueued = true;
+            queueMicrotask(() => this.cut(st));
+          }
+        } else if (st.timer === null) {
           st.timer = this.o.clock.setTimer(this.cutIntervalMs, () => this.cut(st));
+        }
         return;
       }
       case "metalog-fetch": {
@@ -134,7 +141,10 @@ export class Sequencer {
       },
       (err: unknown) => {
         // A sequencer that cannot persist its metalog must not order anything more.
-        this.o.logger.error({ err, log: st.log }, "metalog persist failed; sequencer stops cutting");
+        this.o.logger.error(
+          { err, log: st.log },
+          "metalog persist failed; sequencer stops cutting",
+        );
         this.closed = true;
       },
     );

@@ -148,7 +148,10 @@ export class StorageNode {
           const r = this.record(m.log, st, loc.shard, loc.localId);
           if (r === undefined) continue;
           const header = headerOf(r);
-          if (header.length < r.length) this.track(this.o.backend.writeRecords(m.log, loc.shard, loc.localId, [header.slice()]));
+          if (header.length < r.length)
+            this.track(
+              this.o.backend.writeRecords(m.log, loc.shard, loc.localId, [header.slice()]),
+            );
         }
         this.track(this.o.backend.deleteAux(m.log, m.seqnums));
         return;
