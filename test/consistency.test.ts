@@ -75,7 +75,11 @@ describe("read consistency across engines", () => {
         }
       }),
     );
-    const position = Math.max(c.book(0, 1).position, c.engines[0]!.positionOf(1 as never), c.engines[1]!.positionOf(1 as never));
+    const position = Math.max(
+      c.book(0, 1).position,
+      c.engines[0]!.positionOf(1 as never),
+      c.engines[1]!.positionOf(1 as never),
+    );
     for (const book of [1, 2, 3]) {
       const orders: string[][] = [];
       for (const e of [0, 1]) {

@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EmbeddedLog, tagOf, limits, type LogBook, type BokiError } from "../src/index.js";
 import { tempDir } from "./helpers/tmp.js";
 
-const text = (d: Uint8Array | null | undefined): string | null => (d == null ? null : Buffer.from(d).toString("utf8"));
+const text = (d: Uint8Array | null | undefined): string | null =>
+  d == null ? null : Buffer.from(d).toString("utf8");
 
 async function code(p: Promise<unknown>): Promise<string> {
   try {
@@ -111,7 +112,8 @@ describe("EmbeddedLog", () => {
     const s1 = await book.condAppend([c], "second", c, 1);
     expect(s1).toBeGreaterThan(s0);
     const all: string[] = [];
-    for (let r = await book.readNext(0, 0); r !== null; r = await book.readNext(0, r.seqnum + 1)) all.push(text(r.data)!);
+    for (let r = await book.readNext(0, 0); r !== null; r = await book.readNext(0, r.seqnum + 1))
+      all.push(text(r.data)!);
     expect(all).toEqual(["first", "second"]);
   });
 
@@ -122,7 +124,11 @@ describe("EmbeddedLog", () => {
       log.book(7).condAppend([c], "y", c, 0),
     ]);
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
-    expect(results.filter((r) => r.status === "rejected" && (r.reason as BokiError).code === "COND_APPEND_FAILED")).toHaveLength(1);
+    expect(
+      results.filter(
+        (r) => r.status === "rejected" && (r.reason as BokiError).code === "COND_APPEND_FAILED",
+      ),
+    ).toHaveLength(1);
   });
 
   it("rejects bad arguments of every operation with INVALID_ARGUMENT or RECORD_TOO_LARGE", async () => {
@@ -130,18 +136,31 @@ describe("EmbeddedLog", () => {
     expect(await bad(book.append("x" as never, "d"))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.append([-1], "d"))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.append([1n << 64n], "d"))).toBe("INVALID_ARGUMENT");
-    expect(await bad(book.append(Array.from({ length: limits.TAGS_PER_RECORD_MAX + 1 }, (_, i) => i + 1), "d"))).toBe("INVALID_ARGUMENT");
+    expect(
+      await bad(
+        book.append(
+          Array.from({ length: limits.TAGS_PER_RECORD_MAX + 1 }, (_, i) => i + 1),
+          "d",
+        ),
+      ),
+    ).toBe("INVALID_ARGUMENT");
     expect(await bad(book.append([], 42 as never))).toBe("INVALID_ARGUMENT");
-    expect(await bad(book.append([], new Uint8Array(limits.RECORD_BYTES_MAX + 1)))).toBe("RECORD_TOO_LARGE");
+    expect(await bad(book.append([], new Uint8Array(limits.RECORD_BYTES_MAX + 1)))).toBe(
+      "RECORD_TOO_LARGE",
+    );
     expect(await bad(book.readNext("abc", 0))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.readNext(0, -1))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.readNext(0, 1.5))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.readPrev(0, "nope"))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.readNextBlocking(0, 0, -5))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.readNextBlocking(0, 0, Number.NaN))).toBe("INVALID_ARGUMENT");
-    expect(await bad(book.readNextBlocking(0, 0, limits.BLOCKING_READ_TIMEOUT_MS_MAX + 1))).toBe("INVALID_ARGUMENT");
+    expect(await bad(book.readNextBlocking(0, 0, limits.BLOCKING_READ_TIMEOUT_MS_MAX + 1))).toBe(
+      "INVALID_ARGUMENT",
+    );
     expect(await bad(book.checkTail({} as never))).toBe("INVALID_ARGUMENT");
-    expect(await bad(book.setAuxData(0, new Uint8Array(limits.AUX_DATA_BYTES_MAX + 1)))).toBe("RECORD_TOO_LARGE");
+    expect(await bad(book.setAuxData(0, new Uint8Array(limits.AUX_DATA_BYTES_MAX + 1)))).toBe(
+      "RECORD_TOO_LARGE",
+    );
     expect(await bad(book.setAuxData("x", "d"))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.trim(0, -3))).toBe("INVALID_ARGUMENT");
     expect(await bad(book.condAppend([], "d", 0, -1))).toBe("INVALID_ARGUMENT");
@@ -154,7 +173,9 @@ describe("EmbeddedLog", () => {
   });
 
   it("a second open of the same directory fails while the first is open", async () => {
-    await expect(EmbeddedLog.open({ dir: t.dir })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(EmbeddedLog.open({ dir: t.dir })).rejects.toMatchObject({
+      code: "INVALID_ARGUMENT",
+    });
   });
 
   it("operations on a closed log fail with LOG_CLOSED", async () => {
@@ -180,7 +201,9 @@ describe("EmbeddedLog across reopen", () => {
       await b.setAuxData(s1, "aux");
       await b.trim(tag, s1);
       await b.condAppend([tag], "ok", tag, 2);
-      await expect(b.condAppend([tag], "lost", tag, 2)).rejects.toMatchObject({ code: "COND_APPEND_FAILED" });
+      await expect(b.condAppend([tag], "lost", tag, 2)).rejects.toMatchObject({
+        code: "COND_APPEND_FAILED",
+      });
       await log.close();
 
       log = await EmbeddedLog.open({ dir: t.dir });
@@ -227,7 +250,9 @@ describe("EmbeddedLog across reopen", () => {
     try {
       const log = await EmbeddedLog.open({ dir: t.dir, physicalLogs: 2 });
       await log.close();
-      await expect(EmbeddedLog.open({ dir: t.dir, physicalLogs: 3 })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+      await expect(EmbeddedLog.open({ dir: t.dir, physicalLogs: 3 })).rejects.toMatchObject({
+        code: "INVALID_ARGUMENT",
+      });
     } finally {
       t.remove();
     }

@@ -25,10 +25,13 @@ async function verify(log: EmbeddedLog, acked: Acked[], books: number[]): Promis
   for (const id of books) {
     const records = await readAll(log.book(id));
     total += records.length;
-    for (let i = 1; i < records.length; i++) expect(records[i]!.seqnum).toBeGreaterThan(records[i - 1]!.seqnum);
+    for (let i = 1; i < records.length; i++)
+      expect(records[i]!.seqnum).toBeGreaterThan(records[i - 1]!.seqnum);
     const byPayload = new Map<string, number[]>();
-    for (const r of records) byPayload.set(r.payload, [...(byPayload.get(r.payload) ?? []), r.seqnum]);
-    for (const a of acked.filter((x) => x.book === id)) expect(byPayload.get(a.payload)).toEqual([a.seqnum]);
+    for (const r of records)
+      byPayload.set(r.payload, [...(byPayload.get(r.payload) ?? []), r.seqnum]);
+    for (const a of acked.filter((x) => x.book === id))
+      expect(byPayload.get(a.payload)).toEqual([a.seqnum]);
     for (const seqnums of byPayload.values()) expect(seqnums).toHaveLength(1);
   }
   return total;
@@ -69,14 +72,23 @@ describe("EmbeddedLog restart", () => {
       for (let round = 0; round < 2; round++) {
         const child = spawn(
           process.execPath,
-          ["--import", "tsx", fileURLToPath(new URL("./fixtures/append-child.ts", import.meta.url)), t.dir, "32"],
+          [
+            "--import",
+            "tsx",
+            fileURLToPath(new URL("./fixtures/append-child.ts", import.meta.url)),
+            t.dir,
+            "32",
+          ],
           { stdio: ["ignore", "pipe", "inherit"] },
         );
         const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
         const lines = createInterface({ input: child.stdout });
         let inRound = 0;
         await new Promise<void>((resolve, reject) => {
-          const guard = setTimeout(() => reject(new Error("child made no progress within 20 s")), 20_000);
+          const guard = setTimeout(
+            () => reject(new Error("child made no progress within 20 s")),
+            20_000,
+          );
           lines.on("line", (line) => {
             const [kind, book, seqnum, payload] = line.split(" ");
             if (kind !== "ack") return;

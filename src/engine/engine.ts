@@ -163,7 +163,7 @@ export class Engine {
     for (let log = 0; log < n; log++) {
       this.logs.push({
         log,
-        metalog: new MetalogState(),
+        metalog: new MetalogState(log),
         index: new LogIndex(),
         cache: new RecordCache(cacheBytes),
         shard,

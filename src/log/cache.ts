@@ -48,8 +48,8 @@ export class RecordCache {
 
   put(record: LogRecord): void {
     const size = sizeOf(record);
-    if (size > this.capacityBytes) return;
     this.delete(record.seqnum);
+    if (size > this.capacityBytes) return;
     this.entries.set(record.seqnum, record);
     this.bytes += size;
     while (this.bytes > this.capacityBytes) {

@@ -53,6 +53,9 @@ export class MetalogState {
   private readonly starts: number[] = [];
   private readonly spansOf: Span[][] = [];
 
+  /** `log`: the physical log this state belongs to; entries of other logs are rejected. */
+  constructor(readonly log?: number) {}
+
   get position(): MetalogPosition {
     return this.next as MetalogPosition;
   }
@@ -71,6 +74,7 @@ export class MetalogState {
    * does not, so that callers receiving entries from the network can reject bad input.
    */
   check(entry: MetalogEntry): string | null {
+    if (this.log !== undefined && entry.log !== this.log) return `entry of log ${entry.log} applied to log ${this.log}`;
     if (entry.position !== this.next)
       return `expected metalog position ${this.next}, got ${entry.position}`;
     if (entry.startSeqnum !== this.seqnumNext)

@@ -47,7 +47,7 @@ export function parseSeqNum(value: unknown, what = "sequence number"): SeqNum {
       `${what} must be an integer in [0, 2^53-1], got ${describe(value)}`,
     );
   }
-  return n as SeqNum;
+  return (n + 0) as SeqNum; // + 0 turns -0 into 0
 }
 
 export function seqnumToJSON(seqnum: SeqNum): string {
@@ -82,7 +82,7 @@ export function parseBookId(value: unknown, what = "book id"): BookId {
       `${what} must be an integer in [0, ${BOOK_ID_MAX}], got ${describe(value)}`,
     );
   }
-  return n as BookId;
+  return (n + 0) as BookId;
 }
 
 export function parseMetalogPosition(value: unknown, what = "metalog position"): MetalogPosition {

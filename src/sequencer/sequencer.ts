@@ -59,7 +59,7 @@ export class Sequencer {
     for (let log = 0; log < c.physicalLogs; log++) {
       if (this.o.view.primarySequencer(log) !== this.id) continue;
       const entries = this.o.store.loadMetalog(log);
-      const state = new MetalogState();
+      const state = new MetalogState(log);
       for (const e of entries) state.apply(e);
       const builder = new CutBuilder(
         log as LogId,

@@ -82,7 +82,7 @@ export class StorageNode {
   private logState(log: number): LogState {
     let st = this.logs.get(log);
     if (st === undefined) {
-      st = { metalog: new MetalogState(), shards: new Map(), early: new Map(), fetching: false };
+      st = { metalog: new MetalogState(log), shards: new Map(), early: new Map(), fetching: false };
       this.logs.set(log, st);
     }
     return st;

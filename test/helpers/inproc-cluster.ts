@@ -51,7 +51,11 @@ export interface InProcCluster {
   close(): Promise<void>;
 }
 
-export async function startInProcCluster(dir: string, engineCount: number, storageCount = 1): Promise<InProcCluster> {
+export async function startInProcCluster(
+  dir: string,
+  engineCount: number,
+  storageCount = 1,
+): Promise<InProcCluster> {
   const storages = Array.from({ length: storageCount }, (_, i) => `storage-${i}`);
   const engineIds = Array.from({ length: engineCount }, (_, i) => `engine-${i}`);
   const view = new View({
@@ -78,10 +82,18 @@ export async function startInProcCluster(dir: string, engineCount: number, stora
   const storageNodes = storages.map((id) => {
     const b = new LmdbBackend(join(dir, id));
     backends.push(b);
-    return new StorageNode({ transport: net.connect(id), clock: systemClock, backend: b, view, logger: silentLogger, durability: "disk" });
+    return new StorageNode({
+      transport: net.connect(id),
+      clock: systemClock,
+      backend: b,
+      view,
+      logger: silentLogger,
+      durability: "disk",
+    });
   });
   const engines = engineIds.map(
-    (id) => new Engine({ transport: net.connect(id), clock: systemClock, view, logger: silentLogger }),
+    (id) =>
+      new Engine({ transport: net.connect(id), clock: systemClock, view, logger: silentLogger }),
   );
   sequencer.start();
   for (const s of storageNodes) s.start();
@@ -89,7 +101,8 @@ export async function startInProcCluster(dir: string, engineCount: number, stora
   return {
     engines,
     gate,
-    book: (engine, book, position = 0) => new EngineLogBook(engines[engine]!, parseBookId(book), position as MetalogPosition),
+    book: (engine, book, position = 0) =>
+      new EngineLogBook(engines[engine]!, parseBookId(book), position as MetalogPosition),
     close: async () => {
       for (const e of engines) e.close();
       await sequencer.close();
