@@ -618,8 +618,8 @@ export class Engine {
 
   private applyToIndex(st: LogState, a: AppliedEntry): void {
     const position = (a.entry.position + 1) as MetalogPosition;
-    const resolved: Array<[PendingAppend, SeqNum]> = [];
-    const failed: Array<[PendingAppend, number]> = [];
+    // Settling a promise only queues its continuations, which run after this method has
+    // advanced the index; so appends are settled as their records are applied.
     for (const s of a.spans) {
       const own = s.shard === st.shard;
       const f = own ? undefined : st.foreign.get(s.shard)!;
@@ -635,7 +635,11 @@ export class Engine {
         }
         const outcome = st.index.apply(seqnum, meta);
         if (outcome.kind === "cond-failed") {
-          if (p !== undefined) failed.push([p, outcome.actualPosition]);
+          if (p !== undefined && !p.settled) {
+            p.settled = true;
+            const expected = p.meta.kind === RecordKind.Cond ? p.meta.condPosition : -1;
+            p.reject(new CondAppendFailedError(expected, outcome.actualPosition));
+          }
           continue;
         }
         if (outcome.kind === "trim") {
@@ -647,7 +651,10 @@ export class Engine {
         } else if (p !== undefined) {
           st.cache.put({ seqnum, book: meta.book, tags: meta.tags, data: p.data, auxData: null });
         }
-        if (p !== undefined) resolved.push([p, seqnum]);
+        if (p !== undefined && !p.settled) {
+          p.settled = true;
+          p.resolve({ seqnum, position });
+        }
       }
       if (own) {
         const n = s.toLocal - s.fromLocal;
@@ -670,17 +677,6 @@ export class Engine {
       }
     }
     st.index.advance(position);
-    for (const [p, seqnum] of resolved) {
-      if (p.settled) continue;
-      p.settled = true;
-      p.resolve({ seqnum, position });
-    }
-    for (const [p, actual] of failed) {
-      if (p.settled) continue;
-      p.settled = true;
-      const expected = p.meta.kind === RecordKind.Cond ? p.meta.condPosition : -1;
-      p.reject(new CondAppendFailedError(expected, actual));
-    }
   }
 
   private wakeReaders(st: LogState): void {

@@ -23,7 +23,7 @@ import {
   TAGS_PER_RECORD_MAX,
 } from "../log/limits.js";
 import { BookEmptyError, InvalidArgumentError, RecordTooLargeError } from "../log/errors.js";
-import type { Engine, ReadResult } from "./engine.js";
+import type { AppendResult, Engine, ReadResult } from "./engine.js";
 
 const utf8 = new TextEncoder();
 
@@ -101,13 +101,21 @@ export class EngineLogBook implements LogBook {
   }
 
   append(tags: readonly TagLike[], data: DataLike): Promise<SeqNum> {
-    return guard(async () => {
+    // The hot path: validate synchronously, then one promise from the engine.
+    let pending: Promise<AppendResult>;
+    try {
       const meta = { kind: RecordKind.Data, book: this.book, tags: toTags(tags) } as const;
-      const r = await this.engine.append(meta, toBytes(data, "record data", RECORD_BYTES_MAX));
-      this.raise(r.position);
-      return r.seqnum;
-    });
+      pending = this.engine.append(meta, toBytes(data, "record data", RECORD_BYTES_MAX));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    return pending.then(this.acked);
   }
+
+  private readonly acked = (r: AppendResult): SeqNum => {
+    this.raise(r.position);
+    return r.seqnum;
+  };
 
   condAppend(
     tags: readonly TagLike[],

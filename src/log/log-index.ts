@@ -26,12 +26,10 @@ export type ApplyOutcome =
 
 const INDEXED: ApplyOutcome = { kind: "indexed" };
 
-function keyOf(book: BookId, tag: Tag | bigint): string {
-  return tag === 0n ? `${book}` : `${book}:${tag}`;
-}
-
 export class LogIndex {
-  private readonly streams = new Map<string, Stream>();
+  /** Tag-0 streams by book, and tagged streams by `${book}:${tag}`. */
+  private readonly books = new Map<number, Stream>();
+  private readonly tagged = new Map<string, Stream>();
   private appliedPosition = 0;
   private lastSeqnum = -1;
 
@@ -42,7 +40,7 @@ export class LogIndex {
 
   /** Number of (book, tag) sub-streams the index holds, tag-0 streams included. */
   get streamCount(): number {
-    return this.streams.size;
+    return this.books.size + this.tagged.size;
   }
 
   /** Marks every record of metalog entries below `position` as applied. */
@@ -51,28 +49,31 @@ export class LogIndex {
     this.appliedPosition = position;
   }
 
-  private stream(key: string): Stream {
-    let s = this.streams.get(key);
+  private find(book: BookId, tag: Tag | bigint): Stream | undefined {
+    return tag === 0n ? this.books.get(book) : this.tagged.get(`${book}:${tag}`);
+  }
+
+  private streamOf(book: BookId, tag: Tag | bigint): Stream {
+    let s = this.find(book, tag);
     if (s === undefined) {
       s = { seqnums: [], head: 0, total: 0, trimPoint: 0 };
-      this.streams.set(key, s);
+      if (tag === 0n) this.books.set(book, s);
+      else this.tagged.set(`${book}:${tag}`, s);
     }
     return s;
   }
 
   /** Applies one ordered record. Sequence numbers must arrive strictly ascending. */
   apply(seqnum: SeqNum, meta: RecordMeta): ApplyOutcome {
-    invariant(
-      seqnum > this.lastSeqnum,
-      () => `index got seqnum ${seqnum} after ${this.lastSeqnum}`,
-    );
+    if (seqnum <= this.lastSeqnum)
+      invariant(false, `index got seqnum ${seqnum} after ${this.lastSeqnum}`);
     this.lastSeqnum = seqnum;
     switch (meta.kind) {
       case RecordKind.Data:
         this.add(seqnum, meta.book, meta.tags);
         return INDEXED;
       case RecordKind.Cond: {
-        const total = this.streams.get(keyOf(meta.book, meta.condTag))?.total ?? 0;
+        const total = this.find(meta.book, meta.condTag)?.total ?? 0;
         if (total !== meta.condPosition) return { kind: "cond-failed", actualPosition: total };
         this.add(seqnum, meta.book, meta.tags);
         return INDEXED;
@@ -86,11 +87,11 @@ export class LogIndex {
   }
 
   private add(seqnum: number, book: BookId, tags: readonly Tag[]): void {
-    const all = this.stream(keyOf(book, 0n));
+    const all = this.streamOf(book, 0n);
     all.seqnums.push(seqnum);
     all.total++;
     for (const t of tags) {
-      const s = this.stream(keyOf(book, t));
+      const s = this.streamOf(book, t);
       s.seqnums.push(seqnum);
       s.total++;
     }
@@ -103,7 +104,7 @@ export class LogIndex {
    */
   private trim(at: number, book: BookId, tag: Tag, upTo: number): SeqNum[] {
     const point = Math.min(upTo, at);
-    const s = this.streams.get(keyOf(book, tag));
+    const s = this.find(book, tag);
     if (s === undefined || point <= s.trimPoint) return [];
     s.trimPoint = point;
     const newHead = lowerBound(s.seqnums, point, s.head);
@@ -118,13 +119,13 @@ export class LogIndex {
 
   private effectiveStart(book: BookId, tag: Tag, s: Stream): number {
     if (tag === 0n) return s.trimPoint;
-    const all = this.streams.get(keyOf(book, 0n));
+    const all = this.find(book, 0n);
     return Math.max(s.trimPoint, all?.trimPoint ?? 0);
   }
 
   /** First sequence number ≥ `min` in the sub-stream, or null. */
   readNext(book: BookId, tag: Tag, min: SeqNum): SeqNum | null {
-    const s = this.streams.get(keyOf(book, tag));
+    const s = this.find(book, tag);
     if (s === undefined) return null;
     const from = Math.max(min, this.effectiveStart(book, tag, s));
     const i = lowerBound(s.seqnums, from, s.head);
@@ -133,7 +134,7 @@ export class LogIndex {
 
   /** Last sequence number ≤ `max` in the sub-stream, or null. */
   readPrev(book: BookId, tag: Tag, max: SeqNum): SeqNum | null {
-    const s = this.streams.get(keyOf(book, tag));
+    const s = this.find(book, tag);
     if (s === undefined) return null;
     const i = lowerBound(s.seqnums, max + 1, s.head) - 1;
     if (i < s.head) return null;
@@ -143,7 +144,7 @@ export class LogIndex {
 
   /** Records ever accepted into the sub-stream (trimmed ones included). */
   streamLength(book: BookId, tag: Tag): number {
-    return this.streams.get(keyOf(book, tag))?.total ?? 0;
+    return this.find(book, tag)?.total ?? 0;
   }
 
   /** True when the book has at least one record that is not trimmed. */

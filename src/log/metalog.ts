@@ -74,7 +74,8 @@ export class MetalogState {
    * does not, so that callers receiving entries from the network can reject bad input.
    */
   check(entry: MetalogEntry): string | null {
-    if (this.log !== undefined && entry.log !== this.log) return `entry of log ${entry.log} applied to log ${this.log}`;
+    if (this.log !== undefined && entry.log !== this.log)
+      return `entry of log ${entry.log} applied to log ${this.log}`;
     if (entry.position !== this.next)
       return `expected metalog position ${this.next}, got ${entry.position}`;
     if (entry.startSeqnum !== this.seqnumNext)

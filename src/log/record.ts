@@ -93,8 +93,14 @@ export function decodeMeta(bytes: Uint8Array): RecordMeta {
     tags[i] = buf.readBigUInt64BE(off) as Tag;
     off += 8;
   }
-  invariant(kind === RecordKind.Data || kind === RecordKind.Cond || kind === RecordKind.Trim, `unknown record kind ${kind}`);
-  invariant(kind === RecordKind.Data || buf.length >= off + 16, "record shorter than its condition");
+  invariant(
+    kind === RecordKind.Data || kind === RecordKind.Cond || kind === RecordKind.Trim,
+    `unknown record kind ${kind}`,
+  );
+  invariant(
+    kind === RecordKind.Data || buf.length >= off + 16,
+    "record shorter than its condition",
+  );
   switch (kind) {
     case RecordKind.Data:
       return { kind, book, tags };

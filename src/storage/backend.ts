@@ -13,6 +13,14 @@ export interface StorageBackend {
     records: readonly Uint8Array[],
   ): Promise<void>;
   readRecord(log: number, shard: number, localId: number): Uint8Array | undefined;
+  /**
+   * Replaces records by their headers, dropping payloads (records trimmed from their book).
+   * The header stays so that an index can still be rebuilt from storage. Best effort.
+   */
+  truncatePayloads(
+    log: number,
+    records: ReadonlyArray<readonly [shard: number, localId: number]>,
+  ): Promise<void>;
   writeAux(log: number, seqnum: number, data: Uint8Array): Promise<void>;
   readAux(log: number, seqnum: number): Uint8Array | undefined;
   deleteAux(log: number, seqnums: readonly number[]): Promise<void>;

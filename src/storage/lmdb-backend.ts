@@ -1,6 +1,7 @@
 /**
- * Storage on lmdb. Records are keyed by (log, shard, local id) in big-endian binary so a
- * shard's records are contiguous on disk. lmdb-js batches every write issued in the same
+ * Storage on lmdb. Records are stored as the batches they arrived in (one lmdb value per
+ * batch, keyed by (log, shard, first local id) in big-endian binary), so writing a batch
+ * of records costs one put, and reading record i finds its batch with one reverse seek. lmdb-js batches every write issued in the same
  * turn of the event loop into one transaction: that is the group commit. With
  * `overlappingSync` off, a write's promise resolves only after the commit is on disk.
  *
@@ -18,6 +19,7 @@ import { pack, unpack } from "msgpackr";
 import { join } from "node:path";
 import { Wal, WAL_SEGMENT_BYTES_DEFAULT } from "./wal.js";
 import { invariant } from "../log/assert.js";
+import { headerOf } from "../log/record.js";
 
 export interface LmdbOptions {
   /** When false, commits are not fsync'ed: faster, but a machine crash may lose acknowledged data. */
@@ -55,6 +57,37 @@ function recordsFrame(
   return f;
 }
 
+interface RecordsFrame {
+  readonly log: number;
+  readonly shard: number;
+  readonly first: number;
+  readonly count: number;
+}
+
+function frameHead(f: Uint8Array): RecordsFrame {
+  const b = Buffer.isBuffer(f) ? f : Buffer.from(f.buffer, f.byteOffset, f.byteLength);
+  return {
+    log: b.readUInt16BE(1),
+    shard: b.readUIntBE(3, 6),
+    first: b.readUIntBE(9, 6),
+    count: b.readUInt32BE(15),
+  };
+}
+
+/** The records of a frame, as views into it. */
+function frameRecords(f: Uint8Array): Uint8Array[] {
+  const b = Buffer.isBuffer(f) ? f : Buffer.from(f.buffer, f.byteOffset, f.byteLength);
+  const n = b.readUInt32BE(15);
+  const out: Uint8Array[] = new Array<Uint8Array>(n);
+  let off = 19;
+  for (let i = 0; i < n; i++) {
+    const len = b.readUInt32BE(off);
+    out[i] = b.subarray(off + 4, off + 4 + len);
+    off += 4 + len;
+  }
+  return out;
+}
+
 function metalogFrame(entries: readonly MetalogEntry[]): Buffer {
   const body = pack(entries);
   const f = Buffer.allocUnsafe(1 + body.length);
@@ -90,9 +123,14 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
   private readonly meta: Database<unknown, string>;
 
   private wal: Wal | null = null;
-  /** Records durable in the WAL but not yet in an lmdb commit on disk. */
-  private readonly memtable = new Map<string, Uint8Array>();
+  /** Batches durable in the WAL but not yet in an lmdb commit on disk, per `${log}/${shard}`. */
+  private readonly memtable = new Map<
+    string,
+    Array<{ first: number; records: readonly Uint8Array[] }>
+  >();
   private readonly checkpoints = new Set<Promise<unknown>>();
+  /** The batch read last, parsed. */
+  private lastFrame: { head: RecordsFrame; records: Uint8Array[] } | null = null;
 
   /** Opens a backend; with a WAL, first replays what the WAL holds into lmdb. */
   static async open(dir: string, options: LmdbOptions = {}): Promise<LmdbBackend> {
@@ -139,18 +177,8 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
   private applyFrame(f: Buffer): Promise<unknown> {
     if (f[0] === FRAME_METALOG) return this.putMetalog(unpack(f.subarray(1)) as MetalogEntry[]);
     invariant(f[0] === FRAME_RECORDS, `unknown WAL frame type ${f[0]}`);
-    const log = f.readUInt16BE(1);
-    const shard = f.readUIntBE(3, 6);
-    const first = f.readUIntBE(9, 6);
-    const n = f.readUInt32BE(15);
-    let off = 19;
-    let last: Promise<unknown> = Promise.resolve();
-    for (let i = 0; i < n; i++) {
-      const len = f.readUInt32BE(off);
-      last = this.records.put(recordKey(log, shard, first + i), f.subarray(off + 4, off + 4 + len));
-      off += 4 + len;
-    }
-    return last;
+    const h = frameHead(f);
+    return this.records.put(recordKey(h.log, h.shard, h.first), f);
   }
 
   private putMetalog(entries: readonly MetalogEntry[]): Promise<unknown> {
@@ -179,39 +207,104 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     first: number,
     records: readonly Uint8Array[],
   ): Promise<void> {
-    if (this.wal !== null) {
-      const keys = records.map((_, i) => `${log}/${shard}/${first + i}`);
-      records.forEach((r, i) => this.memtable.set(keys[i]!, r));
-      const { segment, durable } = this.wal.append(recordsFrame(log, shard, first, records));
-      await durable;
-      this.checkpoint(
-        segment,
-        () => {
-          let last: Promise<unknown> = Promise.resolve();
-          for (let i = 0; i < records.length; i++)
-            last = this.records.put(recordKey(log, shard, first + i), records[i]!);
-          return last;
-        },
-        () => {
-          records.forEach((r, i) => {
-            if (this.memtable.get(keys[i]!) === r) this.memtable.delete(keys[i]!);
-          });
-        },
-      );
+    const f = recordsFrame(log, shard, first, records);
+    if (this.wal === null) {
+      await this.records.put(recordKey(log, shard, first), f);
       return;
     }
-    let last: Promise<boolean> | undefined;
-    for (let i = 0; i < records.length; i++)
-      last = this.records.put(recordKey(log, shard, first + i), records[i]!);
-    if (last !== undefined) await last;
+    const shardKey = `${log}/${shard}`;
+    let pending = this.memtable.get(shardKey);
+    if (pending === undefined) {
+      pending = [];
+      this.memtable.set(shardKey, pending);
+    }
+    const item = { first, records };
+    pending.push(item);
+    const { segment, durable } = this.wal.append(f);
+    await durable;
+    this.checkpoint(
+      segment,
+      () => this.records.put(recordKey(log, shard, first), f),
+      () => {
+        const i = pending.indexOf(item);
+        if (i >= 0) pending.splice(i, 1);
+      },
+    );
   }
 
   readRecord(log: number, shard: number, localId: number): Uint8Array | undefined {
-    if (this.memtable.size > 0) {
-      const m = this.memtable.get(`${log}/${shard}/${localId}`);
-      if (m !== undefined) return m;
+    const pending = this.memtable.get(`${log}/${shard}`);
+    if (pending !== undefined) {
+      for (const p of pending) {
+        if (localId >= p.first && localId < p.first + p.records.length)
+          return p.records[localId - p.first];
+      }
     }
-    return this.records.get(recordKey(log, shard, localId));
+    const last = this.lastFrame;
+    if (
+      last !== null &&
+      last.head.log === log &&
+      last.head.shard === shard &&
+      localId >= last.head.first &&
+      localId < last.head.first + last.head.count
+    ) {
+      return last.records[localId - last.head.first];
+    }
+    const found = this.findFrame(log, shard, localId);
+    if (found === undefined) return undefined;
+    // Keep the batch parsed: reads of a shard's records (index rebuilds) are sequential.
+    this.lastFrame = { head: found.head, records: frameRecords(found.frame) };
+    return this.lastFrame.records[localId - found.head.first];
+  }
+
+  /** The stored batch holding a record: the last batch of the shard starting at or before it. */
+  private findFrame(
+    log: number,
+    shard: number,
+    localId: number,
+  ): { key: Buffer; frame: Uint8Array; head: RecordsFrame } | undefined {
+    for (const { key, value } of this.records.getRange({
+      start: recordKey(log, shard, localId),
+      reverse: true,
+      limit: 1,
+    })) {
+      const head = frameHead(value);
+      if (head.log !== log || head.shard !== shard || localId >= head.first + head.count)
+        return undefined;
+      return { key, frame: value, head };
+    }
+    return undefined;
+  }
+
+  async truncatePayloads(
+    log: number,
+    records: ReadonlyArray<readonly [shard: number, localId: number]>,
+  ): Promise<void> {
+    // Rewrite batches only once they are in lmdb, so a checkpoint cannot overwrite the rewrite.
+    await Promise.all([...this.checkpoints]);
+    this.lastFrame = null;
+    const batches = new Map<string, { head: RecordsFrame; records: Uint8Array[] }>();
+    for (const [shard, localId] of records) {
+      const found = this.findFrame(log, shard, localId);
+      if (found === undefined) continue;
+      const id = found.key.toString("hex");
+      let b = batches.get(id);
+      if (b === undefined) {
+        b = { head: found.head, records: frameRecords(found.frame).map((r) => r.slice()) };
+        batches.set(id, b);
+      }
+      b.records[localId - found.head.first] = headerOf(
+        b.records[localId - found.head.first]!,
+      ).slice();
+    }
+    let last: Promise<unknown> = Promise.resolve();
+    for (const { head, records: rs } of batches.values()) {
+      last = this.records.put(
+        recordKey(log, head.shard, head.first),
+        recordsFrame(log, head.shard, head.first, rs),
+      );
+    }
+    await last;
   }
 
   async writeAux(log: number, seqnum: number, data: Uint8Array): Promise<void> {

@@ -142,17 +142,12 @@ export class StorageNode {
         // replay the log (the trim itself depends on it); only the payload is dropped.
         const st = this.logs.get(m.log);
         if (st === undefined) return;
+        const keys: Array<[number, number]> = [];
         for (const s of m.seqnums) {
           const loc = st.metalog.locate(s as SeqNum);
-          if (loc === null) continue;
-          const r = this.record(m.log, st, loc.shard, loc.localId);
-          if (r === undefined) continue;
-          const header = headerOf(r);
-          if (header.length < r.length)
-            this.track(
-              this.o.backend.writeRecords(m.log, loc.shard, loc.localId, [header.slice()]),
-            );
+          if (loc !== null) keys.push([loc.shard, loc.localId]);
         }
+        this.track(this.o.backend.truncatePayloads(m.log, keys));
         this.track(this.o.backend.deleteAux(m.log, m.seqnums));
         return;
       }

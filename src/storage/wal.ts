@@ -1,13 +1,20 @@
 /**
  * A write-ahead log: the low-latency durable path of a storage backend. Frames are appended
- * to preallocated segment files and made durable with one `fdatasync` per group of frames
- * (group commit); overwriting preallocated space syncs about twice as fast as growing a
- * file, since no block allocation has to reach the disk. Segments are recycled once their
- * frames have been checkpointed elsewhere (lmdb), so steady state creates no files.
+ * to preallocated segment files opened with O_DSYNC, so one write system call per group of
+ * frames makes the group durable (group commit). Overwriting preallocated space syncs about
+ * twice as fast as growing a file, since no block allocation has to reach the disk.
+ *
+ * A group is every frame appended in one turn of the event loop, and it is written on the
+ * event loop thread: the loop blocks for one synced write (about 0.3 ms on an ordinary SSD)
+ * instead of paying two thread hand-offs through libuv's pool, which cost more than that
+ * in a VM and leave the loop idle anyway while the appenders wait for the sync.
+ *
+ * Segments are recycled once their frames have been checkpointed elsewhere (lmdb), so
+ * steady state creates no files.
  *
  * Frame: u32 length | u32 crc32(segment id, payload) | u32 segment id | payload.
  * Recovery reads each segment until a frame is empty, torn (crc mismatch) or left over from
- * the segment's previous life (other segment id).
+ * the segment's previous life (other segment id), so it returns a prefix of what was written.
  */
 import {
   closeSync,
@@ -20,7 +27,7 @@ import {
   rmSync,
   writeSync,
 } from "node:fs";
-import { fdatasync, write } from "node:fs";
+import { constants, writevSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { invariant } from "../log/assert.js";
@@ -51,7 +58,8 @@ interface Segment {
 interface Group {
   readonly segment: Segment;
   readonly offset: number;
-  readonly frames: Buffer[];
+  /** Frame headers and payloads, alternating, in write order. */
+  readonly parts: Uint8Array[];
   bytes: number;
   readonly waiters: Array<{ resolve: () => void; reject: (e: Error) => void }>;
 }
@@ -60,13 +68,13 @@ function segmentName(id: number): string {
   return `${String(id).padStart(12, "0")}.wal`;
 }
 
-function frame(segmentId: number, payload: Uint8Array): Buffer {
-  const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  f.writeUInt32LE(payload.length, 0);
-  f.writeUInt32LE(segmentId, 8);
-  f.set(payload, FRAME_HEADER_BYTES);
-  f.writeUInt32LE(crc32(f.subarray(8)), 4);
-  return f;
+/** A frame's header; the payload is written after it from its own buffer, without a copy. */
+function frameHeader(segmentId: number, payload: Uint8Array): Buffer {
+  const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  h.writeUInt32LE(payload.length, 0);
+  h.writeUInt32LE(segmentId, 8);
+  h.writeUInt32LE(crc32(payload, crc32(h.subarray(8))), 4);
+  return h;
 }
 
 function preallocate(path: string, bytes: number): number {
@@ -108,7 +116,6 @@ export class Wal {
   private spares: string[] = [];
   /** Groups waiting to be written, oldest first; appends join the last one. */
   private queue: Group[] = [];
-  private inFlight: Group | null = null;
   private scheduled = false;
   private closed = false;
   private failed: Error | null = null;
@@ -161,12 +168,9 @@ export class Wal {
     const path = join(this.dir, segmentName(id));
     const spare = this.spares.shift();
     let fd: number;
-    if (spare !== undefined) {
-      renameSync(spare, path);
-      fd = openSync(path, "r+");
-    } else {
-      fd = preallocate(path, this.segmentBytes);
-    }
+    if (spare !== undefined) renameSync(spare, path);
+    else closeSync(preallocate(path, this.segmentBytes));
+    fd = openSync(path, constants.O_RDWR | (this.sync ? constants.O_DSYNC : 0));
     const dirFd = openSync(this.dir, "r");
     fsyncSync(dirFd);
     closeSync(dirFd);
@@ -203,15 +207,15 @@ export class Wal {
     const seg = this.current;
     let g = this.queue[this.queue.length - 1];
     if (g === undefined || g.segment !== seg) {
-      g = { segment: seg, offset: seg.offset, frames: [], bytes: 0, waiters: [] };
+      g = { segment: seg, offset: seg.offset, parts: [], bytes: 0, waiters: [] };
       this.queue.push(g);
     }
-    g.frames.push(frame(seg.id, payload));
+    g.parts.push(frameHeader(seg.id, payload), payload);
     g.bytes += size;
     seg.offset += size;
     seg.pending++;
     const durable = new Promise<void>((resolve, reject) => g.waiters.push({ resolve, reject }));
-    if (this.inFlight === null && !this.scheduled) {
+    if (!this.scheduled) {
       // Let every append of this turn of the event loop, microtasks included, join the group.
       this.scheduled = true;
       setImmediate(() => this.flush());
@@ -219,35 +223,34 @@ export class Wal {
     return { segment: seg.id, durable };
   }
 
-  /** Writes and syncs queued groups one after another; appends meanwhile form the next group. */
+  /** Writes the queued groups, in order; each is durable when its write returns. */
   private flush(): void {
     this.scheduled = false;
-    if (this.inFlight !== null || this.failed !== null) return;
-    const g = this.queue.shift();
-    if (g === undefined) return;
-    this.inFlight = g;
-    const buf = g.frames.length === 1 ? g.frames[0]! : Buffer.concat(g.frames, g.bytes);
-    write(g.segment.fd, buf, 0, buf.length, g.offset, (err) => {
-      if (err !== null) return this.fail(err);
-      if (!this.sync) return this.groupDone();
-      fdatasync(g.segment.fd, (err2) => (err2 !== null ? this.fail(err2) : this.groupDone()));
-    });
+    for (
+      let g = this.queue.shift();
+      g !== undefined && this.failed === null;
+      g = this.queue.shift()
+    ) {
+      let written: number;
+      try {
+        written = writevSync(g.segment.fd, g.parts, g.offset);
+      } catch (err) {
+        this.fail(err as Error, g);
+        return;
+      }
+      if (written !== g.bytes) {
+        this.fail(new Error(`short WAL write: ${written} of ${g.bytes} bytes`), g);
+        return;
+      }
+      for (const w of g.waiters) w.resolve();
+    }
   }
 
-  private groupDone(): void {
-    const g = this.inFlight!;
-    this.inFlight = null;
-    for (const w of g.waiters) w.resolve();
-    this.flush();
-  }
-
-  private fail(err: Error): void {
+  private fail(err: Error, current: Group): void {
     // A WAL that cannot write must not acknowledge anything more.
     this.failed = err;
-    const groups = this.inFlight !== null ? [this.inFlight, ...this.queue] : this.queue;
-    for (const g of groups) for (const w of g.waiters) w.reject(err);
+    for (const g of [current, ...this.queue]) for (const w of g.waiters) w.reject(err);
     this.queue = [];
-    this.inFlight = null;
   }
 
   /** Reports that one frame of `segment` is checkpointed; a sealed segment with none left is recycled. */
@@ -268,8 +271,8 @@ export class Wal {
   /** Waits for queued frames to be durable, then closes every segment file. */
   async close(): Promise<void> {
     if (this.closed) return;
-    const last = this.queue[this.queue.length - 1] ?? this.inFlight;
-    if (last !== null)
+    const last = this.queue[this.queue.length - 1];
+    if (last !== undefined)
       await new Promise<void>((resolve) => last.waiters.push({ resolve, reject: () => resolve() }));
     this.closed = true;
     for (const s of this.segments.values()) closeSync(s.fd);
