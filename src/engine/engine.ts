@@ -129,6 +129,7 @@ interface LogState {
   outgoing: Uint8Array[];
   outgoingBytes: number;
   outgoingFirst: number;
+  batchDeadline: number;
   flushScheduled: boolean;
   /** Entries applied to the metalog but not yet to the index (waiting for index data). */
   queue: AppliedEntry[];
@@ -175,6 +176,7 @@ export class Engine {
         outgoing: [],
         outgoingBytes: 0,
         outgoingFirst: 0,
+        batchDeadline: 0,
         flushScheduled: false,
         queue: [],
         queueHead: 0,
@@ -236,10 +238,12 @@ export class Engine {
     }
     const encoded = encodeRecord(meta, data);
     return new Promise<AppendResult>((resolve, reject) => {
+      // Appends batched together share one reading of the clock.
+      if (st.outgoing.length === 0) st.batchDeadline = this.o.clock.now() + this.appendTimeoutMs;
       st.pending.push({
         meta,
         data,
-        deadline: this.o.clock.now() + this.appendTimeoutMs,
+        deadline: st.batchDeadline,
         resolve,
         reject,
         settled: false,
