@@ -25,11 +25,7 @@ import { View } from "../log/view.js";
 import type { LogBook } from "../log/api.js";
 import { parseBookId, parseMetalogPosition, type MetalogPosition } from "../log/types.js";
 import { InvalidArgumentError, LogClosedError } from "../log/errors.js";
-import {
-  CACHE_BYTES_DEFAULT,
-  CUT_INTERVAL_MS_DEFAULT,
-  PHYSICAL_LOGS_DEFAULT,
-} from "../log/limits.js";
+import { CACHE_BYTES_DEFAULT, PHYSICAL_LOGS_DEFAULT } from "../log/limits.js";
 import { createLogger, type Logger } from "../util/logger.js";
 
 export interface EmbeddedLogOptions {

@@ -167,10 +167,9 @@ export class Wal {
   private openSegment(id: number): Segment {
     const path = join(this.dir, segmentName(id));
     const spare = this.spares.shift();
-    let fd: number;
     if (spare !== undefined) renameSync(spare, path);
     else closeSync(preallocate(path, this.segmentBytes));
-    fd = openSync(path, constants.O_RDWR | (this.sync ? constants.O_DSYNC : 0));
+    const fd = openSync(path, constants.O_RDWR | (this.sync ? constants.O_DSYNC : 0));
     const dirFd = openSync(this.dir, "r");
     fsyncSync(dirFd);
     closeSync(dirFd);
