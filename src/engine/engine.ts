@@ -194,17 +194,29 @@ export class Engine {
   }
 
   /** Asks every sequencer for the committed metalog; resolves once the index has caught up with it. */
-  start(timeoutMs = READ_CATCH_UP_TIMEOUT_MS): Promise<void> {
+  start(stallTimeoutMs = READ_CATCH_UP_TIMEOUT_MS): Promise<void> {
     for (const st of this.logs) this.fetchMetalog(st);
     this.ensureSweep();
+    // Catching up a long log takes as long as it takes; it fails only when it stops moving.
+    const progress = (): number =>
+      this.logs.reduce((n, st) => n + st.index.position + st.metalog.position, 0);
     return new Promise((resolve, reject) => {
-      const timer = this.o.clock.setTimer(timeoutMs, () =>
-        reject(
-          new TimeoutError(
-            `engine ${this.id} did not catch up with the metalog within ${timeoutMs} ms`,
-          ),
-        ),
-      );
+      let seen = progress();
+      let timer: TimerHandle;
+      const watch = (): void => {
+        const now = progress();
+        if (now === seen) {
+          reject(
+            new TimeoutError(
+              `engine ${this.id} made no progress catching up with the metalog for ${stallTimeoutMs} ms`,
+            ),
+          );
+          return;
+        }
+        seen = now;
+        timer = this.o.clock.setTimer(stallTimeoutMs, watch);
+      };
+      timer = this.o.clock.setTimer(stallTimeoutMs, watch);
       const check = (): void => {
         if (this.logs.every((s) => s.synced)) {
           this.o.clock.clearTimer(timer);

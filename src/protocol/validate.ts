@@ -128,7 +128,12 @@ const parsers: Parsers = {
     from: count(t, o, "from"),
     to: count(t, o, "to"),
   }),
-  read: (t, o) => ({ t, id: count(t, o, "id"), log: count(t, o, "log"), seqnum: count(t, o, "seqnum") }),
+  read: (t, o) => ({
+    t,
+    id: count(t, o, "id"),
+    log: count(t, o, "log"),
+    seqnum: count(t, o, "seqnum"),
+  }),
   "read-reply": (t, o) => ({
     t,
     id: count(t, o, "id"),

@@ -88,6 +88,27 @@ function frameRecords(f: Uint8Array): Uint8Array[] {
   return out;
 }
 
+function asBuffer(f: Uint8Array): Buffer {
+  return Buffer.isBuffer(f) ? f : Buffer.from(f.buffer, f.byteOffset, f.byteLength);
+}
+
+/** Where each record's length prefix sits in a frame. */
+function frameOffsets(b: Buffer): Uint32Array {
+  const n = b.readUInt32BE(15);
+  const out = new Uint32Array(n);
+  let off = 19;
+  for (let i = 0; i < n; i++) {
+    out[i] = off;
+    off += 4 + b.readUInt32BE(off);
+  }
+  return out;
+}
+
+function recordAt(b: Buffer, offsets: Uint32Array, index: number): Uint8Array {
+  const off = offsets[index]!;
+  return b.subarray(off + 4, off + 4 + b.readUInt32BE(off));
+}
+
 function metalogFrame(entries: readonly MetalogEntry[]): Buffer {
   const body = pack(entries);
   const f = Buffer.allocUnsafe(1 + body.length);
@@ -130,7 +151,7 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
   >();
   private readonly checkpoints = new Set<Promise<unknown>>();
   /** The batch read last, parsed. */
-  private lastFrame: { head: RecordsFrame; records: Uint8Array[] } | null = null;
+  private lastFrame: { head: RecordsFrame; frame: Buffer; offsets: Uint32Array } | null = null;
 
   /** Opens a backend; with a WAL, first replays what the WAL holds into lmdb. */
   static async open(dir: string, options: LmdbOptions = {}): Promise<LmdbBackend> {
@@ -248,13 +269,15 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
       localId >= last.head.first &&
       localId < last.head.first + last.head.count
     ) {
-      return last.records[localId - last.head.first];
+      return recordAt(last.frame, last.offsets, localId - last.head.first);
     }
     const found = this.findFrame(log, shard, localId);
     if (found === undefined) return undefined;
-    // Keep the batch parsed: reads of a shard's records (index rebuilds) are sequential.
-    this.lastFrame = { head: found.head, records: frameRecords(found.frame) };
-    return this.lastFrame.records[localId - found.head.first];
+    // Keep the batch's record offsets: reads of a shard's records (index rebuilds) are sequential.
+    const frame = asBuffer(found.frame);
+    const offsets = frameOffsets(frame);
+    this.lastFrame = { head: found.head, frame, offsets };
+    return recordAt(frame, offsets, localId - found.head.first);
   }
 
   /** The stored batch holding a record: the last batch of the shard starting at or before it. */

@@ -73,7 +73,7 @@ export class FrameDecoder<T> {
   private buffered = 0;
   /** Payload length of the frame being read, or -1 while reading a length prefix. */
   private payloadBytes = -1;
-  private failure: FrameError | null = null;
+  private failedWith: FrameError | null = null;
   private stopped = false;
 
   constructor(
@@ -86,13 +86,18 @@ export class FrameDecoder<T> {
     return this.buffered;
   }
 
+  /** The error that ended this stream, if it ended that way. */
+  get failure(): FrameError | null {
+    return this.failedWith;
+  }
+
   /**
    * Feeds bytes; calls `onFrame` for each complete frame, in order. Throws a `FrameError` on
    * the first malformed frame (frames before it were delivered), and again on any later call.
    * After `stop()` (which `onFrame` may call) no more frames are delivered.
    */
   push(chunk: Uint8Array, onFrame: (frame: T) => void): void {
-    if (this.failure !== null) throw this.failure;
+    if (this.failedWith !== null) throw this.failedWith;
     if (this.stopped || chunk.length === 0) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
@@ -140,7 +145,7 @@ export class FrameDecoder<T> {
 
   private fail(error: FrameError): FrameError {
     this.stop();
-    this.failure = error;
+    this.failedWith = error;
     return error;
   }
 
