@@ -18,7 +18,7 @@ describe("read consistency across engines", () => {
   let c: InProcCluster;
   beforeEach(async () => {
     t = tempDir();
-    c = await startInProcCluster(t.dir, 2);
+    c = await startInProcCluster(t.dir, { engines: 2 });
   });
   afterEach(async () => {
     await c.close();

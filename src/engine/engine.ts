@@ -52,6 +52,11 @@ export const EARLY_ENTRIES_MAX = 4096;
 export const SWEEP_INTERVAL_MS = 20;
 /** How long missing index data or metalog entries are waited for before asking again. */
 export const REFETCH_AFTER_MS = 200;
+/**
+ * How long an append may stay unordered before its records are sent to the shard's
+ * replicas again (a replica may have missed them: delivery is best effort).
+ */
+export const RESEND_AFTER_MS = 200;
 
 export interface EngineOptions {
   readonly transport: Transport;
@@ -74,7 +79,8 @@ export interface ReadResult {
 
 interface PendingAppend {
   readonly meta: RecordMeta;
-  readonly data: Uint8Array;
+  /** The encoded record, kept until it is ordered so that it can be sent again. */
+  readonly encoded: Uint8Array;
   readonly deadline: number;
   resolve: (r: AppendResult) => void;
   reject: (e: Error) => void;
@@ -130,6 +136,7 @@ interface LogState {
   outgoingBytes: number;
   outgoingFirst: number;
   batchDeadline: number;
+  lastResendAt: number;
   flushScheduled: boolean;
   /** Entries applied to the metalog but not yet to the index (waiting for index data). */
   queue: AppliedEntry[];
@@ -177,6 +184,7 @@ export class Engine {
         outgoingBytes: 0,
         outgoingFirst: 0,
         batchDeadline: 0,
+        lastResendAt: -Infinity,
         flushScheduled: false,
         queue: [],
         queueHead: 0,
@@ -254,7 +262,7 @@ export class Engine {
       if (st.outgoing.length === 0) st.batchDeadline = this.o.clock.now() + this.appendTimeoutMs;
       st.pending.push({
         meta,
-        data,
+        encoded,
         deadline: st.batchDeadline,
         resolve,
         reject,
@@ -665,7 +673,13 @@ export class Engine {
             for (const n of this.o.view.config.storages) this.o.transport.send(n, msg);
           }
         } else if (p !== undefined) {
-          st.cache.put({ seqnum, book: meta.book, tags: meta.tags, data: p.data, auxData: null });
+          st.cache.put({
+            seqnum,
+            book: meta.book,
+            tags: meta.tags,
+            data: payloadOf(p.encoded),
+            auxData: null,
+          });
         }
         if (p !== undefined && !p.settled) {
           p.settled = true;
@@ -736,7 +750,15 @@ export class Engine {
           );
         }
       }
-      if (st.pending.length > st.pendingHead) busy = true;
+      if (st.pending.length > st.pendingHead) {
+        busy = true;
+        const oldest = st.pending[st.pendingHead]!;
+        const sentAt = oldest.deadline - this.appendTimeoutMs;
+        if (now - sentAt >= RESEND_AFTER_MS && now - st.lastResendAt >= RESEND_AFTER_MS) {
+          st.lastResendAt = now;
+          this.resend(st);
+        }
+      }
       if (st.waiting.length > 0) {
         busy = true;
         const still: WaitingRead[] = [];
@@ -771,6 +793,32 @@ export class Engine {
       }
     }
     if (busy) this.ensureSweep();
+  }
+
+  /** Sends every unordered record of the engine's shard to its replicas again; they drop duplicates. */
+  private resend(st: LogState): void {
+    let batch: Uint8Array[] = [];
+    let bytes = 0;
+    let first = st.pendingBase;
+    const send = (): void => {
+      if (batch.length === 0) return;
+      const msg: Message = { t: "replicate", log: st.log, shard: st.shard, first, records: batch };
+      for (const r of st.replicas) this.o.transport.send(r, msg);
+      first += batch.length;
+      batch = [];
+      bytes = 0;
+    };
+    for (let i = st.pendingHead; i < st.pending.length; i++) {
+      const e = st.pending[i]!.encoded;
+      if (
+        batch.length >= REPLICATE_BATCH_RECORDS_MAX ||
+        bytes + e.length > REPLICATE_BATCH_BYTES_MAX
+      )
+        send();
+      batch.push(e);
+      bytes += e.length;
+    }
+    send();
   }
 
   /** Fails everything in flight with LOG_CLOSED and stops. */

@@ -86,9 +86,27 @@ export interface DeleteMsg {
   seqnums: number[];
 }
 
+/** Primary sequencer → backup: entries to store, contiguous from `entries[0].position`. */
+export interface MetalogReplicateMsg {
+  t: "metalog-replicate";
+  log: number;
+  term: number;
+  entries: MetalogEntry[];
+}
+
+/** Backup sequencer → primary: the backup holds entries [0, durable) on disk. */
+export interface MetalogAckMsg {
+  t: "metalog-ack";
+  log: number;
+  term: number;
+  durable: number;
+}
+
 export type Message =
   | ReplicateMsg
   | ProgressMsg
+  | MetalogReplicateMsg
+  | MetalogAckMsg
   | MetalogMsg
   | MetalogFetchMsg
   | IndexDataMsg

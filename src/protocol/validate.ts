@@ -107,6 +107,18 @@ const parsers: Parsers = {
     term: count(t, o, "term"),
     held: pairArray(t, o, "held"),
   }),
+  "metalog-replicate": (t, o) => ({
+    t,
+    log: count(t, o, "log"),
+    term: count(t, o, "term"),
+    entries: metalogEntries(t, o, "entries"),
+  }),
+  "metalog-ack": (t, o) => ({
+    t,
+    log: count(t, o, "log"),
+    term: count(t, o, "term"),
+    durable: count(t, o, "durable"),
+  }),
   metalog: (t, o) => ({
     t,
     log: count(t, o, "log"),

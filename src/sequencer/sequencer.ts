@@ -1,11 +1,20 @@
 /**
- * A sequencer: for each physical log it is primary of, it turns storage progress reports
- * into metalog cuts, persists each entry before anyone hears of it, and broadcasts
- * committed entries to engines and storage nodes. Entries are cut at most once per
- * `cutIntervalMs`, so one entry orders everything that became durable meanwhile.
+ * A sequencer node. For each physical log it serves, it is either the primary or a backup
+ * of that log's metalog (the view lists the primary first).
+ *
+ * The primary turns storage progress reports into metalog cuts, persists each entry and
+ * sends it to the backups; an entry is committed once a majority of the log's sequencers
+ * hold it on disk, and committed entries are broadcast, in order, to engines and storage
+ * nodes. Entries are cut at most once per `cutIntervalMs` (or once per turn of the event
+ * loop when it is 0), so one entry orders everything that became durable meanwhile.
+ *
+ * A backup stores the entries it is sent, in order, and acknowledges how far it holds them.
+ * A primary that starts first fetches from its backups whatever they hold beyond its own
+ * disk (entries it may have lost in a crash after they were committed), and cuts only once
+ * a majority has answered.
  */
 import type { Clock, TimerHandle } from "../clock/clock.js";
-import type { Message } from "../protocol/messages.js";
+import type { Message, MetalogMsg } from "../protocol/messages.js";
 import type { NodeId, Transport } from "../transport/transport.js";
 import type { Logger } from "../util/logger.js";
 import type { MetalogStore } from "./metalog-store.js";
@@ -14,8 +23,10 @@ import type { View } from "../log/view.js";
 import type { LogId } from "../log/types.js";
 import { CUT_INTERVAL_MS_DEFAULT } from "../log/limits.js";
 
-/** Most entries sent in one metalog message answering a fetch. */
-export const METALOG_FETCH_BATCH_ENTRIES_MAX = 1024;
+/** Most entries sent in one metalog message (answering a fetch, or to a backup). */
+export const METALOG_BATCH_ENTRIES_MAX = 1024;
+/** How often a primary resends unacknowledged entries and re-asks backups while recovering. */
+export const METALOG_RETRANSMIT_MS = 50;
 
 export interface SequencerOptions {
   readonly transport: Transport;
@@ -28,11 +39,21 @@ export interface SequencerOptions {
 
 interface LogState {
   readonly log: number;
-  readonly builder: CutBuilder;
-  /** Every committed entry, for fetches. */
+  readonly primary: boolean;
+  readonly backups: readonly NodeId[];
+  /** Entries durable on this node's disk, in order. */
   readonly entries: MetalogEntry[];
-  /** Writes of cut entries, oldest first; each is broadcast once it and all before it are durable. */
-  readonly persisting: Array<{ entry: MetalogEntry; durable: boolean }>;
+  /** Entries being written, in order; each counts as durable once it and all before it are. */
+  readonly writing: Array<{ entry: MetalogEntry; durable: boolean }>;
+  lastWrite: Promise<void>;
+  readonly state: MetalogState;
+  // Primary only:
+  builder: CutBuilder | null;
+  /** Durable length each backup reported. */
+  readonly acked: Map<NodeId, number>;
+  /** Backups that answered the recovery fetch with their tail. */
+  readonly recoveredFrom: Set<NodeId>;
+  committed: number;
   timer: TimerHandle | null;
   cutQueued: boolean;
 }
@@ -43,7 +64,8 @@ export class Sequencer {
   private readonly cutIntervalMs: number;
   private readonly subscribers: NodeId[];
   private closed = false;
-  private persistsInFlight = new Set<Promise<void>>();
+  private readonly writes = new Set<Promise<void>>();
+  private retransmitTimer: TimerHandle | null = null;
 
   constructor(private readonly o: SequencerOptions) {
     this.id = o.transport.self;
@@ -53,30 +75,70 @@ export class Sequencer {
     o.transport.onMessage((from, m) => this.onMessage(from, m));
   }
 
-  /** Loads the persisted metalogs of the logs this node is primary of and starts cutting in the view's term. */
+  /** Loads the persisted metalog of every log this node sequences and starts serving them. */
   start(): void {
     const c = this.o.view.config;
     for (let log = 0; log < c.physicalLogs; log++) {
-      if (this.o.view.primarySequencer(log) !== this.id) continue;
+      const group = c.sequencers[log]!;
+      if (!group.includes(this.id)) continue;
       const entries = this.o.store.loadMetalog(log);
       const state = new MetalogState(log);
       for (const e of entries) state.apply(e);
-      const builder = new CutBuilder(
-        log as LogId,
-        this.o.view.term,
-        this.o.view.shards(),
-        state.position,
-        state.nextSeqnum,
-      );
-      this.logs.set(log, {
+      const st: LogState = {
         log,
-        builder,
+        primary: group[0] === this.id,
+        backups: group.slice(1),
         entries,
-        persisting: [],
+        writing: [],
+        lastWrite: Promise.resolve(),
+        state,
+        builder: null,
+        acked: new Map(),
+        recoveredFrom: new Set(),
+        committed: 0,
         timer: null,
         cutQueued: false,
-      });
+      };
+      this.logs.set(log, st);
+      if (st.primary) this.recover(st);
     }
+    this.armRetransmit();
+  }
+
+  /** True when this node is the primary of `log` and may cut. */
+  isCutting(log: number): boolean {
+    return this.logs.get(log)?.builder != null;
+  }
+
+  private majority(st: LogState): number {
+    return Math.floor((st.backups.length + 1) / 2) + 1;
+  }
+
+  /** A primary first learns what its backups hold beyond its own disk. */
+  private recover(st: LogState): void {
+    if (this.majority(st) <= 1) {
+      this.startCutting(st);
+      return;
+    }
+    for (const b of st.backups) {
+      if (!st.recoveredFrom.has(b)) {
+        this.o.transport.send(b, { t: "metalog-fetch", log: st.log, from: st.entries.length });
+      }
+    }
+  }
+
+  private startCutting(st: LogState): void {
+    // Everything this primary holds was cut by a primary of this or an earlier term and is
+    // now on a majority (it is here, and recovery took the longest tail): committed.
+    st.committed = st.entries.length;
+    st.builder = new CutBuilder(
+      st.log as LogId,
+      this.o.view.term,
+      this.o.view.shards(),
+      st.state.position,
+      st.state.nextSeqnum,
+    );
+    this.o.logger.info({ log: st.log, position: st.committed }, "sequencer primary is cutting");
   }
 
   private onMessage(from: NodeId, m: Message): void {
@@ -84,7 +146,7 @@ export class Sequencer {
     switch (m.t) {
       case "progress": {
         const st = this.logs.get(m.log);
-        if (st === undefined || m.term !== this.o.view.term) return;
+        if (st?.builder == null || m.term !== this.o.view.term) return;
         for (const [shard, held] of m.held) st.builder.report(from, shard, held);
         if (this.cutIntervalMs === 0) {
           // Cut once everything delivered in this turn has been reported.
@@ -100,8 +162,49 @@ export class Sequencer {
       case "metalog-fetch": {
         const st = this.logs.get(m.log);
         if (st === undefined) return;
-        const entries = st.entries.slice(m.from, m.from + METALOG_FETCH_BATCH_ENTRIES_MAX);
-        this.o.transport.send(from, { t: "metalog", log: m.log, entries, tail: st.entries.length });
+        // A primary serves committed entries only; a backup serves what it holds.
+        const limit = st.primary ? st.committed : st.entries.length;
+        const entries = st.entries.slice(
+          m.from,
+          Math.min(limit, m.from + METALOG_BATCH_ENTRIES_MAX),
+        );
+        this.o.transport.send(from, { t: "metalog", log: m.log, entries, tail: limit });
+        return;
+      }
+      case "metalog": {
+        // Answers to a recovering primary's fetches.
+        const st = this.logs.get(m.log);
+        if (st === undefined || !st.primary || st.builder !== null) return;
+        this.onRecoveryEntries(st, from, m);
+        return;
+      }
+      case "metalog-replicate": {
+        const st = this.logs.get(m.log);
+        if (st === undefined || st.primary || m.term !== this.o.view.term) return;
+        let accepted = false;
+        for (const e of m.entries) {
+          if (e.position !== st.state.position) continue;
+          const problem = st.state.check(e);
+          if (problem !== null) {
+            this.o.logger.error({ log: st.log, problem }, "backup rejected a metalog entry");
+            break;
+          }
+          st.state.apply(e);
+          this.write(st, e, () => this.ackPrimary(st));
+          accepted = true;
+        }
+        // A duplicate or out-of-order batch: tell the primary where this backup is.
+        if (!accepted) this.ackPrimary(st);
+        return;
+      }
+      case "metalog-ack": {
+        const st = this.logs.get(m.log);
+        if (st?.builder == null || m.term !== this.o.view.term || !st.backups.includes(from))
+          return;
+        if (m.durable > (st.acked.get(from) ?? 0)) {
+          st.acked.set(from, Math.min(m.durable, st.entries.length + st.writing.length));
+          this.advanceCommit(st);
+        }
         return;
       }
       default:
@@ -109,53 +212,146 @@ export class Sequencer {
     }
   }
 
+  private onRecoveryEntries(st: LogState, from: NodeId, m: MetalogMsg): void {
+    for (const e of m.entries) {
+      if (e.position !== st.state.position) continue;
+      const problem = st.state.check(e);
+      if (problem !== null) {
+        this.o.logger.error(
+          { log: st.log, problem },
+          "recovering primary rejected a backup's entry",
+        );
+        return;
+      }
+      st.state.apply(e);
+      this.write(st, e, () => undefined);
+    }
+    if (m.tail > st.state.position) {
+      // More to fetch from this backup.
+      this.o.transport.send(from, { t: "metalog-fetch", log: st.log, from: st.state.position });
+      return;
+    }
+    st.recoveredFrom.add(from);
+    if (st.recoveredFrom.size + 1 >= this.majority(st)) {
+      void this.whenWritten(st).then(() => {
+        if (!this.closed && st.builder === null) this.startCutting(st);
+      });
+    }
+  }
+
+  /** Resolves once every write issued so far for the log is durable. */
+  private whenWritten(st: LogState): Promise<void> {
+    return st.lastWrite.then(() => undefined);
+  }
+
+  private ackPrimary(st: LogState): void {
+    const primary = this.o.view.config.sequencers[st.log]![0]!;
+    this.o.transport.send(primary, {
+      t: "metalog-ack",
+      log: st.log,
+      term: this.o.view.term,
+      durable: st.entries.length,
+    });
+  }
+
   private cut(st: LogState): void {
     st.timer = null;
     st.cutQueued = false;
-    if (this.closed) return;
+    if (this.closed || st.builder === null) return;
     const entry = st.builder.cut();
     if (entry === null) return;
-    this.persist(st, entry);
+    st.state.apply(entry);
+    this.write(st, entry, () => this.advanceCommit(st));
+    if (st.backups.length > 0) {
+      const msg: Message = {
+        t: "metalog-replicate",
+        log: st.log,
+        term: this.o.view.term,
+        entries: [entry],
+      };
+      for (const b of st.backups) this.o.transport.send(b, msg);
+    }
   }
 
   /**
    * Writes an entry at once, without waiting for earlier writes: the store commits writes
-   * in the order they were issued, so writes overlap and batch. Entries are broadcast
-   * strictly in order, each once it and every earlier one are durable.
+   * in the order they were issued, so writes overlap and batch. `onDurable` runs once the
+   * entry and every earlier one are durable.
    */
-  private persist(st: LogState, entry: MetalogEntry): void {
+  private write(st: LogState, entry: MetalogEntry, onDurable: () => void): void {
     const item = { entry, durable: false };
-    st.persisting.push(item);
+    st.writing.push(item);
     const p = this.o.store.writeMetalog([entry]).then(
       () => {
         item.durable = true;
-        const batch: MetalogEntry[] = [];
-        while (st.persisting.length > 0 && st.persisting[0]!.durable) {
-          const e = st.persisting.shift()!.entry;
-          st.entries.push(e);
-          batch.push(e);
+        let moved = false;
+        while (st.writing.length > 0 && st.writing[0]!.durable) {
+          st.entries.push(st.writing.shift()!.entry);
+          moved = true;
         }
-        if (batch.length === 0 || this.closed) return;
-        const msg: Message = { t: "metalog", log: st.log, entries: batch, tail: st.entries.length };
-        for (const n of this.subscribers) this.o.transport.send(n, msg);
+        if (moved && !this.closed) onDurable();
       },
       (err: unknown) => {
-        // A sequencer that cannot persist its metalog must not order anything more.
-        this.o.logger.error(
-          { err, log: st.log },
-          "metalog persist failed; sequencer stops cutting",
-        );
+        // A sequencer that cannot persist its metalog must not order or acknowledge anything more.
+        this.o.logger.error({ err, log: st.log }, "metalog persist failed; sequencer stops");
         this.closed = true;
       },
     );
-    this.persistsInFlight.add(p);
-    void p.finally(() => this.persistsInFlight.delete(p));
+    st.lastWrite = p;
+    this.writes.add(p);
+    void p.finally(() => this.writes.delete(p));
+  }
+
+  /** Commits what a majority holds and broadcasts newly committed entries in order. */
+  private advanceCommit(st: LogState): void {
+    const copies = [st.entries.length, ...st.backups.map((b) => st.acked.get(b) ?? 0)].sort(
+      (a, b) => b - a,
+    );
+    const committed = copies[this.majority(st) - 1]!;
+    if (committed <= st.committed) return;
+    const from = st.committed;
+    st.committed = committed;
+    for (let i = from; i < committed; i += METALOG_BATCH_ENTRIES_MAX) {
+      const batch = st.entries.slice(i, Math.min(committed, i + METALOG_BATCH_ENTRIES_MAX));
+      const msg: Message = { t: "metalog", log: st.log, entries: batch, tail: committed };
+      for (const n of this.subscribers) this.o.transport.send(n, msg);
+    }
+  }
+
+  /** Resends entries backups have not acknowledged, and re-asks backups while recovering. */
+  private armRetransmit(): void {
+    if (this.closed || this.retransmitTimer !== null) return;
+    const needed = [...this.logs.values()].some((st) => st.primary && st.backups.length > 0);
+    if (!needed) return;
+    this.retransmitTimer = this.o.clock.setTimer(METALOG_RETRANSMIT_MS, () => {
+      this.retransmitTimer = null;
+      for (const st of this.logs.values()) {
+        if (!st.primary) continue;
+        if (st.builder === null) {
+          this.recover(st);
+          continue;
+        }
+        for (const b of st.backups) {
+          const at = st.acked.get(b) ?? 0;
+          if (at >= st.entries.length) continue;
+          const entries = st.entries.slice(at, at + METALOG_BATCH_ENTRIES_MAX);
+          this.o.transport.send(b, {
+            t: "metalog-replicate",
+            log: st.log,
+            term: this.o.view.term,
+            entries,
+          });
+        }
+      }
+      this.armRetransmit();
+    });
   }
 
   async close(): Promise<void> {
     this.closed = true;
     for (const st of this.logs.values()) if (st.timer !== null) this.o.clock.clearTimer(st.timer);
-    await Promise.all([...this.persistsInFlight]);
+    if (this.retransmitTimer !== null) this.o.clock.clearTimer(this.retransmitTimer);
+    await Promise.all([...this.writes]);
     this.o.transport.close();
   }
 }

@@ -3,7 +3,7 @@
  * holds to the primary sequencer, learns the metalog to map sequence numbers to records,
  * and serves record reads and index data to engines.
  */
-import type { Clock } from "../clock/clock.js";
+import type { Clock, TimerHandle } from "../clock/clock.js";
 import type { Message, ReplicateMsg } from "../protocol/messages.js";
 import type { NodeId, Transport } from "../transport/transport.js";
 import type { StorageBackend } from "./backend.js";
@@ -19,6 +19,11 @@ export type Durability = "memory" | "disk";
 
 /** Most out-of-order replicate batches a shard keeps while waiting for the gap before them. */
 export const STASHED_BATCHES_MAX = 64;
+/**
+ * How often a storage node reports its progress even when nothing changed, so that a
+ * sequencer that missed a report (or restarted) still learns what is held.
+ */
+export const PROGRESS_HEARTBEAT_MS = 100;
 /** Most metalog entries kept waiting for an earlier, missing entry. */
 export const STASHED_ENTRIES_MAX = 4096;
 
@@ -59,6 +64,7 @@ export class StorageNode {
   private readonly logs = new Map<number, LogState>();
   private readonly dirtyProgress = new Set<number>();
   private progressScheduled = false;
+  private heartbeatTimer: TimerHandle | null = null;
   private closed = false;
   private readonly durability: Durability;
   /** Writes still in flight, so close() can wait for them. */
@@ -77,6 +83,21 @@ export class StorageNode {
       for (const e of this.o.backend.loadMetalog(log)) st.metalog.apply(e);
       this.fetchMetalog(log, st);
     }
+    this.heartbeat();
+  }
+
+  private heartbeat(): void {
+    if (this.closed) return;
+    for (const [log, st] of this.logs) {
+      if (st.shards.size > 0) this.dirtyProgress.add(log);
+      // A metalog fetch that got no answer (the sequencer was down) is asked again.
+      if (st.fetching || st.early.size > 0) {
+        st.fetching = false;
+        this.fetchMetalog(log, st);
+      }
+    }
+    this.sendProgress();
+    this.heartbeatTimer = this.o.clock.setTimer(PROGRESS_HEARTBEAT_MS, () => this.heartbeat());
   }
 
   private logState(log: number): LogState {
@@ -316,6 +337,7 @@ export class StorageNode {
   /** Stops serving and waits for writes in flight. The backend is closed by its owner. */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.heartbeatTimer !== null) this.o.clock.clearTimer(this.heartbeatTimer);
     await Promise.all([...this.writes]);
     this.o.transport.close();
   }

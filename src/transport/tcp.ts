@@ -345,8 +345,13 @@ export class TcpTransport implements Transport {
       };
       this.outbound.set(to, out);
     }
-    const frame = this.encoder.encode(message);
-    if (frame.length - FRAME_HEADER_BYTES > this.limits.frameBytesMax) {
+    // A full queue drops without paying for encoding (no frame is shorter than a prefix
+    // and one byte); otherwise the encoded size decides.
+    const frame =
+      out.queueBytes + FRAME_HEADER_BYTES + 1 > this.limits.sendQueueBytesMax
+        ? null
+        : this.encoder.encode(message);
+    if (frame !== null && frame.length - FRAME_HEADER_BYTES > this.limits.frameBytesMax) {
       // The protocols' own batch limits keep messages far below this; this is a bug upstream.
       this.stats.droppedTooLarge++;
       this.log.error(
@@ -355,7 +360,7 @@ export class TcpTransport implements Transport {
       );
       return;
     }
-    if (out.queueBytes + frame.length > this.limits.sendQueueBytesMax) {
+    if (frame === null || out.queueBytes + frame.length > this.limits.sendQueueBytesMax) {
       this.stats.droppedQueueFull++;
       if (out.dropped++ === 0)
         this.log.warn(
@@ -381,6 +386,7 @@ export class TcpTransport implements Transport {
     this.handler = null;
     this.selfInbox = [];
     for (const out of this.outbound.values()) {
+      if (out.timer !== null) clearTimeout(out.timer);
       out.timer = null;
       out.socket?.destroy();
       out.socket = null;

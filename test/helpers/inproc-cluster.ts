@@ -19,9 +19,13 @@ import { silentLogger } from "../../src/util/logger.js";
 
 export class Gate {
   private held: Array<() => void> = [];
+  /** Nodes whose incoming messages from sequencers are held back until `open`. */
   closedFor = new Set<NodeId>();
-  hold(to: NodeId, send: () => void): boolean {
-    if (!this.closedFor.has(to)) return false;
+  /** Nodes cut off: every message to or from them is dropped. */
+  down = new Set<NodeId>();
+  hold(from: NodeId, to: NodeId, send: () => void): boolean {
+    if (this.down.has(from) || this.down.has(to)) return true;
+    if (!from.startsWith("sequencer") || !this.closedFor.has(to)) return false;
     this.held.push(send);
     return true;
   }
@@ -37,7 +41,7 @@ function gated(t: Transport, gate: Gate): Transport {
   return {
     self: t.self,
     send: (to: NodeId, m: Message) => {
-      if (!gate.hold(to, () => t.send(to, m))) t.send(to, m);
+      if (!gate.hold(t.self, to, () => t.send(to, m))) t.send(to, m);
     },
     onMessage: (h) => t.onMessage(h),
     close: () => t.close(),
@@ -46,66 +50,99 @@ function gated(t: Transport, gate: Gate): Transport {
 
 export interface InProcCluster {
   engines: Engine[];
+  sequencers: Sequencer[];
+  storageNodes: StorageNode[];
   gate: Gate;
   book(engine: number, book: number, position?: number): EngineLogBook;
+  /** Stops sequencer i and starts it again, on its disk or (wipe) on an empty one. */
+  restartSequencer(i: number, options?: { wipe?: boolean }): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface InProcClusterOptions {
+  engines: number;
+  storages?: number;
+  sequencers?: number;
+  replication?: number;
 }
 
 export async function startInProcCluster(
   dir: string,
-  engineCount: number,
-  storageCount = 1,
+  options: InProcClusterOptions,
 ): Promise<InProcCluster> {
-  const storages = Array.from({ length: storageCount }, (_, i) => `storage-${i}`);
-  const engineIds = Array.from({ length: engineCount }, (_, i) => `engine-${i}`);
+  const storages = Array.from({ length: options.storages ?? 1 }, (_, i) => `storage-${i}`);
+  const sequencerIds = Array.from({ length: options.sequencers ?? 1 }, (_, i) => `sequencer-${i}`);
+  const engineIds = Array.from({ length: options.engines }, (_, i) => `engine-${i}`);
   const view = new View({
     term: 1,
     physicalLogs: 1,
-    sequencers: [["sequencer-0"]],
+    sequencers: [sequencerIds],
     storages,
     engines: engineIds,
-    replication: storageCount,
+    replication: options.replication ?? storages.length,
   });
   const net = new InProcNetwork();
   const gate = new Gate();
   const backends: LmdbBackend[] = [];
-  const seqStore = new LmdbBackend(join(dir, "sequencer"));
-  backends.push(seqStore);
-  const sequencer = new Sequencer({
-    transport: gated(net.connect("sequencer-0"), gate),
-    clock: systemClock,
-    store: seqStore,
-    view,
-    logger: silentLogger,
-    cutIntervalMs: 1,
-  });
-  const storageNodes = storages.map((id) => {
-    const b = new LmdbBackend(join(dir, id));
-    backends.push(b);
-    return new StorageNode({
-      transport: net.connect(id),
+  let wipes = 0;
+  const startSequencer = async (id: string, wipe: boolean): Promise<Sequencer> => {
+    const store = await LmdbBackend.open(join(dir, wipe ? `${id}-wiped-${++wipes}` : id), {
+      wal: true,
+    });
+    backends.push(store);
+    const s = new Sequencer({
+      transport: gated(net.connect(id), gate),
       clock: systemClock,
-      backend: b,
+      store,
       view,
       logger: silentLogger,
-      durability: "disk",
+      cutIntervalMs: 1,
     });
-  });
+    s.start();
+    return s;
+  };
+  const sequencers: Sequencer[] = [];
+  for (const id of sequencerIds) sequencers.push(await startSequencer(id, false));
+  const storageNodes: StorageNode[] = [];
+  for (const id of storages) {
+    const b = await LmdbBackend.open(join(dir, id), { wal: true });
+    backends.push(b);
+    storageNodes.push(
+      new StorageNode({
+        transport: gated(net.connect(id), gate),
+        clock: systemClock,
+        backend: b,
+        view,
+        logger: silentLogger,
+        durability: "disk",
+      }),
+    );
+  }
   const engines = engineIds.map(
     (id) =>
-      new Engine({ transport: net.connect(id), clock: systemClock, view, logger: silentLogger }),
+      new Engine({
+        transport: gated(net.connect(id), gate),
+        clock: systemClock,
+        view,
+        logger: silentLogger,
+      }),
   );
-  sequencer.start();
   for (const s of storageNodes) s.start();
   await Promise.all(engines.map((e) => e.start()));
   return {
     engines,
+    sequencers,
+    storageNodes,
     gate,
     book: (engine, book, position = 0) =>
       new EngineLogBook(engines[engine]!, parseBookId(book), position as MetalogPosition),
+    restartSequencer: async (i, o = {}) => {
+      await sequencers[i]!.close();
+      sequencers[i] = await startSequencer(sequencerIds[i]!, o.wipe === true);
+    },
     close: async () => {
       for (const e of engines) e.close();
-      await sequencer.close();
+      for (const s of sequencers) await s.close();
       for (const s of storageNodes) await s.close();
       for (const b of backends) await b.close();
     },
