@@ -1,11 +1,102 @@
 #!/usr/bin/env node
 /**
- * The `boki` command line. For now: `boki demo`, which opens the embedded log on a data
- * directory, appends a few records to a book and reads them back.
+ * The `boki` command line: `demo` (the embedded log), `start` (one node of a cluster) and
+ * `cluster up` (every node of a cluster as its own process).
  */
 import { Command, InvalidArgumentError as CliArgumentError } from "commander";
 import { resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { EmbeddedLog, tagOf, BokiError } from "../index.js";
+import { loadClusterConfig, ROLES, type Role } from "../cluster/config.js";
+import { startNode } from "../cluster/node.js";
+import { superviseCluster } from "../cluster/supervisor.js";
+import { createLogger, type LogLevel } from "../util/logger.js";
+
+const DEFAULT_CLUSTER_CONFIG = "config/local-cluster.json";
+
+function positiveInt(value: string): number {
+  if (!/^[1-9][0-9]{0,8}$/.test(value)) throw new CliArgumentError("must be a positive integer");
+  return Number(value);
+}
+
+async function start(options: {
+  config: string;
+  id?: string;
+  role?: string;
+  term?: number;
+  logLevel: string;
+}): Promise<void> {
+  const config = loadClusterConfig(options.config);
+  if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
+    throw new CliArgumentError(`--role must be one of ${ROLES.join(", ")}`);
+  }
+  let id = options.id;
+  if (id === undefined) {
+    const candidates = config.nodes.filter(
+      (n) => options.role === undefined || n.role === (options.role as Role),
+    );
+    if (candidates.length !== 1) {
+      throw new CliArgumentError(
+        `--id is needed: the config has ${candidates.length} nodes${options.role === undefined ? "" : ` with role ${options.role}`}`,
+      );
+    }
+    id = candidates[0]!.id;
+  }
+  const node = config.nodes.find((n) => n.id === id);
+  if (node === undefined) throw new CliArgumentError(`node ${id} is not in ${options.config}`);
+  if (options.role !== undefined && node.role !== options.role)
+    throw new CliArgumentError(`node ${id} has role ${node.role}, not ${options.role}`);
+  let term = options.term;
+  if (term === undefined) {
+    try {
+      term = Number(readFileSync(join(config.dataDir, "TERM"), "utf8").trim()) || 1;
+    } catch {
+      term = 1;
+    }
+  }
+  const logger = createLogger(options.logLevel as LogLevel);
+  const running = await startNode(config, id, term, logger);
+  console.log(
+    `${running.role} ${running.id} listening on ${running.address.host}:${running.address.port} (term ${term})`,
+  );
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    running.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+function clusterUp(options: { config: string }): void {
+  const config = loadClusterConfig(options.config);
+  let stopping = false;
+  const sup = superviseCluster(options.config, config, (id, code) => {
+    if (!stopping) console.error(`node ${id} exited with code ${code}`);
+  });
+  console.log(`Cluster from ${options.config}, term ${sup.term}, data in ${config.dataDir}:`);
+  for (const n of config.nodes)
+    console.log(
+      `  ${n.role.padEnd(9)} ${n.id.padEnd(14)} ${n.host}:${n.port}  pid ${sup.children.get(n.id)?.pid}`,
+    );
+  console.log("Press Ctrl-C to stop every node.");
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    console.log("Stopping the cluster...");
+    void sup.stop().then(() => process.exit(0));
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
 
 function bookArg(value: string): number {
   const n = Number(value);
@@ -52,6 +143,26 @@ program
   .option("--data <dir>", "data directory", "data")
   .option("--book <id>", "book to use", bookArg, 1)
   .action(demo);
+
+program
+  .command("start")
+  .description("start one node of a cluster (sequencer, storage or engine) in this process")
+  .option("--config <file>", "cluster config file", DEFAULT_CLUSTER_CONFIG)
+  .option(
+    "--role <role>",
+    `role of the node: ${ROLES.join(", ")} (with a single node of that role, --id may be left out)`,
+  )
+  .option("--id <id>", "node id in the config")
+  .option("--term <n>", "term to run in (default: <dataDir>/TERM, else 1)", positiveInt)
+  .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
+  .action(start);
+
+const cluster = program.command("cluster").description("run a whole cluster on this machine");
+cluster
+  .command("up")
+  .description("start every node of the config as its own process; Ctrl-C stops them all")
+  .option("--config <file>", "cluster config file", DEFAULT_CLUSTER_CONFIG)
+  .action(clusterUp);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof BokiError) console.error(`error ${err.code}: ${err.message}`);

@@ -7,7 +7,7 @@
  * The engine trusts its arguments: the LogBook layer above validates them.
  */
 import type { Clock, TimerHandle } from "../clock/clock.js";
-import type { Message } from "../protocol/messages.js";
+import type { ClientReplyMsg, ClientRequestMsg, Message } from "../protocol/messages.js";
 import type { NodeId, Transport } from "../transport/transport.js";
 import type { Logger } from "../util/logger.js";
 import type { BookId, MetalogPosition, SeqNum, ShardId, Tag } from "../log/types.js";
@@ -161,6 +161,12 @@ export class Engine {
   private closed = false;
   private readonly appendTimeoutMs: number;
   private readonly syncWaiters: Array<() => void> = [];
+  private clientHandler: ((m: ClientRequestMsg) => Promise<ClientReplyMsg>) | null = null;
+
+  /** Serves LogBook operations sent by clients over the transport (see `client-service.ts`). */
+  setClientHandler(handler: (m: ClientRequestMsg) => Promise<ClientReplyMsg>): void {
+    this.clientHandler = handler;
+  }
 
   constructor(private readonly o: EngineOptions) {
     this.id = o.transport.self;
@@ -494,6 +500,15 @@ export class Engine {
         };
         r.st.cache.put(record);
         r.resolve(record);
+        return;
+      }
+      case "client-request": {
+        if (this.clientHandler === null) return;
+        this.clientHandler(m).then(
+          (reply) => this.o.transport.send(from, reply),
+          (err: unknown) =>
+            this.o.logger.error({ err, from }, "client request failed unexpectedly"),
+        );
         return;
       }
       default:

@@ -14,7 +14,8 @@ export type ErrorCode =
   | "COND_APPEND_FAILED"
   | "APPEND_DISCARDED"
   | "DATA_LOST"
-  | "OVERLOADED";
+  | "OVERLOADED"
+  | "INTERNAL";
 
 export interface BokiErrorOptions {
   cause?: unknown;
@@ -115,4 +116,32 @@ export class OverloadedError extends BokiError {
   constructor(message: string) {
     super("OVERLOADED", message, { retryable: true });
   }
+}
+
+/** An unexpected failure on the far side of a request; the message says what. */
+export class InternalError extends BokiError {
+  constructor(message: string) {
+    super("INTERNAL", message);
+  }
+}
+
+const CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  "INVALID_ARGUMENT",
+  "RECORD_TOO_LARGE",
+  "BOOK_EMPTY",
+  "NOT_FOUND",
+  "TIMEOUT",
+  "LOG_CLOSED",
+  "COND_APPEND_FAILED",
+  "APPEND_DISCARDED",
+  "DATA_LOST",
+  "OVERLOADED",
+  "INTERNAL",
+]);
+
+/** Rebuilds a typed error from its wire form ({ code, message }). */
+export function errorFromWire(e: { code: string; message: string }): BokiError {
+  const code = CODES.has(e.code) ? (e.code as ErrorCode) : "INTERNAL";
+  const retryable = code === "TIMEOUT" || code === "APPEND_DISCARDED" || code === "OVERLOADED";
+  return new BokiError(code, e.message, { retryable });
 }

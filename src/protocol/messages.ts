@@ -102,6 +102,56 @@ export interface MetalogAckMsg {
   durable: number;
 }
 
+/** LogBook operations a client may ask an engine to run. */
+export const CLIENT_OPS = [
+  "append",
+  "condAppend",
+  "readNext",
+  "readPrev",
+  "readNextBlocking",
+  "setAuxData",
+  "trim",
+] as const;
+export type ClientOp = (typeof CLIENT_OPS)[number];
+
+/**
+ * Client → engine: one LogBook operation on a book, at the client session's metalog
+ * position. Fields an operation does not use carry neutral values. Tags are decimal strings
+ * (msgpack has no unsigned 64-bit integer that every client can produce).
+ */
+export interface ClientRequestMsg {
+  t: "client-request";
+  id: number;
+  op: ClientOp;
+  book: number;
+  position: number;
+  tags: string[];
+  data: Uint8Array;
+  tag: string;
+  seqnum: number;
+  timeoutMs: number;
+  condTag: string;
+  condPosition: number;
+}
+
+export interface WireRecord {
+  seqnum: number;
+  book: number;
+  tags: string[];
+  data: Uint8Array;
+  auxData: Uint8Array | null;
+}
+
+/** Engine → client: the outcome, and the session's metalog position after it. */
+export interface ClientReplyMsg {
+  t: "client-reply";
+  id: number;
+  position: number;
+  seqnum: number | null;
+  record: WireRecord | null;
+  error: { code: string; message: string } | null;
+}
+
 export type Message =
   | ReplicateMsg
   | ProgressMsg
@@ -114,4 +164,6 @@ export type Message =
   | ReadMsg
   | ReadReplyMsg
   | SetAuxMsg
-  | DeleteMsg;
+  | DeleteMsg
+  | ClientRequestMsg
+  | ClientReplyMsg;

@@ -11,7 +11,7 @@
 import type { LogId } from "../log/types.js";
 import type { MetalogEntry } from "../log/metalog.js";
 import { InvalidArgumentError } from "../log/errors.js";
-import type { Message } from "./messages.js";
+import { CLIENT_OPS, type ClientOp, type Message, type WireRecord } from "./messages.js";
 
 type Fields = Record<string, unknown>;
 
@@ -90,6 +90,51 @@ function metalogEntries(t: string, o: Fields, key: string): MetalogEntry[] {
   });
 }
 
+function str(t: string, o: Fields, key: string, maxChars = 64): string {
+  const v = o[key];
+  if (typeof v !== "string" || v.length > maxChars)
+    throw bad(t, `${key} must be a string of at most ${maxChars} characters`);
+  return v;
+}
+
+function strArray(t: string, o: Fields, key: string): string[] {
+  return array(t, o, key).map((v, i) => {
+    if (typeof v !== "string" || v.length > 64) throw bad(t, `${key}[${i}] must be a short string`);
+    return v;
+  });
+}
+
+function countOrNull(t: string, o: Fields, key: string): number | null {
+  return o[key] === null ? null : count(t, o, key);
+}
+
+function clientOp(t: string, o: Fields): ClientOp {
+  const v = o["op"];
+  if (typeof v !== "string" || !(CLIENT_OPS as readonly string[]).includes(v))
+    throw bad(t, `op must be one of ${CLIENT_OPS.join(", ")}`);
+  return v as ClientOp;
+}
+
+function wireRecord(t: string, o: Fields): WireRecord | null {
+  const v = o["record"];
+  if (v === null) return null;
+  if (!isFields(v)) throw bad(t, "record must be an object or null");
+  return {
+    seqnum: count(t, v, "seqnum"),
+    book: count(t, v, "book"),
+    tags: strArray(t, v, "tags"),
+    data: bytes(t, v, "data"),
+    auxData: bytesOrNull(t, v, "auxData"),
+  };
+}
+
+function clientError(t: string, o: Fields): { code: string; message: string } | null {
+  const v = o["error"];
+  if (v === null) return null;
+  if (!isFields(v)) throw bad(t, "error must be an object or null");
+  return { code: str(t, v, "code"), message: str(t, v, "message", 4096) };
+}
+
 type Parsers = { [K in Message["t"]]: (t: K, o: Fields) => Extract<Message, { t: K }> };
 
 // A mapped type over `Message["t"]`, so adding a message type without a parser fails to compile.
@@ -159,6 +204,28 @@ const parsers: Parsers = {
     data: bytes(t, o, "data"),
   }),
   delete: (t, o) => ({ t, log: count(t, o, "log"), seqnums: countArray(t, o, "seqnums") }),
+  "client-request": (t, o) => ({
+    t,
+    id: count(t, o, "id"),
+    op: clientOp(t, o),
+    book: count(t, o, "book"),
+    position: count(t, o, "position"),
+    tags: strArray(t, o, "tags"),
+    data: bytes(t, o, "data"),
+    tag: str(t, o, "tag"),
+    seqnum: count(t, o, "seqnum"),
+    timeoutMs: count(t, o, "timeoutMs"),
+    condTag: str(t, o, "condTag"),
+    condPosition: count(t, o, "condPosition"),
+  }),
+  "client-reply": (t, o) => ({
+    t,
+    id: count(t, o, "id"),
+    position: count(t, o, "position"),
+    seqnum: countOrNull(t, o, "seqnum"),
+    record: wireRecord(t, o),
+    error: clientError(t, o),
+  }),
 };
 
 /** The message types, for validation and tests. */

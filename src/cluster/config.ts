@@ -1,0 +1,169 @@
+/**
+ * The configuration file of a cluster with static membership: every node, where it
+ * listens, and the log's shape. `viewOf` turns it into the view of a term.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type { NodeId } from "../transport/transport.js";
+import type { PeerAddress } from "../transport/tcp.js";
+import { View } from "../log/view.js";
+import { InvalidArgumentError } from "../log/errors.js";
+import { PHYSICAL_LOGS_MAX } from "../log/limits.js";
+import type { Durability } from "../storage/storage-node.js";
+
+export type Role = "sequencer" | "storage" | "engine";
+export const ROLES: readonly Role[] = ["sequencer", "storage", "engine"];
+
+export interface NodeConfig {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ClusterConfig {
+  readonly physicalLogs: number;
+  /** Storage replicas per shard. */
+  readonly replication: number;
+  /** Sequencers per physical log (primary and backups); at most the number of sequencer nodes. */
+  readonly sequencersPerLog: number;
+  /** When storage counts a record as held: "memory" (Boki's choice) or "disk" (after its WAL write). */
+  readonly durability: Durability;
+  readonly cutIntervalMs: number;
+  /** Root of the nodes' data directories (`<dataDir>/<node id>`), relative to the config file. */
+  readonly dataDir: string;
+  readonly nodes: readonly NodeConfig[];
+}
+
+export const CLUSTER_DEFAULTS = {
+  physicalLogs: 2,
+  replication: 3,
+  sequencersPerLog: 3,
+  durability: "memory" as Durability,
+  cutIntervalMs: 1,
+} as const;
+
+function fail(file: string, what: string): never {
+  throw new InvalidArgumentError(`${file}: ${what}`);
+}
+
+/** Parses and checks a configuration object; `file` names it in error messages. */
+export function parseClusterConfig(
+  raw: unknown,
+  file = "cluster config",
+  baseDir = ".",
+): ClusterConfig {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    fail(file, "must be a JSON object");
+  const o = raw as Record<string, unknown>;
+  const int = (key: string, def: number, min: number, max: number): number => {
+    const v = o[key] ?? def;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max)
+      fail(file, `${key} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const durability = o["durability"] ?? CLUSTER_DEFAULTS.durability;
+  if (durability !== "memory" && durability !== "disk")
+    fail(file, `durability must be "memory" or "disk", got ${JSON.stringify(durability)}`);
+  const dataDir = o["dataDir"] ?? "data/cluster";
+  if (typeof dataDir !== "string" || dataDir.length === 0)
+    fail(file, "dataDir must be a non-empty string");
+  if (!Array.isArray(o["nodes"])) fail(file, "nodes must be an array");
+  const ids = new Set<string>();
+  const ports = new Set<string>();
+  const nodes = (o["nodes"] as unknown[]).map((n, i): NodeConfig => {
+    if (typeof n !== "object" || n === null) fail(file, `nodes[${i}] must be an object`);
+    const x = n as Record<string, unknown>;
+    const id = x["id"];
+    if (typeof id !== "string" || !/^[A-Za-z0-9_.-]{1,64}$/.test(id))
+      fail(file, `nodes[${i}].id must be 1-64 characters of letters, digits, '.', '_' or '-'`);
+    if (ids.has(id)) fail(file, `node id ${id} appears twice`);
+    ids.add(id);
+    const role = x["role"];
+    if (typeof role !== "string" || !(ROLES as readonly string[]).includes(role))
+      fail(file, `nodes[${i}].role must be one of ${ROLES.join(", ")}`);
+    const host = x["host"] ?? "127.0.0.1";
+    if (typeof host !== "string" || host.length === 0)
+      fail(file, `nodes[${i}].host must be a non-empty string`);
+    const port = x["port"];
+    if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535)
+      fail(file, `nodes[${i}].port must be an integer in [1, 65535]`);
+    if (ports.has(`${host}:${port}`)) fail(file, `${host}:${port} is used by two nodes`);
+    ports.add(`${host}:${port}`);
+    return { id, role: role as Role, host, port };
+  });
+  const count = (r: Role): number => nodes.filter((n) => n.role === r).length;
+  for (const r of ROLES) if (count(r) === 0) fail(file, `needs at least one ${r} node`);
+  const replication = int(
+    "replication",
+    Math.min(CLUSTER_DEFAULTS.replication, count("storage")),
+    1,
+    count("storage"),
+  );
+  const sequencersPerLog = int(
+    "sequencersPerLog",
+    Math.min(CLUSTER_DEFAULTS.sequencersPerLog, count("sequencer")),
+    1,
+    count("sequencer"),
+  );
+  return {
+    physicalLogs: int("physicalLogs", CLUSTER_DEFAULTS.physicalLogs, 1, PHYSICAL_LOGS_MAX),
+    replication,
+    sequencersPerLog,
+    durability,
+    cutIntervalMs: int("cutIntervalMs", CLUSTER_DEFAULTS.cutIntervalMs, 0, 1000),
+    dataDir: resolve(baseDir, dataDir),
+    nodes,
+  };
+}
+
+export function loadClusterConfig(path: string): ClusterConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new InvalidArgumentError(
+      `cannot read cluster config ${path}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  return parseClusterConfig(raw, path, dirname(resolve(path)));
+}
+
+export function nodesOf(config: ClusterConfig, role: Role): NodeId[] {
+  return config.nodes.filter((n) => n.role === role).map((n) => n.id);
+}
+
+/**
+ * The view of `term`. Physical log L is sequenced by `sequencersPerLog` consecutive
+ * sequencer nodes starting at L, so primaries spread over the sequencer nodes.
+ */
+export function viewOf(config: ClusterConfig, term: number): View {
+  const seqs = nodesOf(config, "sequencer");
+  const sequencers = Array.from({ length: config.physicalLogs }, (_, log) =>
+    Array.from({ length: config.sequencersPerLog }, (_, k) => seqs[(log + k) % seqs.length]!),
+  );
+  return new View({
+    term,
+    physicalLogs: config.physicalLogs,
+    sequencers,
+    storages: nodesOf(config, "storage"),
+    engines: nodesOf(config, "engine"),
+    replication: config.replication,
+  });
+}
+
+/** Client node ids carry their own address: `client@<host>:<port>`. */
+export function clientId(address: PeerAddress): NodeId {
+  return `client@${address.host}:${address.port}`;
+}
+
+/** Resolves node ids of the configuration and client ids to addresses. */
+export function peerResolver(config: ClusterConfig): (node: NodeId) => PeerAddress | undefined {
+  const known = new Map(config.nodes.map((n) => [n.id, { host: n.host, port: n.port }]));
+  return (node) => {
+    const k = known.get(node);
+    if (k !== undefined) return k;
+    const m = /^client@([0-9.]+|localhost):([0-9]{1,5})$/.exec(node);
+    return m === null ? undefined : { host: m[1]!, port: Number(m[2]) };
+  };
+}

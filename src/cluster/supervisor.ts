@@ -1,0 +1,78 @@
+/**
+ * `boki cluster up`: starts every node of a configuration as its own OS process, each term
+ * one higher than the last run's (kept in `<dataDir>/TERM`), so that a restarted cluster
+ * seals what the previous run left unordered. Stops them all on SIGINT or SIGTERM.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { ClusterConfig } from "./config.js";
+
+/** How long a node gets to stop after SIGTERM before it is killed. */
+export const NODE_STOP_TIMEOUT_MS = 5_000;
+
+const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
+
+export function nextTerm(config: ClusterConfig): number {
+  mkdirSync(config.dataDir, { recursive: true });
+  const file = join(config.dataDir, "TERM");
+  let last = 0;
+  try {
+    last = Number(readFileSync(file, "utf8").trim()) || 0;
+  } catch {
+    last = 0;
+  }
+  const term = last + 1;
+  writeFileSync(file, `${term}\n`);
+  return term;
+}
+
+export interface Supervisor {
+  readonly term: number;
+  readonly children: ReadonlyMap<string, ChildProcess>;
+  /** Stops every node (SIGTERM, then SIGKILL after a timeout) and waits for them. */
+  stop(): Promise<void>;
+}
+
+export function superviseCluster(
+  configPath: string,
+  config: ClusterConfig,
+  onExit: (id: string, code: number | null) => void,
+): Supervisor {
+  const term = nextTerm(config);
+  const children = new Map<string, ChildProcess>();
+  const order = ["sequencer", "storage", "engine"];
+  const nodes = [...config.nodes].sort((a, b) => order.indexOf(a.role) - order.indexOf(b.role));
+  for (const n of nodes) {
+    const child = spawn(
+      process.execPath,
+      [BIN, "start", "--config", configPath, "--id", n.id, "--term", String(term)],
+      {
+        stdio: ["ignore", "inherit", "inherit"],
+      },
+    );
+    child.on("exit", (code) => onExit(n.id, code));
+    children.set(n.id, child);
+  }
+  return {
+    term,
+    children,
+    stop: async () => {
+      await Promise.all(
+        [...children.values()].map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.exitCode !== null || c.signalCode !== null) return resolve();
+              const kill = setTimeout(() => c.kill("SIGKILL"), NODE_STOP_TIMEOUT_MS);
+              c.once("exit", () => {
+                clearTimeout(kill);
+                resolve();
+              });
+              c.kill("SIGTERM");
+            }),
+        ),
+      );
+    },
+  };
+}
