@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import type { Message } from "../src/protocol/messages.js";
+import { CLIENT_OPS, type Message } from "../src/protocol/messages.js";
 import type { MetalogEntry } from "../src/log/metalog.js";
 import type { LogId } from "../src/log/types.js";
 import { MESSAGE_TYPES, parseMessage } from "../src/protocol/validate.js";
@@ -63,6 +63,43 @@ const message: fc.Arbitrary<Message> = fc.oneof(
   }),
   fc.record({ t: fc.constant("set-aux" as const), log: n, seqnum: n, data: bytes }),
   fc.record({ t: fc.constant("delete" as const), log: n, seqnums: fc.array(n, { maxLength: 6 }) }),
+  fc.record({
+    t: fc.constant("client-request" as const),
+    id: n,
+    op: fc.constantFrom(...CLIENT_OPS),
+    book: n,
+    position: n,
+    tags: fc.array(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String), { maxLength: 3 }),
+    data: bytes,
+    tag: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String),
+    seqnum: n,
+    timeoutMs: n,
+    condTag: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String),
+    condPosition: n,
+  }),
+  fc.record({
+    t: fc.constant("client-reply" as const),
+    id: n,
+    position: n,
+    seqnum: fc.option(n, { nil: null }),
+    record: fc.option(
+      fc.record({
+        seqnum: n,
+        book: n,
+        tags: fc.array(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String), { maxLength: 3 }),
+        data: bytes,
+        auxData: fc.option(bytes, { nil: null }),
+      }),
+      { nil: null },
+    ),
+    error: fc.option(
+      fc.record({
+        code: fc.constantFrom("TIMEOUT", "NOT_FOUND"),
+        message: fc.string({ maxLength: 40 }),
+      }),
+      { nil: null },
+    ),
+  }),
 );
 
 /**

@@ -39,6 +39,7 @@ export function superviseCluster(
   configPath: string,
   config: ClusterConfig,
   onExit: (id: string, code: number | null) => void,
+  logLevel = "info",
 ): Supervisor {
   const term = nextTerm(config);
   const children = new Map<string, ChildProcess>();
@@ -47,7 +48,18 @@ export function superviseCluster(
   for (const n of nodes) {
     const child = spawn(
       process.execPath,
-      [BIN, "start", "--config", configPath, "--id", n.id, "--term", String(term)],
+      [
+        BIN,
+        "start",
+        "--config",
+        configPath,
+        "--id",
+        n.id,
+        "--term",
+        String(term),
+        "--log-level",
+        logLevel,
+      ],
       {
         stdio: ["ignore", "inherit", "inherit"],
       },
