@@ -40,18 +40,28 @@ const program: Command = new Command()
     const source = sourceFingerprint();
     const loadAtStart = loadAverage1m();
     const started = performance.now();
-    const rows = await suite.run({ quick: opts.quick, peers: opts.peers });
+    const out = await suite.run({ quick: opts.quick, peers: opts.peers });
+    const { rows, skipped = [], extra = {} } = Array.isArray(out) ? { rows: out } : out;
     const wallSec = (performance.now() - started) / 1000;
-    const paths = writeResults({
+    const base = {
       suite: suite.name,
       when,
       quick: opts.quick,
       machine: { ...machineInfo(), loadAvg1mAtStart: loadAtStart, loadAvg1mAtEnd: loadAverage1m() },
       source,
       rows,
+      ...(skipped.length > 0 ? { skipped } : {}),
       wallSec: Math.round(wallSec * 10) / 10,
+    };
+    // A suite's extra top-level fields come after the standard ones and cannot replace them.
+    const paths = writeResults({
+      ...base,
+      ...Object.fromEntries(Object.entries(extra).filter(([k]) => !(k in base))),
     });
     process.stdout.write(formatTable(rows) + "\n");
+    for (const s of skipped) {
+      process.stdout.write(`skipped: ${s.system} ${s.mode}: ${s.reason}\n`);
+    }
     progress(
       `${suite.name}: done in ${wallSec.toFixed(1)} s; wrote ${relative(process.cwd(), paths.latest)} ` +
         `and ${relative(process.cwd(), paths.dated)}`,

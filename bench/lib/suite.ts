@@ -8,8 +8,24 @@ export interface SuiteOptions {
   readonly peers: boolean;
 }
 
+/** Something a suite did not measure (a peer, or one of its modes, "*" for all), and why. */
+export interface Skipped {
+  readonly system: string;
+  readonly mode: string;
+  readonly reason: string;
+}
+
+/** A suite's rows plus what it skipped and any other top-level fields for the results file. */
+export interface SuiteOutput {
+  readonly rows: ResultRow[];
+  /** Written to the results file as `skipped` and printed under the table. */
+  readonly skipped?: readonly Skipped[];
+  /** Extra top-level fields for the results file (e.g. peer versions). */
+  readonly extra?: Readonly<Record<string, unknown>>;
+}
+
 export interface Suite {
   readonly name: string;
   readonly description: string;
-  run(options: SuiteOptions): Promise<ResultRow[]>;
+  run(options: SuiteOptions): Promise<ResultRow[] | SuiteOutput>;
 }
