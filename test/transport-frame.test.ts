@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { CLIENT_OPS, type Message } from "../src/protocol/messages.js";
+import { CLIENT_OPS, INDEX_QUERY_OPS, type Message } from "../src/protocol/messages.js";
 import type { MetalogEntry } from "../src/log/metalog.js";
 import type { LogId } from "../src/log/types.js";
 import { MESSAGE_TYPES, parseMessage } from "../src/protocol/validate.js";
@@ -76,6 +76,31 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     timeoutMs: n,
     condTag: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String),
     condPosition: n,
+  }),
+  fc.record({
+    t: fc.constant("index-query" as const),
+    id: n,
+    log: n,
+    op: fc.constantFrom(...INDEX_QUERY_OPS),
+    book: n,
+    tag: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map(String),
+    seqnum: n,
+    position: n,
+    timeoutMs: n,
+  }),
+  fc.record({
+    t: fc.constant("index-reply" as const),
+    id: n,
+    seqnum: fc.option(n, { nil: null }),
+    position: n,
+    failedAt: fc.option(n, { nil: null }),
+    error: fc.option(
+      fc.record({
+        code: fc.constantFrom("TIMEOUT", "NOT_FOUND"),
+        message: fc.string({ maxLength: 40 }),
+      }),
+      { nil: null },
+    ),
   }),
   fc.record({
     t: fc.constant("client-reply" as const),

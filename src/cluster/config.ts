@@ -30,6 +30,8 @@ export interface ClusterConfig {
   /** When storage counts a record as held: "memory" (Boki's choice) or "disk" (after its WAL write). */
   readonly durability: Durability;
   readonly cutIntervalMs: number;
+  /** Engines that index each physical log; the others ask them (default: every engine). */
+  readonly indexReplicas: number;
   /** Root of the nodes' data directories (`<dataDir>/<node id>`), relative to the config file. */
   readonly dataDir: string;
   readonly nodes: readonly NodeConfig[];
@@ -112,6 +114,7 @@ export function parseClusterConfig(
     sequencersPerLog,
     durability,
     cutIntervalMs: int("cutIntervalMs", CLUSTER_DEFAULTS.cutIntervalMs, 0, 1000),
+    indexReplicas: int("indexReplicas", count("engine"), 1, count("engine")),
     dataDir: resolve(baseDir, dataDir),
     nodes,
   };
@@ -149,6 +152,7 @@ export function viewOf(config: ClusterConfig, term: number): View {
     storages: nodesOf(config, "storage"),
     engines: nodesOf(config, "engine"),
     replication: config.replication,
+    indexReplicas: config.indexReplicas,
   });
 }
 

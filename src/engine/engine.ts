@@ -7,9 +7,16 @@
  * The engine trusts its arguments: the LogBook layer above validates them.
  */
 import type { Clock, TimerHandle } from "../clock/clock.js";
-import type { ClientReplyMsg, ClientRequestMsg, Message } from "../protocol/messages.js";
+import type {
+  ClientReplyMsg,
+  ClientRequestMsg,
+  IndexQueryMsg,
+  IndexQueryOp,
+  Message,
+} from "../protocol/messages.js";
 import type { NodeId, Transport } from "../transport/transport.js";
 import type { Logger } from "../util/logger.js";
+import { parseBookId, parseTag, SEQNUM_MAX } from "../log/types.js";
 import type { BookId, MetalogPosition, SeqNum, ShardId, Tag } from "../log/types.js";
 import { MetalogState, type AppliedEntry, type MetalogEntry } from "../log/metalog.js";
 import { LogIndex } from "../log/log-index.js";
@@ -27,6 +34,7 @@ import type { View } from "../log/view.js";
 import {
   APPEND_TIMEOUT_MS,
   APPENDS_IN_FLIGHT_MAX,
+  BLOCKING_READ_TIMEOUT_MS_MAX,
   CACHE_BYTES_DEFAULT,
   READ_CATCH_UP_TIMEOUT_MS,
   READS_WAITING_MAX,
@@ -35,6 +43,8 @@ import {
   STORAGE_READ_TIMEOUT_MS,
 } from "../log/limits.js";
 import {
+  BokiError,
+  errorFromWire,
   CondAppendFailedError,
   DataLostError,
   LogClosedError,
@@ -48,6 +58,8 @@ import { invariant } from "../log/assert.js";
 export const FOREIGN_HEADERS_MAX = 1_000_000;
 /** Most metalog entries kept waiting for an earlier, missing one. */
 export const EARLY_ENTRIES_MAX = 4096;
+/** Most failed conditional appends an index remembers for remote `cond` queries. */
+export const COND_FAILURES_REMEMBERED_MAX = 65_536;
 /** How often the engine checks deadlines and retries missing index data. */
 export const SWEEP_INTERVAL_MS = 20;
 /** How long missing index data or metalog entries are waited for before asking again. */
@@ -103,6 +115,28 @@ interface BlockingRead {
   readonly fail: (e: Error) => void;
 }
 
+/** A query sent to an index replica of a log this engine does not index. */
+interface RemoteQuery {
+  readonly deadline: number;
+  readonly resolve: (a: QueryAnswer) => void;
+  readonly reject: (e: Error) => void;
+}
+
+/** What an index answers: a sequence number (or none), its position, and for `cond` the failure. */
+interface QueryAnswer {
+  readonly seqnum: SeqNum | null;
+  readonly position: number;
+  readonly failedAt: number | null;
+}
+
+interface IndexQuery {
+  readonly op: IndexQueryOp;
+  readonly book: BookId;
+  readonly tag: Tag;
+  readonly seqnum: SeqNum;
+  readonly timeoutMs: number;
+}
+
 interface StorageRead {
   readonly seqnum: SeqNum;
   readonly replicas: NodeId[];
@@ -150,12 +184,18 @@ interface LogState {
   fetchingMetalogAt: number;
   waiting: WaitingRead[];
   blocking: Set<BlockingRead>;
+  /** Whether this engine keeps an index of the log; if not, it asks `indexEngines`. */
+  readonly indexed: boolean;
+  readonly indexEngines: readonly NodeId[];
+  /** Recent failed conditional appends (seqnum → sub-stream position found), for remote `cond` queries. */
+  readonly condFailures: Map<number, number>;
 }
 
 export class Engine {
   readonly id: NodeId;
   private readonly logs: LogState[] = [];
   private readonly storageReads = new Map<number, StorageRead>();
+  private readonly remoteQueries = new Map<number, RemoteQuery>();
   private nextReadId = 1;
   private sweepTimer: TimerHandle | null = null;
   private closed = false;
@@ -202,6 +242,9 @@ export class Engine {
         fetchingMetalogAt: -Infinity,
         waiting: [],
         blocking: new Set(),
+        indexed: o.view.indexEnginesOf(log).includes(this.id),
+        indexEngines: o.view.indexEnginesOf(log),
+        condFailures: new Map(),
       });
     }
     o.transport.onMessage((from, m) => this.onMessage(from, m));
@@ -338,12 +381,16 @@ export class Engine {
     });
   }
 
-  private withRecord(st: LogState, seqnum: SeqNum | null): ReadResult | Promise<ReadResult> {
-    const position = st.index.position;
-    if (seqnum === null) return { record: null, position };
+  private withRecord(
+    st: LogState,
+    seqnum: SeqNum | null,
+    position: number = st.index.position,
+  ): ReadResult | Promise<ReadResult> {
+    const at = position as MetalogPosition;
+    if (seqnum === null) return { record: null, position: at };
     const hit = st.cache.get(seqnum);
-    if (hit !== undefined) return { record: hit, position };
-    return this.readFromStorage(st, seqnum).then((record) => ({ record, position }));
+    if (hit !== undefined) return { record: hit, position: at };
+    return this.readFromStorage(st, seqnum).then((record) => ({ record, position: at }));
   }
 
   readNext(
@@ -353,6 +400,8 @@ export class Engine {
     position: number,
   ): ReadResult | Promise<ReadResult> {
     const st = this.logs[this.logOf(book)]!;
+    if (!st.indexed)
+      return this.remoteRead(st, { op: "next", book, tag, seqnum: min, timeoutMs: 0 }, position);
     return this.atPosition(st, position, () =>
       this.withRecord(st, st.index.readNext(book, tag, min)),
     );
@@ -365,6 +414,8 @@ export class Engine {
     position: number,
   ): ReadResult | Promise<ReadResult> {
     const st = this.logs[this.logOf(book)]!;
+    if (!st.indexed)
+      return this.remoteRead(st, { op: "prev", book, tag, seqnum: max, timeoutMs: 0 }, position);
     return this.atPosition(st, position, () =>
       this.withRecord(st, st.index.readPrev(book, tag, max)),
     );
@@ -378,34 +429,160 @@ export class Engine {
     timeoutMs: number,
   ): Promise<ReadResult> {
     const st = this.logs[this.logOf(book)]!;
+    if (!st.indexed)
+      return this.remoteRead(st, { op: "blocking", book, tag, seqnum: min, timeoutMs }, position);
     return Promise.resolve(
-      this.atPosition(st, position, () => {
-        const found = st.index.readNext(book, tag, min);
-        if (found !== null || timeoutMs <= 0) return this.withRecord(st, found);
-        if (st.blocking.size >= READS_WAITING_MAX) {
-          throw new OverloadedError(
-            `more than ${READS_WAITING_MAX} blocking reads on engine ${this.id}`,
-          );
-        }
-        return new Promise<ReadResult>((resolve, reject) => {
-          const b: BlockingRead = {
-            book,
-            tag,
-            min,
-            timer: this.o.clock.setTimer(timeoutMs, () => {
-              st.blocking.delete(b);
-              resolve({ record: null, position: st.index.position });
-            }),
-            done: (seqnum) => {
-              st.blocking.delete(b);
-              this.o.clock.clearTimer(b.timer);
-              Promise.resolve(this.withRecord(st, seqnum)).then(resolve, reject);
-            },
-            fail: reject,
-          };
-          st.blocking.add(b);
-        });
-      }),
+      this.atPosition(st, position, () =>
+        Promise.resolve(this.waitForNext(st, book, tag, min, timeoutMs)).then((seqnum) =>
+          this.withRecord(st, seqnum),
+        ),
+      ),
+    );
+  }
+
+  /** The first seqnum ≥ `min` in the sub-stream, waiting up to `timeoutMs` for one to be applied. */
+  private waitForNext(
+    st: LogState,
+    book: BookId,
+    tag: Tag,
+    min: SeqNum,
+    timeoutMs: number,
+  ): SeqNum | null | Promise<SeqNum | null> {
+    const found = st.index.readNext(book, tag, min);
+    if (found !== null || timeoutMs <= 0) return found;
+    if (st.blocking.size >= READS_WAITING_MAX) {
+      throw new OverloadedError(
+        `more than ${READS_WAITING_MAX} blocking reads on engine ${this.id}`,
+      );
+    }
+    return new Promise<SeqNum | null>((resolve, reject) => {
+      const b: BlockingRead = {
+        book,
+        tag,
+        min,
+        timer: this.o.clock.setTimer(timeoutMs, () => {
+          st.blocking.delete(b);
+          resolve(null);
+        }),
+        done: (seqnum) => {
+          st.blocking.delete(b);
+          this.o.clock.clearTimer(b.timer);
+          resolve(seqnum);
+        },
+        fail: reject,
+      };
+      st.blocking.add(b);
+    });
+  }
+
+  /** Answers an index query from this engine's own index (which has applied the query's position). */
+  private localQuery(st: LogState, q: IndexQuery): QueryAnswer | Promise<QueryAnswer> {
+    const answer = (seqnum: SeqNum | null, failedAt: number | null = null): QueryAnswer => ({
+      seqnum,
+      position: st.index.position,
+      failedAt,
+    });
+    switch (q.op) {
+      case "next":
+        return answer(st.index.readNext(q.book, q.tag, q.seqnum));
+      case "prev":
+        return answer(st.index.readPrev(q.book, q.tag, q.seqnum));
+      case "blocking":
+        return Promise.resolve(this.waitForNext(st, q.book, q.tag, q.seqnum, q.timeoutMs)).then(
+          (s) => answer(s),
+        );
+      case "cond": {
+        const failedAt = st.condFailures.get(q.seqnum);
+        return failedAt === undefined ? answer(q.seqnum) : answer(null, failedAt);
+      }
+    }
+  }
+
+  /** Sends a query to an index replica of the log; the answer comes back as an `index-reply`. */
+  private remoteQuery(st: LogState, q: IndexQuery, position: number): Promise<QueryAnswer> {
+    if (this.closed) return Promise.reject(new LogClosedError());
+    if (this.remoteQueries.size >= READS_WAITING_MAX) {
+      return Promise.reject(
+        new OverloadedError(
+          `more than ${READS_WAITING_MAX} remote index queries on engine ${this.id}`,
+        ),
+      );
+    }
+    const id = this.nextReadId++;
+    const target = st.indexEngines[id % st.indexEngines.length]!;
+    return new Promise((resolve, reject) => {
+      this.remoteQueries.set(id, {
+        deadline:
+          this.o.clock.now() + STORAGE_READ_TIMEOUT_MS + READ_CATCH_UP_TIMEOUT_MS + q.timeoutMs,
+        resolve,
+        reject,
+      });
+      const msg: IndexQueryMsg = {
+        t: "index-query",
+        id,
+        log: st.log,
+        op: q.op,
+        book: q.book,
+        tag: String(q.tag),
+        seqnum: q.seqnum,
+        position,
+        timeoutMs: q.timeoutMs,
+      };
+      this.o.transport.send(target, msg);
+      this.ensureSweep();
+    });
+  }
+
+  /** A read through a remote index; the record comes from this engine's cache or storage. */
+  private remoteRead(st: LogState, q: IndexQuery, position: number): Promise<ReadResult> {
+    // The record's location needs this engine's metalog at the index's position.
+    return this.remoteQuery(st, q, position).then((a) =>
+      this.atPosition(st, a.position, () =>
+        this.withRecord(st, a.seqnum, Math.max(a.position, position)),
+      ),
+    );
+  }
+
+  private serveIndexQuery(from: NodeId, m: IndexQueryMsg): void {
+    const st = this.logs[m.log];
+    const reply = (a: QueryAnswer | null, error: { code: string; message: string } | null): void =>
+      this.o.transport.send(from, {
+        t: "index-reply",
+        id: m.id,
+        seqnum: a?.seqnum ?? null,
+        position: a?.position ?? 0,
+        failedAt: a?.failedAt ?? null,
+        error,
+      });
+    if (st === undefined || !st.indexed) {
+      reply(null, { code: "NOT_FOUND", message: `engine ${this.id} does not index log ${m.log}` });
+      return;
+    }
+    let q: IndexQuery;
+    try {
+      q = {
+        op: m.op,
+        book: parseBookId(m.book),
+        tag: parseTag(m.tag),
+        seqnum: m.seqnum as SeqNum,
+        timeoutMs: Math.min(m.timeoutMs, BLOCKING_READ_TIMEOUT_MS_MAX),
+      };
+    } catch (err) {
+      reply(null, {
+        code: "INVALID_ARGUMENT",
+        message: err instanceof Error ? err.message : String(err),
+      });
+      return;
+    }
+    Promise.resolve(this.atPosition(st, m.position, () => this.localQuery(st, q))).then(
+      (a) => reply(a, null),
+      (err: unknown) =>
+        reply(
+          null,
+          err instanceof BokiError
+            ? { code: err.code, message: err.message }
+            : { code: "INTERNAL", message: String(err) },
+        ),
     );
   }
 
@@ -417,25 +594,52 @@ export class Engine {
     position: number,
   ): Promise<MetalogPosition> {
     const st = this.logs[this.logOf(book)]!;
+    if (!st.indexed) {
+      return this.remoteQuery(
+        st,
+        { op: "next", book, tag: 0n as Tag, seqnum, timeoutMs: 0 },
+        position,
+      ).then((a) =>
+        this.atPosition(st, a.position, () => {
+          if (a.seqnum !== seqnum)
+            throw new NotFoundError(`book ${book} has no record with seqnum ${seqnum}`);
+          this.attachAux(st, seqnum, data);
+          return Math.max(a.position, position) as MetalogPosition;
+        }),
+      );
+    }
     return Promise.resolve(
       this.atPosition(st, position, () => {
         if (st.index.readNext(book, 0n as Tag, seqnum) !== seqnum) {
           throw new NotFoundError(`book ${book} has no record with seqnum ${seqnum}`);
         }
-        const cached = st.cache.peek(seqnum);
-        if (cached !== undefined) st.cache.put({ ...cached, auxData: data });
-        const loc = st.metalog.locate(seqnum);
-        invariant(loc !== null, "an indexed record has a location");
-        const msg: Message = { t: "set-aux", log: st.log, seqnum, data };
-        for (const r of this.o.view.replicasOf(loc.shard)) this.o.transport.send(r, msg);
+        this.attachAux(st, seqnum, data);
         return st.index.position;
       }),
     );
   }
 
+  /** Puts aux data in this engine's cache, the other engines' caches and the record's storage replicas. */
+  private attachAux(st: LogState, seqnum: SeqNum, data: Uint8Array): void {
+    const cached = st.cache.peek(seqnum);
+    if (cached !== undefined) st.cache.put({ ...cached, auxData: data });
+    const loc = st.metalog.locate(seqnum);
+    invariant(loc !== null, "an indexed record has a location");
+    const msg: Message = { t: "set-aux", log: st.log, seqnum, data };
+    for (const r of this.o.view.replicasOf(loc.shard)) this.o.transport.send(r, msg);
+    for (const e of this.o.view.config.engines) if (e !== this.id) this.o.transport.send(e, msg);
+  }
+
   /** True when the book has a record that is not trimmed, as of `position`. */
   hasLiveRecords(book: BookId, position: number): Promise<boolean> {
     const st = this.logs[this.logOf(book)]!;
+    if (!st.indexed) {
+      return this.remoteQuery(
+        st,
+        { op: "prev", book, tag: 0n as Tag, seqnum: SEQNUM_MAX, timeoutMs: 0 },
+        position,
+      ).then((a) => a.seqnum !== null);
+    }
     return Promise.resolve(this.atPosition(st, position, () => st.index.hasLiveRecords(book)));
   }
 
@@ -500,6 +704,28 @@ export class Engine {
         };
         r.st.cache.put(record);
         r.resolve(record);
+        return;
+      }
+      case "index-query":
+        return this.serveIndexQuery(from, m);
+      case "index-reply": {
+        const q = this.remoteQueries.get(m.id);
+        if (q === undefined) return;
+        this.remoteQueries.delete(m.id);
+        if (m.error !== null) q.reject(errorFromWire(m.error));
+        else
+          q.resolve({
+            seqnum: m.seqnum as SeqNum | null,
+            position: m.position,
+            failedAt: m.failedAt,
+          });
+        return;
+      }
+      case "set-aux": {
+        // Another engine attached aux data: keep a cached copy of the record current.
+        const st = this.logs[m.log];
+        const cached = st?.cache.peek(m.seqnum as SeqNum);
+        if (st !== undefined && cached !== undefined) st.cache.put({ ...cached, auxData: m.data });
         return;
       }
       case "client-request": {
@@ -624,6 +850,8 @@ export class Engine {
         );
         continue;
       }
+      // An engine that does not index the log needs only its own records' sequence numbers.
+      if (!st.indexed) continue;
       const f = st.foreign.get(s.shard);
       const have =
         f !== undefined &&
@@ -659,8 +887,13 @@ export class Engine {
     const position = (a.entry.position + 1) as MetalogPosition;
     // Settling a promise only queues its continuations, which run after this method has
     // advanced the index; so appends are settled as their records are applied.
+    const sendsDeletes = st.indexEngines[0] === this.id;
     for (const s of a.spans) {
       const own = s.shard === st.shard;
+      if (!st.indexed) {
+        if (own) this.settleUnindexed(st, s.fromLocal, s.toLocal, s.startSeqnum, position);
+        continue;
+      }
       const f = own ? undefined : st.foreign.get(s.shard)!;
       for (let local = s.fromLocal; local < s.toLocal; local++) {
         const seqnum = (s.startSeqnum + (local - s.fromLocal)) as SeqNum;
@@ -674,6 +907,10 @@ export class Engine {
         }
         const outcome = st.index.apply(seqnum, meta);
         if (outcome.kind === "cond-failed") {
+          st.condFailures.set(seqnum, outcome.actualPosition);
+          if (st.condFailures.size > COND_FAILURES_REMEMBERED_MAX) {
+            st.condFailures.delete(st.condFailures.keys().next().value!);
+          }
           if (p !== undefined && !p.settled) {
             p.settled = true;
             const expected = p.meta.kind === RecordKind.Cond ? p.meta.condPosition : -1;
@@ -683,7 +920,8 @@ export class Engine {
         }
         if (outcome.kind === "trim") {
           for (const d of outcome.deleted) st.cache.delete(d);
-          if (own && outcome.deleted.length > 0) {
+          // One engine (the log's first index replica) tells storage to drop the payloads.
+          if (sendsDeletes && outcome.deleted.length > 0) {
             const msg: Message = { t: "delete", log: st.log, seqnums: outcome.deleted.slice() };
             for (const n of this.o.view.config.storages) this.o.transport.send(n, msg);
           }
@@ -722,6 +960,67 @@ export class Engine {
       }
     }
     st.index.advance(position);
+  }
+
+  /**
+   * Settles own appends of a log this engine does not index. A conditional append's outcome
+   * is known only to an index, so it is asked for.
+   */
+  private settleUnindexed(
+    st: LogState,
+    from: number,
+    to: number,
+    startSeqnum: number,
+    position: MetalogPosition,
+  ): void {
+    for (let local = from; local < to; local++) {
+      const p = st.pending[st.pendingHead + (local - st.pendingBase)]!;
+      const seqnum = (startSeqnum + (local - from)) as SeqNum;
+      if (p.meta.kind === RecordKind.Data) {
+        st.cache.put({
+          seqnum,
+          book: p.meta.book,
+          tags: p.meta.tags,
+          data: payloadOf(p.encoded),
+          auxData: null,
+        });
+      }
+      if (p.settled) continue;
+      p.settled = true;
+      if (p.meta.kind !== RecordKind.Cond) {
+        p.resolve({ seqnum, position });
+        continue;
+      }
+      const meta = p.meta;
+      this.remoteQuery(
+        st,
+        { op: "cond", book: meta.book, tag: 0n as Tag, seqnum, timeoutMs: 0 },
+        position,
+      ).then(
+        (a) => {
+          if (a.failedAt === null) {
+            st.cache.put({
+              seqnum,
+              book: meta.book,
+              tags: meta.tags,
+              data: payloadOf(p.encoded),
+              auxData: null,
+            });
+            p.resolve({ seqnum, position: Math.max(a.position, position) as MetalogPosition });
+          } else p.reject(new CondAppendFailedError(meta.condPosition, a.failedAt));
+        },
+        (err: unknown) => p.reject(err instanceof Error ? err : new Error(String(err))),
+      );
+    }
+    const n = to - from;
+    for (let i = 0; i < n; i++)
+      (st.pending as Array<PendingAppend | undefined>)[st.pendingHead + i] = undefined;
+    st.pendingHead += n;
+    st.pendingBase += n;
+    if (st.pendingHead > 4096 && st.pendingHead * 2 > st.pending.length) {
+      st.pending = st.pending.slice(st.pendingHead);
+      st.pendingHead = 0;
+    }
   }
 
   private wakeReaders(st: LogState): void {
@@ -797,6 +1096,13 @@ export class Engine {
         if (now - st.fetchingMetalogAt >= REFETCH_AFTER_MS) this.fetchMetalog(st);
       }
     }
+    for (const [id, q] of this.remoteQueries) {
+      busy = true;
+      if (q.deadline <= now) {
+        this.remoteQueries.delete(id);
+        q.reject(new TimeoutError("no index replica answered a query in time"));
+      }
+    }
     for (const [id, r] of this.storageReads) {
       if (r.deadline <= now) {
         this.storageReads.delete(id);
@@ -859,6 +1165,8 @@ export class Engine {
       st.blocking.clear();
     }
     for (const r of this.storageReads.values()) r.reject(err);
+    for (const q of this.remoteQueries.values()) q.reject(err);
+    this.remoteQueries.clear();
     this.storageReads.clear();
     this.o.transport.close();
   }

@@ -21,6 +21,8 @@ export interface ViewConfig {
   readonly engines: readonly NodeId[];
   /** Storage replicas per shard. */
   readonly replication: number;
+  /** Engines that keep an index of each physical log (default: every engine). */
+  readonly indexReplicas?: number;
 }
 
 export class View {
@@ -43,6 +45,14 @@ export class View {
     if (c.engines.length === 0 || c.engines.length > SLOTS_PER_TERM)
       throw new InvalidArgumentError("a view needs between 1 and 65536 engines");
     if (
+      c.indexReplicas !== undefined &&
+      (!Number.isInteger(c.indexReplicas) || c.indexReplicas < 1)
+    ) {
+      throw new InvalidArgumentError(
+        `indexReplicas must be a positive integer, got ${c.indexReplicas}`,
+      );
+    }
+    if (
       !Number.isInteger(c.replication) ||
       c.replication < 1 ||
       c.replication > c.storages.length
@@ -51,6 +61,13 @@ export class View {
         `replication must be in [1, ${c.storages.length}] (the number of storage nodes), got ${c.replication}`,
       );
     }
+  }
+
+  /** Engines indexing `log`: `indexReplicas` consecutive engines starting at the log's number. */
+  indexEnginesOf(log: number): NodeId[] {
+    const e = this.config.engines;
+    const n = Math.min(this.config.indexReplicas ?? e.length, e.length);
+    return Array.from({ length: n }, (_, k) => e[(log + k) % e.length]!);
   }
 
   get term(): number {

@@ -102,6 +102,38 @@ export interface MetalogAckMsg {
   durable: number;
 }
 
+/** Queries an engine without a local index sends to an index replica. */
+export const INDEX_QUERY_OPS = ["next", "prev", "blocking", "cond"] as const;
+export type IndexQueryOp = (typeof INDEX_QUERY_OPS)[number];
+
+/**
+ * Engine → index replica: answer `op` once the index has applied `position`. `next`/`prev`
+ * find a record of the (book, tag) sub-stream from `seqnum`; `blocking` waits up to
+ * `timeoutMs` for one; `cond` tells whether the conditional append at `seqnum` succeeded.
+ */
+export interface IndexQueryMsg {
+  t: "index-query";
+  id: number;
+  log: number;
+  op: IndexQueryOp;
+  book: number;
+  tag: string;
+  seqnum: number;
+  position: number;
+  timeoutMs: number;
+}
+
+export interface IndexReplyMsg {
+  t: "index-reply";
+  id: number;
+  seqnum: number | null;
+  /** The index's position when it answered. */
+  position: number;
+  /** For `cond`: the sub-stream position found when the append failed, or null if it succeeded. */
+  failedAt: number | null;
+  error: { code: string; message: string } | null;
+}
+
 /** LogBook operations a client may ask an engine to run. */
 export const CLIENT_OPS = [
   "append",
@@ -166,4 +198,6 @@ export type Message =
   | SetAuxMsg
   | DeleteMsg
   | ClientRequestMsg
-  | ClientReplyMsg;
+  | ClientReplyMsg
+  | IndexQueryMsg
+  | IndexReplyMsg;

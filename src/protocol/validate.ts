@@ -11,7 +11,14 @@
 import type { LogId } from "../log/types.js";
 import type { MetalogEntry } from "../log/metalog.js";
 import { InvalidArgumentError } from "../log/errors.js";
-import { CLIENT_OPS, type ClientOp, type Message, type WireRecord } from "./messages.js";
+import {
+  CLIENT_OPS,
+  INDEX_QUERY_OPS,
+  type ClientOp,
+  type IndexQueryOp,
+  type Message,
+  type WireRecord,
+} from "./messages.js";
 
 type Fields = Record<string, unknown>;
 
@@ -113,6 +120,13 @@ function clientOp(t: string, o: Fields): ClientOp {
   if (typeof v !== "string" || !(CLIENT_OPS as readonly string[]).includes(v))
     throw bad(t, `op must be one of ${CLIENT_OPS.join(", ")}`);
   return v as ClientOp;
+}
+
+function indexOp(t: string, o: Fields): IndexQueryOp {
+  const v = o["op"];
+  if (typeof v !== "string" || !(INDEX_QUERY_OPS as readonly string[]).includes(v))
+    throw bad(t, `op must be one of ${INDEX_QUERY_OPS.join(", ")}`);
+  return v as IndexQueryOp;
 }
 
 function wireRecord(t: string, o: Fields): WireRecord | null {
@@ -217,6 +231,25 @@ const parsers: Parsers = {
     timeoutMs: count(t, o, "timeoutMs"),
     condTag: str(t, o, "condTag"),
     condPosition: count(t, o, "condPosition"),
+  }),
+  "index-query": (t, o) => ({
+    t,
+    id: count(t, o, "id"),
+    log: count(t, o, "log"),
+    op: indexOp(t, o),
+    book: count(t, o, "book"),
+    tag: str(t, o, "tag"),
+    seqnum: count(t, o, "seqnum"),
+    position: count(t, o, "position"),
+    timeoutMs: count(t, o, "timeoutMs"),
+  }),
+  "index-reply": (t, o) => ({
+    t,
+    id: count(t, o, "id"),
+    seqnum: countOrNull(t, o, "seqnum"),
+    position: count(t, o, "position"),
+    failedAt: countOrNull(t, o, "failedAt"),
+    error: clientError(t, o),
   }),
   "client-reply": (t, o) => ({
     t,

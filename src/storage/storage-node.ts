@@ -242,20 +242,16 @@ export class StorageNode {
     void st;
   }
 
-  /** The first replica of a shard tells the other index replicas about its records. */
+  /** The first replica of a shard tells the log's index replicas (but the shard's owner) about its records. */
   private pushIndexData(log: number, shard: number, first: number, records: Uint8Array[]): void {
     const replicas = this.o.view.replicasOf(shard as ShardId);
     if (replicas[0] !== this.id) return;
     const owner = this.o.view.config.engines[shard % SLOTS_PER_TERM];
-    for (const engine of this.o.view.config.engines) {
+    let headers: Uint8Array[] | null = null;
+    for (const engine of this.o.view.indexEnginesOf(log)) {
       if (engine === owner) continue;
-      this.o.transport.send(engine, {
-        t: "index-data",
-        log,
-        shard,
-        first,
-        headers: records.map(headerOf),
-      });
+      headers ??= records.map(headerOf);
+      this.o.transport.send(engine, { t: "index-data", log, shard, first, headers });
     }
   }
 

@@ -64,6 +64,7 @@ export interface InProcClusterOptions {
   storages?: number;
   sequencers?: number;
   replication?: number;
+  indexReplicas?: number;
 }
 
 export async function startInProcCluster(
@@ -80,6 +81,7 @@ export async function startInProcCluster(
     storages,
     engines: engineIds,
     replication: options.replication ?? storages.length,
+    ...(options.indexReplicas === undefined ? {} : { indexReplicas: options.indexReplicas }),
   });
   const net = new InProcNetwork();
   const gate = new Gate();
