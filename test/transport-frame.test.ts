@@ -54,6 +54,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     headers: fc.array(bytes, { maxLength: 5 }),
   }),
   fc.record({ t: fc.constant("index-fetch" as const), log: n, shard: n, from: n, to: n }),
+  fc.record({ t: fc.constant("replica-fetch" as const), log: n, shard: n, from: n, to: n }),
   fc.record({ t: fc.constant("read" as const), id: n, log: n, seqnum: n }),
   fc.record({
     t: fc.constant("read-reply" as const),

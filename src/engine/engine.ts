@@ -58,6 +58,8 @@ import { invariant } from "../log/assert.js";
 export const FOREIGN_HEADERS_MAX = 1_000_000;
 /** Most metalog entries kept waiting for an earlier, missing one. */
 export const EARLY_ENTRIES_MAX = 4096;
+/** How long a storage read waits for one replica before asking the next. */
+export const STORAGE_READ_TRY_MS = 500;
 /** Most failed conditional appends an index remembers for remote `cond` queries. */
 export const COND_FAILURES_REMEMBERED_MAX = 65_536;
 /** How often the engine checks deadlines and retries missing index data. */
@@ -140,8 +142,13 @@ interface IndexQuery {
 interface StorageRead {
   readonly seqnum: SeqNum;
   readonly replicas: NodeId[];
-  tried: number;
+  /** Index in `replicas` of the replica asked last. */
+  asked: number;
+  /** Replicas that answered they do not have the record. */
+  readonly missing: Set<NodeId>;
   deadline: number;
+  /** When the current replica was asked; after STORAGE_READ_TRY_MS the next one is. */
+  askedAt: number;
   readonly resolve: (r: LogRecord) => void;
   readonly reject: (e: Error) => void;
   readonly st: LogState;
@@ -651,8 +658,10 @@ export class Engine {
       const r: StorageRead = {
         seqnum,
         replicas: this.o.view.replicasOf(loc.shard),
-        tried: 0,
+        asked: 0,
+        missing: new Set(),
         deadline: this.o.clock.now() + STORAGE_READ_TIMEOUT_MS,
+        askedAt: this.o.clock.now(),
         resolve,
         reject,
         st,
@@ -661,6 +670,20 @@ export class Engine {
       this.o.transport.send(r.replicas[0]!, { t: "read", id, log: st.log, seqnum });
       this.ensureSweep();
     });
+  }
+
+  /** Asks the next replica that has not said it lacks the record, under a fresh request id. */
+  private askNextReplica(r: StorageRead): void {
+    for (let k = 1; k <= r.replicas.length; k++) {
+      const i = (r.asked + k) % r.replicas.length;
+      if (r.missing.has(r.replicas[i]!)) continue;
+      r.asked = i;
+      r.askedAt = this.o.clock.now();
+      const id = this.nextReadId++;
+      this.storageReads.set(id, r);
+      this.o.transport.send(r.replicas[i]!, { t: "read", id, log: r.st.log, seqnum: r.seqnum });
+      return;
+    }
   }
 
   // ---- messages -----------------------------------------------------------------------
@@ -677,21 +700,14 @@ export class Engine {
         if (r === undefined) return;
         this.storageReads.delete(m.id);
         if (m.record === null) {
-          r.tried++;
-          if (r.tried >= r.replicas.length) {
+          r.missing.add(from);
+          if (r.missing.size >= r.replicas.length) {
             r.reject(
               new DataLostError(`no storage replica has the record with seqnum ${r.seqnum}`),
             );
             return;
           }
-          const id = this.nextReadId++;
-          this.storageReads.set(id, r);
-          this.o.transport.send(r.replicas[r.tried]!, {
-            t: "read",
-            id,
-            log: r.st.log,
-            seqnum: r.seqnum,
-          });
+          this.askNextReplica(r);
           return;
         }
         const meta = decodeMeta(m.record);
@@ -1104,6 +1120,12 @@ export class Engine {
       }
     }
     for (const [id, r] of this.storageReads) {
+      if (r.deadline > now && now - r.askedAt >= STORAGE_READ_TRY_MS) {
+        // No answer (the replica may be down): ask the next one, round and round until the deadline.
+        this.storageReads.delete(id);
+        this.askNextReplica(r);
+        continue;
+      }
       if (r.deadline <= now) {
         this.storageReads.delete(id);
         r.reject(

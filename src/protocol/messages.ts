@@ -46,6 +46,15 @@ export interface IndexDataMsg {
   headers: Uint8Array[];
 }
 
+/** Storage → storage: send the records of a shard with local ids [from, to) (answered with `replicate`). */
+export interface ReplicaFetchMsg {
+  t: "replica-fetch";
+  log: number;
+  shard: number;
+  from: number;
+  to: number;
+}
+
 /** Engine → storage: send index data for local ids [from, to) of a shard. */
 export interface IndexFetchMsg {
   t: "index-fetch";
@@ -193,6 +202,7 @@ export type Message =
   | MetalogFetchMsg
   | IndexDataMsg
   | IndexFetchMsg
+  | ReplicaFetchMsg
   | ReadMsg
   | ReadReplyMsg
   | SetAuxMsg

@@ -192,6 +192,13 @@ const parsers: Parsers = {
     first: count(t, o, "first"),
     headers: bytesArray(t, o, "headers"),
   }),
+  "replica-fetch": (t, o) => ({
+    t,
+    log: count(t, o, "log"),
+    shard: count(t, o, "shard"),
+    from: count(t, o, "from"),
+    to: count(t, o, "to"),
+  }),
   "index-fetch": (t, o) => ({
     t,
     log: count(t, o, "log"),

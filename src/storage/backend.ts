@@ -13,6 +13,8 @@ export interface StorageBackend {
     records: readonly Uint8Array[],
   ): Promise<void>;
   readRecord(log: number, shard: number, localId: number): Uint8Array | undefined;
+  /** How many records of the shard are stored, counting from local id 0 (they are contiguous). */
+  shardEnd(log: number, shard: number): number;
   /**
    * Replaces records by their headers, dropping payloads (records trimmed from their book).
    * The header stays so that an index can still be rebuilt from storage. Best effort.

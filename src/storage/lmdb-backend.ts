@@ -280,6 +280,21 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     return recordAt(frame, offsets, localId - found.head.first);
   }
 
+  shardEnd(log: number, shard: number): number {
+    let end = 0;
+    const pending = this.memtable.get(`${log}/${shard}`);
+    for (const p of pending ?? []) end = Math.max(end, p.first + p.records.length);
+    for (const { value } of this.records.getRange({
+      start: recordKey(log, shard, 2 ** 48 - 1),
+      reverse: true,
+      limit: 1,
+    })) {
+      const head = frameHead(value);
+      if (head.log === log && head.shard === shard) end = Math.max(end, head.first + head.count);
+    }
+    return end;
+  }
+
   /** The stored batch holding a record: the last batch of the shard starting at or before it. */
   private findFrame(
     log: number,

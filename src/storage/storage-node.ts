@@ -24,6 +24,8 @@ export const STASHED_BATCHES_MAX = 64;
  * sequencer that missed a report (or restarted) still learns what is held.
  */
 export const PROGRESS_HEARTBEAT_MS = 100;
+/** How long a storage node waits before asking a peer replica again for records it missed. */
+export const GAP_REFETCH_MS = 100;
 /** Most metalog entries kept waiting for an earlier, missing entry. */
 export const STASHED_ENTRIES_MAX = 4096;
 
@@ -50,6 +52,8 @@ interface ShardState {
   bufferBase: number;
   buffer: Uint8Array[];
   stash: Map<number, Uint8Array[]>;
+  /** When records missing before a stashed batch were last asked of another replica. */
+  fetchedAt: number;
 }
 
 interface LogState {
@@ -109,10 +113,19 @@ export class StorageNode {
     return st;
   }
 
-  private shardState(st: LogState, shard: number): ShardState {
+  private shardState(log: number, st: LogState, shard: number): ShardState {
     let s = st.shards.get(shard);
     if (s === undefined) {
-      s = { received: 0, held: 0, bufferBase: 0, buffer: [], stash: new Map() };
+      // After a restart, what the disk holds of the shard is held already.
+      const end = this.o.backend.shardEnd(log, shard);
+      s = {
+        received: end,
+        held: end,
+        bufferBase: end,
+        buffer: [],
+        stash: new Map(),
+        fetchedAt: -Infinity,
+      };
       st.shards.set(shard, s);
     }
     return s;
@@ -125,6 +138,27 @@ export class StorageNode {
         return this.onReplicate(m);
       case "metalog":
         return this.onMetalog(m.log, m.entries);
+      case "replica-fetch": {
+        // A peer replica missed records of a shard: send what this node holds of them.
+        const st = this.logs.get(m.log);
+        if (st === undefined) return;
+        const to = Math.min(m.to, m.from + INDEX_DATA_BATCH_RECORDS_MAX);
+        const records: Uint8Array[] = [];
+        for (let id = m.from; id < to; id++) {
+          const r = this.record(m.log, st, m.shard, id);
+          if (r === undefined) break;
+          records.push(r);
+        }
+        if (records.length > 0)
+          this.o.transport.send(from, {
+            t: "replicate",
+            log: m.log,
+            shard: m.shard,
+            first: m.from,
+            records,
+          });
+        return;
+      }
       case "index-fetch": {
         const st = this.logs.get(m.log);
         if (st === undefined) return;
@@ -191,7 +225,7 @@ export class StorageNode {
 
   private onReplicate(m: ReplicateMsg): void {
     const st = this.logState(m.log);
-    const s = this.shardState(st, m.shard);
+    const s = this.shardState(m.log, st, m.shard);
     if (m.first > s.received) {
       if (s.stash.size < STASHED_BATCHES_MAX) s.stash.set(m.first, m.records);
       else
@@ -199,6 +233,7 @@ export class StorageNode {
           { log: m.log, shard: m.shard },
           "replicate stash full; dropping a batch until the gap fills",
         );
+      this.fetchGap(m.log, m.shard, s, m.first);
       return;
     }
     this.accept(m.log, st, m.shard, s, m.first, m.records);
@@ -207,6 +242,21 @@ export class StorageNode {
       s.stash.delete(first);
       this.accept(m.log, st, m.shard, s, first, next);
     }
+  }
+
+  /**
+   * Asks another replica of the shard for records this node missed (it was down, or lost
+   * records held only in memory). The engine resends only what is not yet ordered, so
+   * ordered records can come only from a peer.
+   */
+  private fetchGap(log: number, shard: number, s: ShardState, upTo: number): void {
+    const now = this.o.clock.now();
+    if (now - s.fetchedAt < GAP_REFETCH_MS) return;
+    s.fetchedAt = now;
+    const peers = this.o.view.replicasOf(shard as ShardId).filter((r) => r !== this.id);
+    if (peers.length === 0) return;
+    const peer = peers[Math.floor(now / GAP_REFETCH_MS) % peers.length]!;
+    this.o.transport.send(peer, { t: "replica-fetch", log, shard, from: s.received, to: upTo });
   }
 
   private accept(

@@ -54,6 +54,8 @@ export interface InProcCluster {
   storageNodes: StorageNode[];
   gate: Gate;
   book(engine: number, book: number, position?: number): EngineLogBook;
+  /** Stops storage node i and starts it again, on its disk or (wipe) on an empty one. */
+  restartStorage(i: number, options?: { wipe?: boolean }): Promise<void>;
   /** Stops sequencer i and starts it again, on its disk or (wipe) on an empty one. */
   restartSequencer(i: number, options?: { wipe?: boolean }): Promise<void>;
   close(): Promise<void>;
@@ -105,20 +107,30 @@ export async function startInProcCluster(
   };
   const sequencers: Sequencer[] = [];
   for (const id of sequencerIds) sequencers.push(await startSequencer(id, false));
+  const startStorage = async (
+    id: string,
+    wipe: boolean,
+  ): Promise<{ node: StorageNode; backend: LmdbBackend }> => {
+    const backend = await LmdbBackend.open(join(dir, wipe ? `${id}-wiped-${++wipes}` : id), {
+      wal: true,
+    });
+    backends.push(backend);
+    const node = new StorageNode({
+      transport: gated(net.connect(id), gate),
+      clock: systemClock,
+      backend,
+      view,
+      logger: silentLogger,
+      durability: "disk",
+    });
+    return { node, backend };
+  };
   const storageNodes: StorageNode[] = [];
+  const storageBackends: LmdbBackend[] = [];
   for (const id of storages) {
-    const b = await LmdbBackend.open(join(dir, id), { wal: true });
-    backends.push(b);
-    storageNodes.push(
-      new StorageNode({
-        transport: gated(net.connect(id), gate),
-        clock: systemClock,
-        backend: b,
-        view,
-        logger: silentLogger,
-        durability: "disk",
-      }),
-    );
+    const { node, backend } = await startStorage(id, false);
+    storageNodes.push(node);
+    storageBackends.push(backend);
   }
   const engines = engineIds.map(
     (id) =>
@@ -138,6 +150,15 @@ export async function startInProcCluster(
     gate,
     book: (engine, book, position = 0) =>
       new EngineLogBook(engines[engine]!, parseBookId(book), position as MetalogPosition),
+    restartStorage: async (i, o = {}) => {
+      await storageNodes[i]!.close();
+      await storageBackends[i]!.close();
+      backends.splice(backends.indexOf(storageBackends[i]!), 1);
+      const { node, backend } = await startStorage(storages[i]!, o.wipe === true);
+      storageNodes[i] = node;
+      storageBackends[i] = backend;
+      node.start();
+    },
     restartSequencer: async (i, o = {}) => {
       await sequencers[i]!.close();
       sequencers[i] = await startSequencer(sequencerIds[i]!, o.wipe === true);
