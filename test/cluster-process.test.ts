@@ -30,7 +30,7 @@ async function waitReady(client: ClusterClient, engines: number): Promise<void> 
   }
 }
 
-describe("a cluster of real processes over TCP (3 sequencers, 3 storage nodes, 2 engines, replication 3)", () => {
+describe("a cluster of real processes over TCP (3 sequencers, 3 storage nodes, 2 engines, replication 3, one index replica per log)", () => {
   const t = tempDir();
   const configPath = join(t.dir, "cluster.json");
   let config: ClusterConfig;
@@ -74,12 +74,14 @@ describe("a cluster of real processes over TCP (3 sequencers, 3 storage nodes, 2
       const i = (counters[role] = (counters[role] ?? -1) + 1);
       nodes.push({ id: `${role}-${i}`, role, host: "127.0.0.1", port: await freePort() });
     }
+    // One index replica per physical log: reads of a book through the other engine use the remote index.
     writeFileSync(
       configPath,
       JSON.stringify({
         physicalLogs: 2,
         replication: 3,
         durability: "disk",
+        indexReplicas: 1,
         dataDir: "data",
         nodes,
       }),
