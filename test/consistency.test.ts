@@ -1,17 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tagOf } from "../src/index.js";
 import { tempDir } from "./helpers/tmp.js";
+import { settledWithin } from "./helpers/async.js";
 import { startInProcCluster, type InProcCluster } from "./helpers/inproc-cluster.js";
-
-const settledWithin = async (p: Promise<unknown>, ms: number): Promise<boolean> => {
-  let done = false;
-  void p.then(
-    () => (done = true),
-    () => (done = true),
-  );
-  await new Promise((r) => setTimeout(r, ms));
-  return done;
-};
 
 describe("read consistency across engines", () => {
   let t: ReturnType<typeof tempDir>;

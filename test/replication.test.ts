@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tempDir } from "./helpers/tmp.js";
+import { settledWithin } from "./helpers/async.js";
 import { startInProcCluster, type InProcCluster } from "./helpers/inproc-cluster.js";
 import type { EngineLogBook } from "../src/engine/logbook.js";
 
@@ -10,16 +11,6 @@ async function readAll(b: EngineLogBook): Promise<string[]> {
   }
   return out;
 }
-
-const settledWithin = async (p: Promise<unknown>, ms: number): Promise<boolean> => {
-  let done = false;
-  void p.then(
-    () => (done = true),
-    () => (done = true),
-  );
-  await new Promise((r) => setTimeout(r, ms));
-  return done;
-};
 
 describe("replicated metalog and storage (3 sequencers, 3 storage nodes, replication 3)", () => {
   let t: ReturnType<typeof tempDir>;

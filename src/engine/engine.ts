@@ -956,15 +956,7 @@ export class Engine {
         }
       }
       if (own) {
-        const n = s.toLocal - s.fromLocal;
-        for (let i = 0; i < n; i++)
-          (st.pending as Array<PendingAppend | undefined>)[st.pendingHead + i] = undefined;
-        st.pendingHead += n;
-        st.pendingBase += n;
-        if (st.pendingHead > 4096 && st.pendingHead * 2 > st.pending.length) {
-          st.pending = st.pending.slice(st.pendingHead);
-          st.pendingHead = 0;
-        }
+        this.dropPending(st, s.toLocal - s.fromLocal);
       } else {
         const n = s.toLocal - s.fromLocal;
         f!.head += n;
@@ -1028,7 +1020,11 @@ export class Engine {
         (err: unknown) => p.reject(err instanceof Error ? err : new Error(String(err))),
       );
     }
-    const n = to - from;
+    this.dropPending(st, to - from);
+  }
+
+  /** Forgets the oldest `n` own appends (now ordered), compacting the queue now and then. */
+  private dropPending(st: LogState, n: number): void {
     for (let i = 0; i < n; i++)
       (st.pending as Array<PendingAppend | undefined>)[st.pendingHead + i] = undefined;
     st.pendingHead += n;
