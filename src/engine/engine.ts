@@ -1083,6 +1083,8 @@ export class Engine {
         if (now - sentAt >= RESEND_AFTER_MS && now - st.lastResendAt >= RESEND_AFTER_MS) {
           st.lastResendAt = now;
           this.resend(st);
+          // The entry ordering them may have been cut but its broadcast lost: ask for it.
+          if (now - st.fetchingMetalogAt >= REFETCH_AFTER_MS) this.fetchMetalog(st);
         }
       }
       if (st.waiting.length > 0) {
