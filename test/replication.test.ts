@@ -115,3 +115,39 @@ describe("a storage node that restarts", () => {
     }
   }, 30_000);
 });
+
+describe("an engine that restarts in the same term", () => {
+  it("continues its shard after the records of its earlier run, so no local id is reused", async () => {
+    const t = tempDir();
+    const c = await startInProcCluster(t.dir, {
+      engines: 2,
+      storages: 3,
+      sequencers: 3,
+      replication: 3,
+    });
+    try {
+      const before: number[] = [];
+      for (let i = 0; i < 20; i++) before.push(await c.book(0, 11).append([], `first-run-${i}`));
+      await c.restartEngine(0);
+      const b = c.book(0, 11);
+      const after: number[] = [];
+      for (let i = 0; i < 5; i++) after.push(await b.append([], `second-run-${i}`));
+      expect(after[0]).toBeGreaterThan(before[before.length - 1]!);
+      const expected = [
+        ...before.map((s, i) => `${s}:first-run-${i}`),
+        ...after.map((s, i) => `${s}:second-run-${i}`),
+      ];
+      for (const e of [0, 1]) {
+        const got: string[] = [];
+        const r0 = c.book(e, 11, b.position);
+        for (let r = await r0.readNext(0, 0); r !== null; r = await r0.readNext(0, r.seqnum + 1)) {
+          got.push(`${r.seqnum}:${Buffer.from(r.data).toString()}`);
+        }
+        expect(got).toEqual(expected);
+      }
+    } finally {
+      await c.close();
+      t.remove();
+    }
+  }, 30_000);
+});

@@ -55,6 +55,8 @@ const message: fc.Arbitrary<Message> = fc.oneof(
   }),
   fc.record({ t: fc.constant("index-fetch" as const), log: n, shard: n, from: n, to: n }),
   fc.record({ t: fc.constant("replica-fetch" as const), log: n, shard: n, from: n, to: n }),
+  fc.record({ t: fc.constant("shard-end-query" as const), log: n, shard: n }),
+  fc.record({ t: fc.constant("shard-end" as const), log: n, shard: n, end: n }),
   fc.record({ t: fc.constant("read" as const), id: n, log: n, seqnum: n }),
   fc.record({
     t: fc.constant("read-reply" as const),

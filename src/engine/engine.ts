@@ -18,7 +18,7 @@ import type { NodeId, Transport } from "../transport/transport.js";
 import type { Logger } from "../util/logger.js";
 import { parseBookId, parseTag, SEQNUM_MAX } from "../log/types.js";
 import type { BookId, MetalogPosition, SeqNum, ShardId, Tag } from "../log/types.js";
-import { MetalogState, type AppliedEntry, type MetalogEntry } from "../log/metalog.js";
+import { MetalogState, type AppliedEntry, type MetalogEntry, type Span } from "../log/metalog.js";
 import { LogIndex } from "../log/log-index.js";
 import { RecordCache } from "../log/cache.js";
 import {
@@ -189,6 +189,15 @@ interface LogState {
   startupTail: number;
   synced: boolean;
   fetchingMetalogAt: number;
+  /**
+   * Shard ends reported by the shard's storage replicas at start. Until every replica has
+   * answered, appends are queued but not sent: a restarted engine continues its shard after
+   * the last record any replica holds, so no local id is given to two records.
+   */
+  shardEnds: Map<NodeId, number> | null;
+  shardEndAskedAt: number;
+  /** Local id of this run's first record in its shard; records below it are an earlier run's. */
+  runBase: number;
   waiting: WaitingRead[];
   blocking: Set<BlockingRead>;
   /** Whether this engine keeps an index of the log; if not, it asks `indexEngines`. */
@@ -247,6 +256,9 @@ export class Engine {
         startupTail: -1,
         synced: false,
         fetchingMetalogAt: -Infinity,
+        shardEnds: new Map(),
+        shardEndAskedAt: -Infinity,
+        runBase: Infinity,
         waiting: [],
         blocking: new Set(),
         indexed: o.view.indexEnginesOf(log).includes(this.id),
@@ -259,7 +271,10 @@ export class Engine {
 
   /** Asks every sequencer for the committed metalog; resolves once the index has caught up with it. */
   start(stallTimeoutMs = READ_CATCH_UP_TIMEOUT_MS): Promise<void> {
-    for (const st of this.logs) this.fetchMetalog(st);
+    for (const st of this.logs) {
+      this.fetchMetalog(st);
+      this.askShardEnds(st);
+    }
     this.ensureSweep();
     // Catching up a long log takes as long as it takes; it fails only when it stops moving.
     const progress = (): number =>
@@ -343,7 +358,7 @@ export class Engine {
 
   private flush(st: LogState): void {
     st.flushScheduled = false;
-    if (st.outgoing.length === 0) return;
+    if (st.outgoing.length === 0 || st.shardEnds !== null) return;
     const msg: Message = {
       t: "replicate",
       log: st.log,
@@ -686,6 +701,45 @@ export class Engine {
     }
   }
 
+  private askShardEnds(st: LogState): void {
+    if (st.shardEnds === null) return;
+    st.shardEndAskedAt = this.o.clock.now();
+    for (const r of st.replicas) {
+      if (!st.shardEnds.has(r))
+        this.o.transport.send(r, { t: "shard-end-query", log: st.log, shard: st.shard });
+    }
+  }
+
+  /** A replica told how much of this engine's shard it holds; once all have, appends flow. */
+  private onShardEnd(from: NodeId, log: number, shard: number, end: number): void {
+    const st = this.logs[log];
+    if (
+      st === undefined ||
+      st.shardEnds === null ||
+      shard !== st.shard ||
+      !st.replicas.includes(from)
+    )
+      return;
+    st.shardEnds.set(from, end);
+    if (st.shardEnds.size < st.replicas.length) return;
+    const base = Math.max(...st.shardEnds.values());
+    st.shardEnds = null;
+    st.runBase = base;
+    if (base > 0) {
+      // Records of an earlier run of this engine are there: continue after them. Those no
+      // replica acknowledged yet reach every replica through peer fetches and may be ordered.
+      this.o.logger.info(
+        { log, shard, base },
+        "engine continues its shard after records of an earlier run",
+      );
+      const queued = st.nextLocal - st.pendingBase;
+      st.pendingBase = base;
+      st.nextLocal = base + queued;
+      st.outgoingFirst = st.nextLocal - st.outgoing.length;
+    }
+    this.flush(st);
+  }
+
   // ---- messages -----------------------------------------------------------------------
 
   private onMessage(from: NodeId, m: Message): void {
@@ -724,6 +778,8 @@ export class Engine {
       }
       case "index-query":
         return this.serveIndexQuery(from, m);
+      case "shard-end":
+        return this.onShardEnd(from, m.log, m.shard, m.end);
       case "index-reply": {
         const q = this.remoteQueries.get(m.id);
         if (q === undefined) return;
@@ -855,10 +911,37 @@ export class Engine {
     if (advanced) this.wakeReaders(st);
   }
 
+  /**
+   * The entry's spans, each marked `own` when it holds this run's appends. A span of this
+   * engine's shard is split at the run's first local id: records before it were appended by
+   * an earlier run of the engine and are indexed like any other engine's.
+   */
+  private spansOf(st: LogState, a: AppliedEntry): Array<Span & { own: boolean }> {
+    const out: Array<Span & { own: boolean }> = [];
+    for (const s of a.spans) {
+      if (s.shard !== st.shard || s.fromLocal >= st.runBase) {
+        out.push({ ...s, own: s.shard === st.shard });
+        continue;
+      }
+      const cut = Math.min(s.toLocal, st.runBase);
+      out.push({ ...s, toLocal: cut, own: false });
+      if (cut < s.toLocal) {
+        out.push({
+          shard: s.shard,
+          fromLocal: cut,
+          toLocal: s.toLocal,
+          startSeqnum: (s.startSeqnum + (cut - s.fromLocal)) as SeqNum,
+          own: true,
+        });
+      }
+    }
+    return out;
+  }
+
   private haveIndexData(st: LogState, a: AppliedEntry): boolean {
     let ok = true;
-    for (const s of a.spans) {
-      if (s.shard === st.shard) {
+    for (const s of this.spansOf(st, a)) {
+      if (s.own) {
         invariant(
           s.fromLocal >= st.pendingBase &&
             s.toLocal <= st.pendingBase + (st.pending.length - st.pendingHead),
@@ -904,8 +987,8 @@ export class Engine {
     // Settling a promise only queues its continuations, which run after this method has
     // advanced the index; so appends are settled as their records are applied.
     const sendsDeletes = st.indexEngines[0] === this.id;
-    for (const s of a.spans) {
-      const own = s.shard === st.shard;
+    for (const s of this.spansOf(st, a)) {
+      const own = s.own;
       if (!st.indexed) {
         if (own) this.settleUnindexed(st, s.fromLocal, s.toLocal, s.startSeqnum, position);
         continue;
@@ -1075,6 +1158,10 @@ export class Engine {
             ),
           );
         }
+      }
+      if (st.shardEnds !== null) {
+        busy = true;
+        if (now - st.shardEndAskedAt >= REFETCH_AFTER_MS) this.askShardEnds(st);
       }
       if (st.pending.length > st.pendingHead) {
         busy = true;

@@ -55,6 +55,21 @@ export interface ReplicaFetchMsg {
   to: number;
 }
 
+/** Engine → storage, at start: how many records of my shard do you hold? */
+export interface ShardEndQueryMsg {
+  t: "shard-end-query";
+  log: number;
+  shard: number;
+}
+
+/** Storage → engine: it holds records [0, end) of the shard. */
+export interface ShardEndMsg {
+  t: "shard-end";
+  log: number;
+  shard: number;
+  end: number;
+}
+
 /** Engine → storage: send index data for local ids [from, to) of a shard. */
 export interface IndexFetchMsg {
   t: "index-fetch";
@@ -203,6 +218,8 @@ export type Message =
   | IndexDataMsg
   | IndexFetchMsg
   | ReplicaFetchMsg
+  | ShardEndQueryMsg
+  | ShardEndMsg
   | ReadMsg
   | ReadReplyMsg
   | SetAuxMsg

@@ -192,6 +192,13 @@ const parsers: Parsers = {
     first: count(t, o, "first"),
     headers: bytesArray(t, o, "headers"),
   }),
+  "shard-end-query": (t, o) => ({ t, log: count(t, o, "log"), shard: count(t, o, "shard") }),
+  "shard-end": (t, o) => ({
+    t,
+    log: count(t, o, "log"),
+    shard: count(t, o, "shard"),
+    end: count(t, o, "end"),
+  }),
   "replica-fetch": (t, o) => ({
     t,
     log: count(t, o, "log"),

@@ -138,6 +138,12 @@ export class StorageNode {
         return this.onReplicate(m);
       case "metalog":
         return this.onMetalog(m.log, m.entries);
+      case "shard-end-query": {
+        const st = this.logState(m.log);
+        const end = this.shardState(m.log, st, m.shard).received;
+        this.o.transport.send(from, { t: "shard-end", log: m.log, shard: m.shard, end });
+        return;
+      }
       case "replica-fetch": {
         // A peer replica missed records of a shard: send what this node holds of them.
         const st = this.logs.get(m.log);

@@ -54,6 +54,8 @@ export interface InProcCluster {
   storageNodes: StorageNode[];
   gate: Gate;
   book(engine: number, book: number, position?: number): EngineLogBook;
+  /** Stops engine i and starts a new one with the same id, in the same term. */
+  restartEngine(i: number): Promise<void>;
   /** Stops storage node i and starts it again, on its disk or (wipe) on an empty one. */
   restartStorage(i: number, options?: { wipe?: boolean }): Promise<void>;
   /** Stops sequencer i and starts it again, on its disk or (wipe) on an empty one. */
@@ -150,6 +152,17 @@ export async function startInProcCluster(
     gate,
     book: (engine, book, position = 0) =>
       new EngineLogBook(engines[engine]!, parseBookId(book), position as MetalogPosition),
+    restartEngine: async (i) => {
+      engines[i]!.close();
+      const e = new Engine({
+        transport: gated(net.connect(engineIds[i]!), gate),
+        clock: systemClock,
+        view,
+        logger: silentLogger,
+      });
+      engines[i] = e;
+      await e.start();
+    },
     restartStorage: async (i, o = {}) => {
       await storageNodes[i]!.close();
       await storageBackends[i]!.close();
