@@ -59,7 +59,12 @@ export async function startNode(
       break;
     }
     case "storage": {
-      const backend = await LmdbBackend.open(join(config.dataDir, id), { wal: true });
+      // With "memory" durability a record counts as held once in memory (on R nodes), so its
+      // disk write need not be synced before anything else happens.
+      const backend = await LmdbBackend.open(join(config.dataDir, id), {
+        wal: true,
+        sync: config.durability === "disk",
+      });
       const s = new StorageNode({
         transport,
         clock,

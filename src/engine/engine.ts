@@ -859,31 +859,36 @@ export class Engine {
     this.drain(st);
   }
 
+  /**
+   * The index-data buffer of another shard. Its `base` is always the shard's next local id
+   * the index needs: every engine replays the metalog from its start, so that is 0 when the
+   * shard is first seen, and it moves only as records are applied.
+   */
+  private foreignOf(st: LogState, shard: number): ForeignShard {
+    let f = st.foreign.get(shard);
+    if (f === undefined) {
+      f = { base: 0, head: 0, headers: [], requestedAt: -Infinity };
+      st.foreign.set(shard, f);
+    }
+    return f;
+  }
+
+  /**
+   * Index data of another shard, pushed by storage or answering a fetch. Only the part that
+   * extends the buffer contiguously is kept; batches with a gap before them are dropped (a
+   * fetch fills the gap), and late or repeated ones change nothing.
+   */
   private onIndexData(log: number, shard: number, first: number, headers: Uint8Array[]): void {
     const st = this.logs[log];
     if (st === undefined || headers.length === 0) return;
-    let f = st.foreign.get(shard);
-    if (f === undefined) {
-      f = { base: first, head: 0, headers: [], requestedAt: -Infinity };
-      st.foreign.set(shard, f);
-    }
-    const end = f.base + (f.headers.length - f.head);
-    if (f.headers.length - f.head === 0) {
-      // Nothing buffered: start at this batch unless it is entirely behind what was applied.
-      const applied = st.metalog.shardEnd(shard as ShardId);
-      if (first + headers.length <= f.base && f.base >= applied) return;
-      f.base = first;
-      f.head = 0;
-      f.headers = headers.slice();
-    } else if (first <= end && first + headers.length > end) {
-      for (let i = end - first; i < headers.length; i++) f.headers.push(headers[i]!);
-    } else {
-      return;
-    }
-    if (f.headers.length - f.head > FOREIGN_HEADERS_MAX) {
-      this.o.logger.warn({ log, shard }, "index data buffer full; dropping and refetching later");
-      st.foreign.delete(shard);
-    }
+    const f = this.foreignOf(st, shard);
+    const buffered = f.headers.length - f.head;
+    const end = f.base + buffered;
+    if (first > end || first + headers.length <= end) return;
+    const room = FOREIGN_HEADERS_MAX - buffered;
+    if (room <= 0) return;
+    const upTo = Math.min(headers.length, end - first + room);
+    for (let i = end - first; i < upTo; i++) f.headers.push(headers[i]!);
     f.requestedAt = -Infinity;
     this.drain(st);
   }
@@ -951,29 +956,24 @@ export class Engine {
       }
       // An engine that does not index the log needs only its own records' sequence numbers.
       if (!st.indexed) continue;
-      const f = st.foreign.get(s.shard);
-      const have =
-        f !== undefined &&
-        f.base <= s.fromLocal &&
-        f.base + (f.headers.length - f.head) >= s.toLocal;
-      if (have) continue;
+      const f = this.foreignOf(st, s.shard);
+      invariant(
+        f.base === s.fromLocal,
+        () => `shard ${s.shard} index data at ${f.base}, span starts at ${s.fromLocal}`,
+      );
+      const end = f.base + (f.headers.length - f.head);
+      if (end >= s.toLocal) continue;
       ok = false;
       const now = this.o.clock.now();
-      if (f === undefined || now - f.requestedAt >= REFETCH_AFTER_MS) {
-        const from =
-          f !== undefined && f.base <= s.fromLocal
-            ? Math.max(s.fromLocal, f.base + (f.headers.length - f.head))
-            : s.fromLocal;
-        if (f === undefined || f.base > s.fromLocal) {
-          st.foreign.set(s.shard, { base: s.fromLocal, head: 0, headers: [], requestedAt: now });
-        } else f.requestedAt = now;
+      if (now - f.requestedAt >= REFETCH_AFTER_MS) {
+        f.requestedAt = now;
         const replicas = this.o.view.replicasOf(s.shard);
         const target = replicas[Math.floor(now / REFETCH_AFTER_MS) % replicas.length]!;
         this.o.transport.send(target, {
           t: "index-fetch",
           log: st.log,
           shard: s.shard,
-          from,
+          from: end,
           to: s.toLocal,
         });
         this.ensureSweep();

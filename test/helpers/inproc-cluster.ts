@@ -23,8 +23,11 @@ export class Gate {
   closedFor = new Set<NodeId>();
   /** Nodes cut off: every message to or from them is dropped. */
   down = new Set<NodeId>();
-  hold(from: NodeId, to: NodeId, send: () => void): boolean {
+  /** Drops the messages it returns true for. */
+  dropIf: ((from: NodeId, to: NodeId, m: Message) => boolean) | null = null;
+  hold(from: NodeId, to: NodeId, send: () => void, m?: Message): boolean {
     if (this.down.has(from) || this.down.has(to)) return true;
+    if (m !== undefined && this.dropIf?.(from, to, m) === true) return true;
     if (!from.startsWith("sequencer") || !this.closedFor.has(to)) return false;
     this.held.push(send);
     return true;
@@ -41,7 +44,7 @@ function gated(t: Transport, gate: Gate): Transport {
   return {
     self: t.self,
     send: (to: NodeId, m: Message) => {
-      if (!gate.hold(t.self, to, () => t.send(to, m))) t.send(to, m);
+      if (!gate.hold(t.self, to, () => t.send(to, m), m)) t.send(to, m);
     },
     onMessage: (h) => t.onMessage(h),
     close: () => t.close(),
