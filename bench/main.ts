@@ -27,21 +27,34 @@ const program: Command = new Command()
   .argument("<suite>", `suite to run: ${[...SUITES.keys()].join(", ")}`)
   .option("--quick", "short windows, one run each; the whole suite within 60 s", false)
   .option("--no-peers", "do not start peer systems for comparison")
+  .option(
+    "--cluster",
+    "measure the local cluster (every node its own process) instead of the embedded system (suite log)",
+    false,
+  )
   .addHelpText("after", `\nSuites:\n${suiteList}`)
   .showHelpAfterError()
-  .action(async (name: string, opts: { quick: boolean; peers: boolean }) => {
+  .action(async (name: string, opts: { quick: boolean; peers: boolean; cluster: boolean }) => {
     const suite = SUITES.get(name);
     if (suite === undefined) {
       program.error(
         `error: unknown suite '${name}'; available suites: ${[...SUITES.keys()].join(", ")}`,
       );
     }
+    if (opts.cluster && suite.hasClusterMode !== true) {
+      const with_ = [...SUITES.values()]
+        .filter((s) => s.hasClusterMode === true)
+        .map((s) => s.name);
+      program.error(
+        `error: suite '${name}' has no --cluster mode (suites with one: ${with_.join(", ") || "none"})`,
+      );
+    }
     const when = isoSeconds(new Date());
     const source = sourceFingerprint();
     const loadAtStart = loadAverage1m();
     const started = performance.now();
-    const out = await suite.run({ quick: opts.quick, peers: opts.peers });
-    const { rows, skipped = [], extra = {} } = Array.isArray(out) ? { rows: out } : out;
+    const out = await suite.run({ quick: opts.quick, peers: opts.peers, cluster: opts.cluster });
+    const { rows, skipped = [], extra = {}, notes = [] } = Array.isArray(out) ? { rows: out } : out;
     const wallSec = (performance.now() - started) / 1000;
     const base = {
       suite: suite.name,
@@ -51,6 +64,7 @@ const program: Command = new Command()
       source,
       rows,
       ...(skipped.length > 0 ? { skipped } : {}),
+      ...(notes.length > 0 ? { notes } : {}),
       wallSec: Math.round(wallSec * 10) / 10,
     };
     // A suite's extra top-level fields come after the standard ones and cannot replace them.
@@ -62,6 +76,7 @@ const program: Command = new Command()
     for (const s of skipped) {
       process.stdout.write(`skipped: ${s.system} ${s.mode}: ${s.reason}\n`);
     }
+    for (const n of notes) process.stdout.write(`note: ${n}\n`);
     progress(
       `${suite.name}: done in ${wallSec.toFixed(1)} s; wrote ${relative(process.cwd(), paths.latest)} ` +
         `and ${relative(process.cwd(), paths.dated)}`,

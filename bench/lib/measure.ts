@@ -67,6 +67,8 @@ export interface RunMeasurementsOptions {
    * from a later measurement still has the earlier rows.
    */
   readonly into?: ResultRow[];
+  /** Number the measurements `[offset + k + 1/total]` (when a caller runs a longer list piecewise). */
+  readonly numbering?: { readonly offset: number; readonly total: number };
 }
 
 export async function runMeasurements(
@@ -81,7 +83,8 @@ export async function runMeasurements(
   for (const [k, m] of list.entries()) {
     const results: Measured[] = [];
     for (let r = 0; r < phases.runs; r++) {
-      const tag = `${prefix}[${k + 1}/${list.length}${phases.runs > 1 ? ` run ${r + 1}/${phases.runs}` : ""}]`;
+      const num = `${(o.numbering?.offset ?? 0) + k + 1}/${o.numbering?.total ?? list.length}`;
+      const tag = `${prefix}[${num}${phases.runs > 1 ? ` run ${r + 1}/${phases.runs}` : ""}]`;
       say(`${tag} ${m.label}`);
       const onProgress = (p: WindowProgress): void => {
         const line =

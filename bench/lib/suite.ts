@@ -6,6 +6,8 @@ export interface SuiteOptions {
   readonly quick: boolean;
   /** Whether peer systems may be started (`--no-peers` turns this off). */
   readonly peers: boolean;
+  /** `--cluster`: measure the local multi-process cluster instead of the embedded system. */
+  readonly cluster: boolean;
 }
 
 /** Something a suite did not measure (a peer, or one of its modes, "*" for all), and why. */
@@ -22,10 +24,14 @@ export interface SuiteOutput {
   readonly skipped?: readonly Skipped[];
   /** Extra top-level fields for the results file (e.g. peer versions). */
   readonly extra?: Readonly<Record<string, unknown>>;
+  /** Lines printed under the table (and written to the results file as `notes`). */
+  readonly notes?: readonly string[];
 }
 
 export interface Suite {
   readonly name: string;
   readonly description: string;
+  /** Whether the suite has a `--cluster` mode. */
+  readonly hasClusterMode?: boolean;
   run(options: SuiteOptions): Promise<ResultRow[] | SuiteOutput>;
 }

@@ -39,7 +39,25 @@ export function formatTable(rows: readonly ResultRow[]): string {
     fmtMs(r["p999Ms"]),
     fmtMs(r["maxMs"]),
   ]);
-  const numeric = header.map((_, i) => i >= 3);
+  // Rows compared with a peer (extras `peer`, `opsRatioToPeer`, `p99RatioToPeer`) get
+  // "ratio to peer" columns: this row's ops/s and p99 divided by the peer's.
+  if (rows.some((r) => typeof r["peer"] === "string")) {
+    header.push("vs peer", "ops/s ratio", "p99 ratio");
+    const ratio = (x: unknown): string => (typeof x === "number" ? `${x.toFixed(2)}x` : "-");
+    rows.forEach((r, i) => {
+      const peer = r["peer"];
+      if (typeof peer !== "string") body[i]!.push("-", "-", "-");
+      else {
+        const mode = peer
+          .split(" ")
+          .pop()!
+          .replace(/^replicated-3-/, "");
+        if (typeof r["opsRatioToPeer"] !== "number") body[i]!.push(mode, "no peer", "no peer");
+        else body[i]!.push(mode, ratio(r["opsRatioToPeer"]), ratio(r["p99RatioToPeer"]));
+      }
+    });
+  }
+  const numeric = header.map((h, i) => i >= 3 && h !== "vs peer");
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const line = (cells: readonly string[]): string =>
     cells

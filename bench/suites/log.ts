@@ -11,6 +11,9 @@
  *    all in the engine's record cache.
  *  - read-cache-miss: the same over random seqnums with a 1-byte record cache, so every
  *    read goes to the storage node (lmdb).
+ *
+ * With `--cluster`, the suite measures the local multi-process cluster instead
+ * (suites/log-cluster.ts).
  */
 import { randomBytes } from "node:crypto";
 import { EmbeddedLog, type LogBook, type SeqNum } from "../../src/index.js";
@@ -22,9 +25,10 @@ import {
   type WindowProgress,
   type WindowResult,
 } from "../lib/runner.js";
-import type { Suite, SuiteOptions } from "../lib/suite.js";
+import type { Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { fmtMs } from "../lib/table.js";
 import { withTempDir } from "../lib/tmpdir.js";
+import { runLogCluster } from "./log-cluster.js";
 
 /** "disk": each acknowledgement waits for an fsync; "no-fsync": commits are not fsync'ed. */
 type Durability = "disk" | "no-fsync";
@@ -248,7 +252,8 @@ function describeWindow(w: WindowResult): string {
   );
 }
 
-async function run(options: SuiteOptions): Promise<ResultRow[]> {
+async function run(options: SuiteOptions): Promise<ResultRow[] | SuiteOutput> {
+  if (options.cluster) return runLogCluster(options);
   const phases = options.quick ? QUICK : FULL;
   const list = measurements();
   if (!options.peers) progress("log: --no-peers given (this suite has no peers)");
@@ -301,6 +306,8 @@ async function run(options: SuiteOptions): Promise<ResultRow[]> {
 export const logSuite: Suite = {
   name: "log",
   description:
-    "embedded shared log: append throughput/latency (fsync'ed and not), readNext cache hit and miss",
+    "embedded shared log: append throughput/latency (fsync'ed and not), readNext cache hit and miss; " +
+    "--cluster: the local multi-process cluster (memory and disk durability, read paths) vs NATS JetStream",
+  hasClusterMode: true,
   run,
 };

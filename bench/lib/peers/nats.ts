@@ -88,6 +88,8 @@ export interface NatsPeerOptions {
   readonly concurrency?: readonly number[];
   /** Defaults to NATS_PAYLOAD_BYTES. */
   readonly payloadBytes?: readonly number[];
+  /** Warm-up, window and runs; by default the log suite's (quick: see QUICK_TWO_MODES). */
+  readonly phases?: Phases;
 }
 
 export interface NatsPeerResult {
@@ -311,7 +313,9 @@ export async function runNatsPeer(o: NatsPeerOptions): Promise<NatsPeerResult> {
         say(`nats: skipping mode ${mode.mode}: ${reason}`);
         skippedModes.push({ system: NATS_SYSTEM, mode: mode.mode, reason });
       }
-      const phases = o.quick ? (runnable.length > 1 ? QUICK_TWO_MODES : QUICK_PHASES) : FULL_PHASES;
+      const phases =
+        o.phases ??
+        (o.quick ? (runnable.length > 1 ? QUICK_TWO_MODES : QUICK_PHASES) : FULL_PHASES);
       const perMode =
         (o.concurrency ?? NATS_CONCURRENCY).length * (o.payloadBytes ?? NATS_PAYLOAD_BYTES).length;
       if (runnable.length > 0) {
