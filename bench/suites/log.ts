@@ -19,28 +19,20 @@ import { randomBytes } from "node:crypto";
 import { EmbeddedLog, type LogBook, type SeqNum } from "../../src/index.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
+import { runClosedLoop } from "../lib/runner.js";
 import {
-  medianIndex,
-  runClosedLoop,
-  type WindowProgress,
-  type WindowResult,
-} from "../lib/runner.js";
+  FULL_PHASES,
+  QUICK_PHASES,
+  runMeasurements,
+  windowSeconds,
+  type Measurement,
+} from "../lib/measure.js";
 import type { Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
-import { fmtMs } from "../lib/table.js";
 import { withTempDir } from "../lib/tmpdir.js";
 import { runLogCluster } from "./log-cluster.js";
 
 /** "disk": each acknowledgement waits for an fsync; "no-fsync": commits are not fsync'ed. */
 type Durability = "disk" | "no-fsync";
-
-interface Phases {
-  readonly warmupMs: number;
-  readonly measureMs: number;
-  readonly runs: number;
-}
-
-const FULL: Phases = { warmupMs: 1000, measureMs: 5000, runs: 3 };
-const QUICK: Phases = { warmupMs: 300, measureMs: 1500, runs: 1 };
 
 const APPEND_CONCURRENCY = [1, 16, 64, 256] as const;
 const APPEND_PAYLOAD_BYTES = [100, 1024] as const;
@@ -50,20 +42,6 @@ const READ_PAYLOAD_BYTES = 100;
 const PRELOAD_CONCURRENCY = 64;
 /** Record cache budget that holds nothing, so every read is a miss. */
 const NO_CACHE_BYTES = 1;
-
-interface Measurement {
-  readonly label: string;
-  readonly run: (phases: Phases, onProgress?: (p: WindowProgress) => void) => Promise<Measured>;
-}
-
-/** What identifies a row: everything but the measured figures. */
-type RowKey = Pick<ResultRow, "system" | "mode" | "workload" | "concurrency" | "payloadBytes">;
-
-interface Measured {
-  readonly window: WindowResult;
-  readonly row: RowKey;
-  readonly extras?: Record<string, unknown>;
-}
 
 function payload(bytes: number): Uint8Array {
   return new Uint8Array(randomBytes(bytes));
@@ -239,68 +217,16 @@ function measurements(): Measurement[] {
   return out;
 }
 
-function round(n: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(n * f) / f;
-}
-
-function describeWindow(w: WindowResult): string {
-  const l = w.latency;
-  return (
-    `${Math.round(w.opsPerSec).toLocaleString("en-US")} ops/s, ` +
-    `p50 ${fmtMs(l.p50Ms)} ms, p99 ${fmtMs(l.p99Ms)} ms, max ${fmtMs(l.maxMs)} ms`
-  );
-}
-
 async function run(options: SuiteOptions): Promise<ResultRow[] | SuiteOutput> {
   if (options.cluster) return runLogCluster(options);
-  const phases = options.quick ? QUICK : FULL;
+  const phases = options.quick ? QUICK_PHASES : FULL_PHASES;
   const list = measurements();
   if (!options.peers) progress("log: --no-peers given (this suite has no peers)");
-  const windowSec = (list.length * phases.runs * (phases.warmupMs + phases.measureMs)) / 1000;
   progress(
     `log: ${list.length} measurements × ${phases.runs} run(s), warm-up ${phases.warmupMs / 1000} s + ` +
-      `window ${phases.measureMs / 1000} s each (~${Math.round(windowSec)} s of windows)`,
+      `window ${phases.measureMs / 1000} s each (~${Math.round(windowSeconds(list.length, phases))} s of windows)`,
   );
-  const tty = process.stderr.isTTY;
-  const rows: ResultRow[] = [];
-  for (const [k, m] of list.entries()) {
-    const results: Measured[] = [];
-    for (let r = 0; r < phases.runs; r++) {
-      const tag = `[${k + 1}/${list.length}${phases.runs > 1 ? ` run ${r + 1}/${phases.runs}` : ""}]`;
-      progress(`${tag} ${m.label}`);
-      const onProgress = (p: WindowProgress): void => {
-        const line =
-          `${tag} ${p.phase} ${(p.elapsedMs / 1000).toFixed(1)}/${(p.phaseMs / 1000).toFixed(1)} s` +
-          (p.phase === "measure" ? `, ${p.ops.toLocaleString("en-US")} ops` : "");
-        if (tty) process.stderr.write(`\r        ${line}\x1b[K`);
-        else if (!options.quick) progress(line);
-      };
-      const res = await m.run(phases, onProgress);
-      if (tty) process.stderr.write("\r\x1b[K");
-      progress(`${tag} ${describeWindow(res.window)}`);
-      results.push(res);
-    }
-    const runOps = results.map((x) => x.window.opsPerSec);
-    const median = results[medianIndex(runOps)]!;
-    const l = median.window.latency;
-    rows.push({
-      ...median.row,
-      opsPerSec: round(median.window.opsPerSec, 1),
-      p50Ms: round(l.p50Ms, 4),
-      p99Ms: round(l.p99Ms, 4),
-      p999Ms: round(l.p999Ms, 4),
-      maxMs: round(l.maxMs, 4),
-      meanMs: round(l.meanMs, 4),
-      samples: l.count,
-      warmupSec: phases.warmupMs / 1000,
-      windowSec: phases.measureMs / 1000,
-      runs: phases.runs,
-      runOpsPerSec: runOps.map((x) => round(x, 1)),
-      ...median.extras,
-    });
-  }
-  return rows;
+  return runMeasurements(list, { phases, quick: options.quick });
 }
 
 export const logSuite: Suite = {
