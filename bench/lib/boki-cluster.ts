@@ -12,7 +12,6 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClusterClient } from "../../src/cluster/client.js";
 import {
@@ -22,11 +21,9 @@ import {
   type NodeConfig,
   type Role,
 } from "../../src/cluster/config.js";
-import { nextTerm } from "../../src/cluster/supervisor.js";
+import { nextTerm, nodeCommand } from "../../src/cluster/supervisor.js";
 import type { View } from "../../src/log/view.js";
 import { freePorts, ManagedProcess, type StopInfo } from "./peers/proc.js";
-
-const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 
 /**
  * The client's request timeout: longer than the engine's own append timeout (10 s), so that
@@ -129,19 +126,7 @@ async function tryStart(o: BokiClusterOptions): Promise<BokiCluster> {
     const p = ManagedProcess.start(
       n.id,
       process.execPath,
-      [
-        ...(o.nodeArgs?.(n.id) ?? []),
-        BIN,
-        "start",
-        "--config",
-        configPath,
-        "--id",
-        n.id,
-        "--term",
-        String(term),
-        "--log-level",
-        o.logLevel ?? "warn",
-      ],
+      [...(o.nodeArgs?.(n.id) ?? []), ...nodeCommand(configPath, n.id, term, o.logLevel ?? "warn")],
       { keepLines: 400 },
     );
     void p.exited.then(() => {

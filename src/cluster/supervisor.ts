@@ -14,6 +14,27 @@ export const NODE_STOP_TIMEOUT_MS = 5_000;
 
 const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 
+/** The arguments (after the node executable) that run node `id` of a cluster in `term`. */
+export function nodeCommand(
+  configPath: string,
+  id: string,
+  term: number,
+  logLevel: string,
+): string[] {
+  return [
+    BIN,
+    "start",
+    "--config",
+    configPath,
+    "--id",
+    id,
+    "--term",
+    String(term),
+    "--log-level",
+    logLevel,
+  ];
+}
+
 export function nextTerm(config: ClusterConfig): number {
   mkdirSync(config.dataDir, { recursive: true });
   const file = join(config.dataDir, "TERM");
@@ -46,24 +67,9 @@ export function superviseCluster(
   const order = ["sequencer", "storage", "engine"];
   const nodes = [...config.nodes].sort((a, b) => order.indexOf(a.role) - order.indexOf(b.role));
   for (const n of nodes) {
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        "start",
-        "--config",
-        configPath,
-        "--id",
-        n.id,
-        "--term",
-        String(term),
-        "--log-level",
-        logLevel,
-      ],
-      {
-        stdio: ["ignore", "inherit", "inherit"],
-      },
-    );
+    const child = spawn(process.execPath, nodeCommand(configPath, n.id, term, logLevel), {
+      stdio: ["ignore", "inherit", "inherit"],
+    });
     child.on("exit", (code) => onExit(n.id, code));
     children.set(n.id, child);
   }
