@@ -26,8 +26,12 @@ export interface StorageBackend {
   writeAux(log: number, seqnum: number, data: Uint8Array): Promise<void>;
   readAux(log: number, seqnum: number): Uint8Array | undefined;
   deleteAux(log: number, seqnums: readonly number[]): Promise<void>;
-  /** Persists committed metalog entries (ascending per log). */
-  writeMetalog(entries: readonly MetalogEntry[]): Promise<void>;
+  /**
+   * Keeps a copy of committed metalog entries (ascending per log), to map sequence numbers
+   * to records after a restart. Not synced: the sequencers hold the metalog durably, and a
+   * copy lost in a crash is fetched from them again.
+   */
+  copyMetalog(entries: readonly MetalogEntry[]): Promise<void>;
   /** Every persisted metalog entry of a log, ascending. */
   loadMetalog(log: number): MetalogEntry[];
   close(): Promise<void>;

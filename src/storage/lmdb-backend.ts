@@ -359,6 +359,10 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     if (last !== undefined) await last;
   }
 
+  async copyMetalog(entries: readonly MetalogEntry[]): Promise<void> {
+    await this.putMetalog(entries);
+  }
+
   async writeMetalog(entries: readonly MetalogEntry[]): Promise<void> {
     if (this.wal !== null) {
       const { segment, durable } = this.wal.append(metalogFrame(entries));

@@ -364,7 +364,7 @@ export class StorageNode {
     if (applied.length > 0 && this.o.persistMetalog !== false) {
       this.track(
         this.o.backend
-          .writeMetalog(applied)
+          .copyMetalog(applied)
           .catch((err: unknown) => this.o.logger.error({ err, log }, "metalog persist failed")),
       );
     }
