@@ -12,7 +12,7 @@ import {
   type Acked,
   type BookOn,
 } from "./helpers/scenario.js";
-import { startInProcCluster } from "./helpers/inproc-cluster.js";
+import { withInProcCluster } from "./helpers/inproc-cluster.js";
 
 /** Waits until an append through every engine succeeds (nodes are up and connected). */
 async function waitReady(client: ClusterClient, engines: number): Promise<void> {
@@ -44,7 +44,9 @@ describe("a cluster of real processes over TCP (3 sequencers, 3 storage nodes, 2
       engines: config.nodes
         .filter((n) => n.role === "engine")
         .map((n) => ({ id: n.id, host: n.host, port: n.port })),
-      requestTimeoutMs: 5_000,
+      // Longer than an engine's own append timeout (10 s), so that on a loaded machine a slow
+      // append fails with the engine's error, if at all, rather than the client's.
+      requestTimeoutMs: 15_000,
     });
     await waitReady(c, 2);
     return c;
@@ -124,23 +126,21 @@ describe("a cluster of real processes over TCP (3 sequencers, 3 storage nodes, 2
 
 describe("the same scenario on the in-process transport", () => {
   it("orders concurrent appends through both engines once, with read-your-writes across engines", async () => {
-    const t = tempDir();
-    const c = await startInProcCluster(t.dir, {
-      engines: 2,
-      storages: 3,
-      sequencers: 3,
-      replication: 3,
-    });
-    try {
-      const bookOn: BookOn = (engine, book, position = 0) => c.book(engine, book, position);
-      const acked = await appendConcurrently(bookOn, 2, [1, 2, 3, 4], 16, 40);
-      const probe = c.book(0, 1);
-      await probe.append([], "probe");
-      await verifySameOrderEverywhere(bookOn, 2, [1, 2, 3, 4], acked, probe.position);
-      await verifyReadYourWritesAcrossEngines(bookOn, 7);
-    } finally {
-      await c.close();
-      t.remove();
-    }
+    await withInProcCluster(
+      {
+        engines: 2,
+        storages: 3,
+        sequencers: 3,
+        replication: 3,
+      },
+      async (c) => {
+        const bookOn: BookOn = (engine, book, position = 0) => c.book(engine, book, position);
+        const acked = await appendConcurrently(bookOn, 2, [1, 2, 3, 4], 16, 40);
+        const probe = c.book(0, 1);
+        await probe.append([], "probe");
+        await verifySameOrderEverywhere(bookOn, 2, [1, 2, 3, 4], acked, probe.position);
+        await verifyReadYourWritesAcrossEngines(bookOn, 7);
+      },
+    );
   }, 60_000);
 });

@@ -2,7 +2,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tagOf } from "../src/index.js";
 import { tempDir } from "./helpers/tmp.js";
 import { settledWithin } from "./helpers/async.js";
-import { startInProcCluster, type InProcCluster } from "./helpers/inproc-cluster.js";
+import {
+  startInProcCluster,
+  withInProcCluster,
+  type InProcCluster,
+} from "./helpers/inproc-cluster.js";
 
 describe("read consistency across engines", () => {
   let t: ReturnType<typeof tempDir>;
@@ -89,9 +93,7 @@ describe("read consistency across engines", () => {
 
 describe("index data from storage", () => {
   it("a stale batch arriving while the metalog is ahead of the index does not stall the index", async () => {
-    const t = tempDir();
-    const c = await startInProcCluster(t.dir, { engines: 2 });
-    try {
+    await withInProcCluster({ engines: 2 }, async (c) => {
       const writer = c.book(0, 1);
       for (let i = 0; i < 50; i++) await writer.append([], `a${i}`);
       await c.book(1, 1, writer.position).checkTail(0);
@@ -114,9 +116,6 @@ describe("index data from storage", () => {
       expect(Buffer.from((await c.book(1, 1, writer.position).checkTail(0))!.data).toString()).toBe(
         "b9",
       );
-    } finally {
-      await c.close();
-      t.remove();
-    }
+    });
   }, 30_000);
 });

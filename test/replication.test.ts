@@ -1,7 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tempDir } from "./helpers/tmp.js";
 import { settledWithin } from "./helpers/async.js";
-import { startInProcCluster, type InProcCluster } from "./helpers/inproc-cluster.js";
+import {
+  startInProcCluster,
+  withInProcCluster,
+  type InProcCluster,
+} from "./helpers/inproc-cluster.js";
 import type { EngineLogBook } from "../src/engine/logbook.js";
 
 async function readAll(b: EngineLogBook): Promise<string[]> {
@@ -85,69 +89,68 @@ describe("replicated metalog and storage (3 sequencers, 3 storage nodes, replica
 
 describe("a storage node that restarts", () => {
   it("catches up what it missed from its peer replicas, and serves every record alone afterwards", async () => {
-    const t = tempDir();
-    const c = await startInProcCluster(t.dir, {
-      engines: 2,
-      storages: 3,
-      sequencers: 1,
-      replication: 3,
-    });
-    try {
-      const b = c.book(0, 9);
-      const before: number[] = [];
-      for (let i = 0; i < 30; i++) before.push(await b.append([], `old-${i}`));
-      // Its disk is lost: it comes back empty and must fetch the shard's records from peers.
-      await c.restartStorage(1, { wipe: true });
-      const after = await b.append([], "new");
-      expect(after).toBeGreaterThan(before[before.length - 1]!);
-      // Only the restarted node is reachable; engine-1 has none of these records in its cache.
-      c.gate.down.add("storage-0");
-      c.gate.down.add("storage-2");
-      const r = await c.book(1, 9, b.position).readNext(0, before[3]!);
-      expect(Buffer.from(r!.data).toString()).toBe("old-3");
-      expect(Buffer.from((await c.book(1, 9, b.position).checkTail(0))!.data).toString()).toBe(
-        "new",
-      );
-    } finally {
-      c.gate.down.clear();
-      await c.close();
-      t.remove();
-    }
+    await withInProcCluster(
+      {
+        engines: 2,
+        storages: 3,
+        sequencers: 1,
+        replication: 3,
+      },
+      async (c) => {
+        const b = c.book(0, 9);
+        const before: number[] = [];
+        for (let i = 0; i < 30; i++) before.push(await b.append([], `old-${i}`));
+        // Its disk is lost: it comes back empty and must fetch the shard's records from peers.
+        await c.restartStorage(1, { wipe: true });
+        const after = await b.append([], "new");
+        expect(after).toBeGreaterThan(before[before.length - 1]!);
+        // Only the restarted node is reachable; engine-1 has none of these records in its cache.
+        c.gate.down.add("storage-0");
+        c.gate.down.add("storage-2");
+        const r = await c.book(1, 9, b.position).readNext(0, before[3]!);
+        expect(Buffer.from(r!.data).toString()).toBe("old-3");
+        expect(Buffer.from((await c.book(1, 9, b.position).checkTail(0))!.data).toString()).toBe(
+          "new",
+        );
+      },
+    );
   }, 30_000);
 });
 
 describe("an engine that restarts in the same term", () => {
   it("continues its shard after the records of its earlier run, so no local id is reused", async () => {
-    const t = tempDir();
-    const c = await startInProcCluster(t.dir, {
-      engines: 2,
-      storages: 3,
-      sequencers: 3,
-      replication: 3,
-    });
-    try {
-      const before: number[] = [];
-      for (let i = 0; i < 20; i++) before.push(await c.book(0, 11).append([], `first-run-${i}`));
-      await c.restartEngine(0);
-      const b = c.book(0, 11);
-      const after: number[] = [];
-      for (let i = 0; i < 5; i++) after.push(await b.append([], `second-run-${i}`));
-      expect(after[0]).toBeGreaterThan(before[before.length - 1]!);
-      const expected = [
-        ...before.map((s, i) => `${s}:first-run-${i}`),
-        ...after.map((s, i) => `${s}:second-run-${i}`),
-      ];
-      for (const e of [0, 1]) {
-        const got: string[] = [];
-        const r0 = c.book(e, 11, b.position);
-        for (let r = await r0.readNext(0, 0); r !== null; r = await r0.readNext(0, r.seqnum + 1)) {
-          got.push(`${r.seqnum}:${Buffer.from(r.data).toString()}`);
+    await withInProcCluster(
+      {
+        engines: 2,
+        storages: 3,
+        sequencers: 3,
+        replication: 3,
+      },
+      async (c) => {
+        const before: number[] = [];
+        for (let i = 0; i < 20; i++) before.push(await c.book(0, 11).append([], `first-run-${i}`));
+        await c.restartEngine(0);
+        const b = c.book(0, 11);
+        const after: number[] = [];
+        for (let i = 0; i < 5; i++) after.push(await b.append([], `second-run-${i}`));
+        expect(after[0]).toBeGreaterThan(before[before.length - 1]!);
+        const expected = [
+          ...before.map((s, i) => `${s}:first-run-${i}`),
+          ...after.map((s, i) => `${s}:second-run-${i}`),
+        ];
+        for (const e of [0, 1]) {
+          const got: string[] = [];
+          const r0 = c.book(e, 11, b.position);
+          for (
+            let r = await r0.readNext(0, 0);
+            r !== null;
+            r = await r0.readNext(0, r.seqnum + 1)
+          ) {
+            got.push(`${r.seqnum}:${Buffer.from(r.data).toString()}`);
+          }
+          expect(got).toEqual(expected);
         }
-        expect(got).toEqual(expected);
-      }
-    } finally {
-      await c.close();
-      t.remove();
-    }
+      },
+    );
   }, 30_000);
 });

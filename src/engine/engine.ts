@@ -1025,13 +1025,7 @@ export class Engine {
             for (const n of this.o.view.config.storages) this.o.transport.send(n, msg);
           }
         } else if (p !== undefined) {
-          st.cache.put({
-            seqnum,
-            book: meta.book,
-            tags: meta.tags,
-            data: payloadOf(p.encoded),
-            auxData: null,
-          });
+          this.cacheOwn(st, seqnum, p);
         }
         if (p !== undefined && !p.settled) {
           p.settled = true;
@@ -1068,13 +1062,7 @@ export class Engine {
       const p = st.pending[st.pendingHead + (local - st.pendingBase)]!;
       const seqnum = (startSeqnum + (local - from)) as SeqNum;
       if (p.meta.kind === RecordKind.Data) {
-        st.cache.put({
-          seqnum,
-          book: p.meta.book,
-          tags: p.meta.tags,
-          data: payloadOf(p.encoded),
-          auxData: null,
-        });
+        this.cacheOwn(st, seqnum, p);
       }
       if (p.settled) continue;
       p.settled = true;
@@ -1090,13 +1078,7 @@ export class Engine {
       ).then(
         (a) => {
           if (a.failedAt === null) {
-            st.cache.put({
-              seqnum,
-              book: meta.book,
-              tags: meta.tags,
-              data: payloadOf(p.encoded),
-              auxData: null,
-            });
+            this.cacheOwn(st, seqnum, p);
             p.resolve({ seqnum, position: Math.max(a.position, position) as MetalogPosition });
           } else p.reject(new CondAppendFailedError(meta.condPosition, a.failedAt));
         },
@@ -1104,6 +1086,12 @@ export class Engine {
       );
     }
     this.dropPending(st, to - from);
+  }
+
+  /** Caches a record this engine appended, once it has its sequence number. */
+  private cacheOwn(st: LogState, seqnum: SeqNum, p: PendingAppend): void {
+    const { book, tags } = p.meta;
+    st.cache.put({ seqnum, book, tags, data: payloadOf(p.encoded), auxData: null });
   }
 
   /** Forgets the oldest `n` own appends (now ordered), compacting the queue now and then. */

@@ -4,6 +4,7 @@
  * to chosen engines can be held back, to make an engine's index lag.
  */
 import { join } from "node:path";
+import { tempDir } from "./tmp.js";
 import { systemClock } from "../../src/clock/clock.js";
 import { InProcNetwork } from "../../src/transport/inproc.js";
 import type { NodeId, Transport } from "../../src/transport/transport.js";
@@ -94,11 +95,16 @@ export async function startInProcCluster(
   const gate = new Gate();
   const backends: LmdbBackend[] = [];
   let wipes = 0;
-  const startSequencer = async (id: string, wipe: boolean): Promise<Sequencer> => {
-    const store = await LmdbBackend.open(join(dir, wipe ? `${id}-wiped-${++wipes}` : id), {
+  /** A node's disk: its own directory, or (wipe) a fresh empty one. */
+  const openDisk = async (id: string, wipe: boolean): Promise<LmdbBackend> => {
+    const disk = await LmdbBackend.open(join(dir, wipe ? `${id}-wiped-${++wipes}` : id), {
       wal: true,
     });
-    backends.push(store);
+    backends.push(disk);
+    return disk;
+  };
+  const startSequencer = async (id: string, wipe: boolean): Promise<Sequencer> => {
+    const store = await openDisk(id, wipe);
     const s = new Sequencer({
       transport: gated(net.connect(id), gate),
       clock: systemClock,
@@ -116,10 +122,7 @@ export async function startInProcCluster(
     id: string,
     wipe: boolean,
   ): Promise<{ node: StorageNode; backend: LmdbBackend }> => {
-    const backend = await LmdbBackend.open(join(dir, wipe ? `${id}-wiped-${++wipes}` : id), {
-      wal: true,
-    });
-    backends.push(backend);
+    const backend = await openDisk(id, wipe);
     const node = new StorageNode({
       transport: gated(net.connect(id), gate),
       clock: systemClock,
@@ -186,4 +189,21 @@ export async function startInProcCluster(
       for (const b of backends) await b.close();
     },
   };
+}
+
+/** Runs `fn` against a fresh in-process cluster in a temporary directory, then removes both. */
+export async function withInProcCluster(
+  options: InProcClusterOptions,
+  fn: (c: InProcCluster) => Promise<void>,
+): Promise<void> {
+  const t = tempDir();
+  const c = await startInProcCluster(t.dir, options);
+  try {
+    await fn(c);
+  } finally {
+    c.gate.down.clear();
+    c.gate.dropIf = null;
+    await c.close();
+    t.remove();
+  }
 }
