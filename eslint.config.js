@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "bench/results/", "coverage/", "data/"] },
+  { ignores: ["node_modules/", "bench/results/", "coverage/", "data/", "dist/"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -27,7 +27,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["bin/**/*.js", "eslint.config.js"],
+    files: ["bin/**/*.js", "src/**/*.mjs", "eslint.config.js"],
     ...tseslint.configs.disableTypeChecked,
   },
 );

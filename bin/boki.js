@@ -1,5 +1,34 @@
 #!/usr/bin/env node
-// Starts the CLI through tsx so that users' TypeScript modules load without a build step.
-import { register } from "tsx/esm/api";
-register();
-await import("../src/cli/main.ts");
+// Runs the CLI from dist/ (built by `npm run build`, which `npm install` runs) when that
+// build is newer than every source file; otherwise from src/ through tsx, so that a changed
+// source tree never runs stale code. Users' TypeScript function modules load through tsx
+// either way (the function loader registers it).
+import { existsSync, readdirSync, statSync } from "node:fs";
+import process from "node:process";
+import { fileURLToPath, URL } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+function newestMtimeMs(dir) {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const path = `${dir}/${e.name}`;
+    const t = e.isDirectory() ? newestMtimeMs(path) : statSync(path).mtimeMs;
+    if (t > newest) newest = t;
+  }
+  return newest;
+}
+
+function builtIsFresh() {
+  const stamp = `${root}dist/.built`;
+  if (process.env.BOKI_FROM_SOURCE === "1" || !existsSync(stamp)) return false;
+  return statSync(stamp).mtimeMs >= newestMtimeMs(`${root}src`);
+}
+
+if (builtIsFresh()) {
+  await import("../dist/cli/main.js");
+} else {
+  const { register } = await import("tsx/esm/api");
+  register();
+  await import("../src/cli/main.ts");
+}

@@ -61,6 +61,28 @@ describe("replicated metalog and storage (3 sequencers, 3 storage nodes, replica
     ]);
   });
 
+  it("while a cut is uncommitted, later appends wait and are then ordered together by one entry", async () => {
+    const b = c.book(0, 3);
+    await b.append([], "warm-up");
+    const before = b.position;
+    // Hold the backups' acknowledgements: the next cut stays uncommitted.
+    c.gate.dropIf = (_from, _to, m) => m.t === "metalog-ack";
+    const first = b.append([], "first");
+    await new Promise((r) => setTimeout(r, 30));
+    // Spaced out: each would get its own entry if the primary cut regardless of commits.
+    const rest: Array<Promise<number>> = [];
+    for (let i = 0; i < 5; i++) {
+      rest.push(c.book(0, 3).append([], `later-${i}`));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(await settledWithin(Promise.all([first, ...rest]), 100)).toBe(false);
+    c.gate.dropIf = null; // the primary resends the entry; the acks now arrive
+    const seqnums = await Promise.all([first, ...rest]);
+    expect(new Set(seqnums).size).toBe(6);
+    // The first append's entry, then a single entry for all five later appends.
+    const after = Math.max(c.engines[0]!.positionOf(3 as never), b.position);
+    expect(after - before).toBe(2);
+  });
   it("an append waits while a storage replica of its shard is down, and completes when it returns", async () => {
     const b = c.book(0, 3);
     await b.append([], "before");

@@ -45,6 +45,8 @@ export interface BokiClusterOptions {
   readonly sequencers: number;
   readonly storages: number;
   readonly engines: number;
+  /** The primary sequencers' cut interval (default: the config's default). */
+  readonly cutIntervalMs?: number;
   /** The nodes' --log-level (default "warn"). */
   readonly logLevel?: string;
   /** Extra node options for one node's process, e.g. `--cpu-prof` (for profiling). */
@@ -95,6 +97,7 @@ function writeConfig(o: BokiClusterOptions, ports: readonly number[]): string {
         sequencersPerLog: o.sequencersPerLog,
         durability: o.durability,
         indexReplicas: o.indexReplicas,
+        ...(o.cutIntervalMs === undefined ? {} : { cutIntervalMs: o.cutIntervalMs }),
         dataDir: "data",
         nodes,
       },

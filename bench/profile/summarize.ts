@@ -1,7 +1,9 @@
 /**
  * Summarises a V8 .cpuprofile (from `node --cpu-prof`): top functions by self time, and
  * self time per file / category.
- *   tsx bench/profile/summarize.ts <file.cpuprofile> [topN]
+ *   tsx bench/profile/summarize.ts <file.cpuprofile> [topN] [lastSeconds]
+ * With `lastSeconds`, only the samples of the profile's last seconds count (e.g. a node's
+ * steady state, without its start-up).
  */
 import { readFileSync } from "node:fs";
 
@@ -24,7 +26,7 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-const [file, topArg = "25"] = process.argv.slice(2);
+const [file, topArg = "25", lastArg] = process.argv.slice(2);
 if (file === undefined) throw new Error("usage: summarize.ts <file.cpuprofile> [topN]");
 const prof = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
 const top = Number(topArg);
@@ -34,8 +36,12 @@ const parentOf = new Map<number, number>();
 for (const n of prof.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
 // Time of sample i is the gap to the next sample (how DevTools attributes it).
 const selfUs = new Map<number, number>();
+const fromUs = lastArg === undefined ? -Infinity : prof.endTime - Number(lastArg) * 1e6;
+let at = prof.startTime;
 for (let i = 0; i < prof.samples.length; i++) {
   const id = prof.samples[i]!;
+  at += prof.timeDeltas[i] ?? 0;
+  if (at < fromUs) continue;
   const dt = prof.timeDeltas[i + 1] ?? 0;
   selfUs.set(id, (selfUs.get(id) ?? 0) + dt);
 }

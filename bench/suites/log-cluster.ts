@@ -69,13 +69,14 @@ const TOPOLOGY = {
   sequencers: 3,
   storages: 3,
   engines: 2,
-  physicalLogs: 2,
+  // One log per whole sequencer group, as the cluster config defaults to.
+  physicalLogs: 1,
   replication: 3,
   sequencersPerLog: 3,
   indexReplicas: 1,
 } as const;
 
-/** Books the appenders use: 4 per physical log, so both engines append to both logs. */
+/** Books the appenders use, spread evenly over the physical logs. */
 const APPEND_BOOK_COUNT = 8;
 const READ_PAYLOAD_BYTES = 100;
 /** Records cycled through by the cache-hit reads. */
@@ -121,14 +122,15 @@ function booksOnLog(log: number, count: number, from: number): number[] {
 
 /**
  * Books for the appenders, ordered so that worker w (engine w mod 2, book w mod 8) puts
- * both engines on both logs: [L0, L0, L1, L1, L0, L0, L1, L1].
+ * both engines on every log: with two logs [L0, L0, L1, L1, L0, L0, L1, L1].
  */
 function appendBooks(): number[] {
-  const l0 = booksOnLog(0, APPEND_BOOK_COUNT / 2, 1);
-  const l1 = booksOnLog(1, APPEND_BOOK_COUNT / 2, 1);
+  const logs = TOPOLOGY.physicalLogs;
+  const perLog = Array.from({ length: logs }, (_, l) => booksOnLog(l, APPEND_BOOK_COUNT / logs, 1));
   const out: number[] = [];
-  for (let i = 0; i < APPEND_BOOK_COUNT / 4; i++)
-    out.push(l0[2 * i]!, l0[2 * i + 1]!, l1[2 * i]!, l1[2 * i + 1]!);
+  for (let i = 0; out.length < APPEND_BOOK_COUNT; i += 2) {
+    for (const books of perLog) out.push(books[i]!, books[i + 1]!);
+  }
   return out;
 }
 

@@ -9,6 +9,12 @@ export interface Clock {
   now(): number;
   setTimer(delayMs: number, callback: () => void): TimerHandle;
   clearTimer(handle: TimerHandle): void;
+  /**
+   * Runs `callback` after the events already delivered in this turn of the event loop have
+   * been handled (the system clock uses `setImmediate`). Roles batch with it: whatever
+   * arrives in one turn leaves in one message.
+   */
+  afterTurn(callback: () => void): void;
 }
 
 export const systemClock: Clock = {
@@ -18,5 +24,8 @@ export const systemClock: Clock = {
   },
   clearTimer(handle) {
     clearTimeout(handle as unknown as NodeJS.Timeout);
+  },
+  afterTurn(callback) {
+    setImmediate(callback);
   },
 };

@@ -8,7 +8,7 @@ import type { NodeId } from "../transport/transport.js";
 import type { PeerAddress } from "../transport/tcp.js";
 import { View } from "../log/view.js";
 import { InvalidArgumentError } from "../log/errors.js";
-import { PHYSICAL_LOGS_MAX } from "../log/limits.js";
+import { CUT_INTERVAL_MS_DEFAULT, PHYSICAL_LOGS_MAX } from "../log/limits.js";
 import type { Durability } from "../storage/storage-node.js";
 
 export type Role = "sequencer" | "storage" | "engine";
@@ -37,12 +37,17 @@ export interface ClusterConfig {
   readonly nodes: readonly NodeConfig[];
 }
 
+/**
+ * Defaults of the optional settings. `physicalLogs` defaults to as many logs as there are
+ * whole sequencer groups (sequencers / sequencersPerLog, at least 1): a further log on the
+ * same sequencers adds their work without adding capacity. `cutIntervalMs` 0 lets cuts be
+ * paced by commits alone (see the sequencer).
+ */
 export const CLUSTER_DEFAULTS = {
-  physicalLogs: 2,
   replication: 3,
   sequencersPerLog: 3,
   durability: "memory" as Durability,
-  cutIntervalMs: 1,
+  cutIntervalMs: CUT_INTERVAL_MS_DEFAULT,
 } as const;
 
 function fail(file: string, what: string): never {
@@ -109,7 +114,12 @@ export function parseClusterConfig(
     count("sequencer"),
   );
   return {
-    physicalLogs: int("physicalLogs", CLUSTER_DEFAULTS.physicalLogs, 1, PHYSICAL_LOGS_MAX),
+    physicalLogs: int(
+      "physicalLogs",
+      Math.max(1, Math.floor(count("sequencer") / sequencersPerLog)),
+      1,
+      PHYSICAL_LOGS_MAX,
+    ),
     replication,
     sequencersPerLog,
     durability,

@@ -42,7 +42,12 @@ export async function startNode(
   let closeRole: () => Promise<void>;
   switch (node.role) {
     case "sequencer": {
-      const store = await LmdbBackend.open(join(config.dataDir, id), { wal: true });
+      // The metalog is held like the records: in memory on a majority of the log's sequencers
+      // with "memory" durability, on their disks (synced) with "disk".
+      const store = await LmdbBackend.open(join(config.dataDir, id), {
+        wal: true,
+        sync: config.durability === "disk",
+      });
       const s = new Sequencer({
         transport,
         clock,

@@ -350,7 +350,7 @@ export class Engine {
         this.flush(st);
       } else if (!st.flushScheduled) {
         st.flushScheduled = true;
-        queueMicrotask(() => this.flush(st));
+        this.o.clock.afterTurn(() => this.flush(st));
       }
       this.ensureSweep();
     });

@@ -29,8 +29,11 @@ export const APPEND_TIMEOUT_MS = 10_000;
 export const BLOCKING_READ_TIMEOUT_MS_MAX = 10 * 60_000;
 /** Longest a storage read (a cache miss) may take before it fails with a timeout. */
 export const STORAGE_READ_TIMEOUT_MS = 10_000;
-/** Default interval at which the sequencer turns storage progress into a metalog cut. */
-export const CUT_INTERVAL_MS_DEFAULT = 1;
+/**
+ * Default least interval between two metalog cuts of one log. 0: cuts are paced only by
+ * commits (a primary has at most a fixed number of uncommitted cuts).
+ */
+export const CUT_INTERVAL_MS_DEFAULT = 0;
 /** Default number of physical logs books are spread over. */
 export const PHYSICAL_LOGS_DEFAULT = 1;
 /** Most physical logs a cluster may have. */

@@ -5,8 +5,11 @@
  * The primary turns storage progress reports into metalog cuts, persists each entry and
  * sends it to the backups; an entry is committed once a majority of the log's sequencers
  * hold it on disk, and committed entries are broadcast, in order, to engines and storage
- * nodes. Entries are cut at most once per `cutIntervalMs` (or once per turn of the event
- * loop when it is 0), so one entry orders everything that became durable meanwhile.
+ * nodes. Cuts are self-clocked: a primary cuts as soon as progress arrives, unless
+ * `CUTS_IN_FLIGHT_MAX` entries are still uncommitted, in which case the next cut waits for a
+ * commit, and never more often than every `cutIntervalMs`. One entry thus orders everything
+ * that became durable meanwhile: entries stay few and grow with the load, and an idle log's
+ * first append is cut at once.
  *
  * A backup stores the entries it is sent, in order, and acknowledges how far it holds them.
  * A primary that starts first fetches from its backups whatever they hold beyond its own
@@ -25,6 +28,11 @@ import { CUT_INTERVAL_MS_DEFAULT } from "../log/limits.js";
 
 /** Most entries sent in one metalog message (answering a fetch, or to a backup). */
 export const METALOG_BATCH_ENTRIES_MAX = 1024;
+/**
+ * Most entries a primary has cut but not yet committed; further progress waits for a commit
+ * and then goes into one entry.
+ */
+export const CUTS_IN_FLIGHT_MAX = 1;
 /** How often a primary resends unacknowledged entries and re-asks backups while recovering. */
 export const METALOG_RETRANSMIT_MS = 50;
 
@@ -56,6 +64,9 @@ interface LogState {
   committed: number;
   timer: TimerHandle | null;
   cutQueued: boolean;
+  /** Progress arrived while the cut pipeline was full. */
+  cutWanted: boolean;
+  lastCutAt: number;
 }
 
 export class Sequencer {
@@ -98,6 +109,8 @@ export class Sequencer {
         committed: 0,
         timer: null,
         cutQueued: false,
+        cutWanted: false,
+        lastCutAt: -Infinity,
       };
       this.logs.set(log, st);
       if (st.primary) this.recover(st);
@@ -148,15 +161,7 @@ export class Sequencer {
         const st = this.logs.get(m.log);
         if (st?.builder == null || m.term !== this.o.view.term) return;
         for (const [shard, held] of m.held) st.builder.report(from, shard, held);
-        if (this.cutIntervalMs === 0) {
-          // Cut once everything delivered in this turn has been reported.
-          if (!st.cutQueued) {
-            st.cutQueued = true;
-            queueMicrotask(() => this.cut(st));
-          }
-        } else if (st.timer === null) {
-          st.timer = this.o.clock.setTimer(this.cutIntervalMs, () => this.cut(st));
-        }
+        this.scheduleCut(st);
         return;
       }
       case "metalog-fetch": {
@@ -254,12 +259,46 @@ export class Sequencer {
     });
   }
 
+  /** Entries this primary has cut (or recovered) but not yet seen committed. */
+  private inFlight(st: LogState): number {
+    return st.entries.length + st.writing.length - st.committed;
+  }
+
+  /**
+   * Cuts after this turn's reports have all arrived, unless the pipeline is full (the cut
+   * then follows the next commit) or the last cut was under `cutIntervalMs` ago.
+   */
+  private scheduleCut(st: LogState): void {
+    if (st.cutQueued || st.timer !== null) return;
+    if (this.inFlight(st) >= CUTS_IN_FLIGHT_MAX) {
+      st.cutWanted = true;
+      return;
+    }
+    st.cutWanted = false;
+    const wait = st.lastCutAt + this.cutIntervalMs - this.o.clock.now();
+    if (wait > 0) {
+      st.timer = this.o.clock.setTimer(wait, () => {
+        st.timer = null;
+        this.cut(st);
+      });
+      return;
+    }
+    st.cutQueued = true;
+    this.o.clock.afterTurn(() => {
+      st.cutQueued = false;
+      this.cut(st);
+    });
+  }
+
   private cut(st: LogState): void {
-    st.timer = null;
-    st.cutQueued = false;
     if (this.closed || st.builder === null) return;
+    if (this.inFlight(st) >= CUTS_IN_FLIGHT_MAX) {
+      st.cutWanted = true;
+      return;
+    }
     const entry = st.builder.cut();
     if (entry === null) return;
+    st.lastCutAt = this.o.clock.now();
     st.state.apply(entry);
     this.write(st, entry, () => this.advanceCommit(st));
     if (st.backups.length > 0) {
@@ -311,6 +350,7 @@ export class Sequencer {
     if (committed <= st.committed) return;
     const from = st.committed;
     st.committed = committed;
+    if (st.cutWanted) this.scheduleCut(st);
     for (let i = from; i < committed; i += METALOG_BATCH_ENTRIES_MAX) {
       const batch = st.entries.slice(i, Math.min(committed, i + METALOG_BATCH_ENTRIES_MAX));
       const msg: Message = { t: "metalog", log: st.log, entries: batch, tail: committed };

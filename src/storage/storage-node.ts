@@ -317,7 +317,7 @@ export class StorageNode {
     this.dirtyProgress.add(log);
     if (!this.progressScheduled) {
       this.progressScheduled = true;
-      queueMicrotask(() => this.sendProgress());
+      this.o.clock.afterTurn(() => this.sendProgress());
     }
   }
 

@@ -536,7 +536,7 @@ export class TcpTransport implements Transport {
   private scheduleFlush(out: Outbound): void {
     if (out.flushScheduled || !out.writable) return;
     out.flushScheduled = true;
-    queueMicrotask(() => {
+    setImmediate(() => {
       out.flushScheduled = false;
       this.flush(out);
     });
