@@ -27,7 +27,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ["bin/**/*.js", "src/**/*.mjs", "eslint.config.js"],
+    files: ["bin/**/*.js", "**/*.mjs", "eslint.config.js"],
     ...tseslint.configs.disableTypeChecked,
   },
 );

@@ -27,3 +27,16 @@ export {
 } from "./log/errors.js";
 export * as limits from "./log/limits.js";
 export { EmbeddedLog, type EmbeddedLogOptions } from "./embedded/embedded-log.js";
+
+// Functions: what users write, and the errors their callers see.
+export {
+  defineFunction,
+  type BokiFunction,
+  type FunctionContext,
+  type FunctionLogger,
+  type FunctionOptions,
+  type Handler,
+} from "./runtime/function.js";
+export type { JsonValue } from "./runtime/json.js";
+export type { InvocationId } from "./runtime/ids.js";
+export { InvocationError, type InvocationErrorCode } from "./runtime/errors.js";

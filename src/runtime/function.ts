@@ -1,0 +1,163 @@
+/**
+ * The function API: what a user writes. A module exports functions made with
+ * `defineFunction`; the runtime calls `handler(ctx, input)` with a JSON input and sends
+ * back the JSON output.
+ *
+ * ```ts
+ * import { defineFunction, tagOf } from "boki-ts";
+ *
+ * export default defineFunction({
+ *   name: "counter",
+ *   async handler(ctx, input: { key: string }) {
+ *     await ctx.log.append([tagOf(`counter:${input.key}`)], "+1");
+ *     // ... replay the tag's records to count them
+ *   },
+ * });
+ * ```
+ */
+import type { LogBook } from "../log/api.js";
+import type { BookId } from "../log/types.js";
+import { describe } from "../log/types.js";
+import { InvalidArgumentError } from "../log/errors.js";
+import { FUNCTION_TIMEOUT_MS_MAX } from "./limits.js";
+import { isFunctionName, parseUserBook, type InvocationId } from "./ids.js";
+import type { JsonValue } from "./json.js";
+
+/** Marks the objects `defineFunction` returns; global, so it holds across module copies. */
+export const FUNCTION_BRAND: unique symbol = Symbol.for("boki-ts.function");
+
+/** Structured log lines of an invocation; they carry the function name and invocation id. */
+export interface FunctionLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** What a handler gets besides its input. */
+export interface FunctionContext {
+  /** This invocation's id (see `InvocationId` for its form). */
+  readonly invocationId: InvocationId;
+  /** The name of the function being run. */
+  readonly functionName: string;
+  /** The book `log` is bound to. */
+  readonly book: BookId;
+  /**
+   * The shared log, bound to this invocation's book. It carries the invocation's metalog
+   * position: reads see this invocation's own writes, its caller's writes, and the writes
+   * of every nested invocation that returned to it.
+   */
+  readonly log: LogBook;
+  readonly logger: FunctionLogger;
+  /** When the invocation times out, in milliseconds since the epoch. */
+  readonly deadline: number;
+  /**
+   * Aborted when the invocation times out. A function that waits on something long can
+   * pass it on or check it; the runtime cannot stop code that ignores it, only a worker
+   * stuck in CPU (which it replaces).
+   */
+  readonly signal: AbortSignal;
+  /**
+   * Calls another function and waits for its output. The child runs in the same book and
+   * starts at this invocation's position (it sees everything this one wrote); when it
+   * returns, this invocation's position moves up to the child's (it sees what the child
+   * wrote). A failing child rejects with an `InvocationError` carrying the child's code.
+   */
+  invoke<O = JsonValue>(name: string, input?: unknown): Promise<O>;
+  /**
+   * Starts another function without waiting, in the same book: the request is recorded in
+   * the log before this resolves, and runs at least once even if the process restarts.
+   * Resolves to the child's invocation id. The id is derived from this invocation's, so
+   * running this handler again (after a restart) does not start the child twice.
+   */
+  invokeAsync(name: string, input?: unknown): Promise<InvocationId>;
+  /**
+   * A new id, unique within the system and deterministic: the invocation id plus a counter,
+   * so a handler run again with the same invocation id derives the same ids in the same order.
+   * `invoke` and `invokeAsync` draw from the same counter.
+   */
+  newId(): string;
+}
+
+export type Handler<I = JsonValue, O = unknown> = (
+  ctx: FunctionContext,
+  input: I,
+) => O | Promise<O>;
+
+export interface FunctionOptions<I = JsonValue, O = unknown> {
+  /** Unique among the loaded functions: a letter or _ then letters, digits, _, . or - (≤ 128). */
+  readonly name: string;
+  readonly handler: Handler<I, O>;
+  /** The book invocations use unless the request names one (`X-Boki-Book`); default 0. */
+  readonly book?: number;
+  /** Time limit of one invocation, in ms (default: the host's, 30 s unless configured). */
+  readonly timeoutMs?: number;
+}
+
+export interface BokiFunction<I = JsonValue, O = unknown> {
+  readonly [FUNCTION_BRAND]: true;
+  readonly name: string;
+  readonly handler: Handler<I, O>;
+  readonly book: BookId | undefined;
+  readonly timeoutMs: number | undefined;
+}
+
+/**
+ * Defines a function. Export the result from a module (default or named export; one module
+ * may export several). Bad options throw at once, so a module with a mistake fails to load
+ * with a clear message.
+ */
+export function defineFunction<I = JsonValue, O = unknown>(
+  options: FunctionOptions<I, O>,
+): BokiFunction<I, O> {
+  if (typeof options !== "object" || options === null) {
+    throw new InvalidArgumentError(
+      `defineFunction needs an options object, got ${describe(options)}`,
+    );
+  }
+  if (!isFunctionName(options.name)) {
+    throw new InvalidArgumentError(
+      `a function name is 1 to 128 characters: a letter or _ then letters, digits, _, . or -; got ${describe(options.name)}`,
+    );
+  }
+  if (typeof options.handler !== "function") {
+    throw new InvalidArgumentError(
+      `function ${options.name}: handler must be a function, got ${describe(options.handler)}`,
+    );
+  }
+  let book: BookId | undefined;
+  if (options.book !== undefined) {
+    try {
+      book = parseUserBook(options.book, `function ${options.name}: book`);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  }
+  const timeoutMs = options.timeoutMs;
+  if (
+    timeoutMs !== undefined &&
+    (typeof timeoutMs !== "number" ||
+      !Number.isInteger(timeoutMs) ||
+      timeoutMs < 1 ||
+      timeoutMs > FUNCTION_TIMEOUT_MS_MAX)
+  ) {
+    throw new InvalidArgumentError(
+      `function ${options.name}: timeoutMs must be an integer in [1, ${FUNCTION_TIMEOUT_MS_MAX}], got ${describe(timeoutMs)}`,
+    );
+  }
+  return Object.freeze({
+    [FUNCTION_BRAND]: true as const,
+    name: options.name,
+    handler: options.handler,
+    book,
+    timeoutMs,
+  });
+}
+
+export function isBokiFunction(value: unknown): value is BokiFunction<never, unknown> {
+  return (
+    typeof value === "object" &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[FUNCTION_BRAND] === true
+  );
+}
