@@ -106,6 +106,29 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     ),
   }),
   fc.record({
+    t: fc.constant("invoke-request" as const),
+    id: n,
+    name: fc.string({ maxLength: 40 }),
+    input: fc.json({ maxDepth: 2 }),
+    book: n,
+    position: n,
+    invocationId: fc.string({ maxLength: 40 }),
+    timeoutMs: n,
+  }),
+  fc.record({
+    t: fc.constant("invoke-reply" as const),
+    id: n,
+    position: n,
+    output: fc.option(fc.json({ maxDepth: 2 }), { nil: null }),
+    error: fc.option(
+      fc.record({
+        code: fc.constantFrom("TIMEOUT", "FUNCTION_FAILED"),
+        message: fc.string({ maxLength: 40 }),
+      }),
+      { nil: null },
+    ),
+  }),
+  fc.record({
     t: fc.constant("client-reply" as const),
     id: n,
     position: n,

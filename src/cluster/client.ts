@@ -10,6 +10,8 @@ import { TcpTransport, type PeerAddress } from "../transport/tcp.js";
 import type {
   ClientOp,
   ClientReplyMsg,
+  InvokeReplyMsg,
+  InvokeRequestMsg,
   ClientRequestMsg,
   Message,
   WireRecord,
@@ -63,7 +65,7 @@ export interface ClusterClientOptions {
 }
 
 interface Waiting {
-  resolve: (m: ClientReplyMsg) => void;
+  resolve: (m: ClientReplyMsg | InvokeReplyMsg) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout;
 }
@@ -113,12 +115,40 @@ export class ClusterClient {
     return new RemoteLogBook(this, engine, id, options.position ?? 0);
   }
 
+  /**
+   * Runs function `name` on engine `engine` (an id of this client's engines) and returns its
+   * reply: the output as JSON text, or the error, and the metalog position after the run.
+   * The engine enforces `timeoutMs`; this client waits that long plus its request timeout.
+   */
+  invoke(engine: string, req: Omit<InvokeRequestMsg, "t" | "id">): Promise<InvokeReplyMsg> {
+    return this.call(
+      engine,
+      "invoke",
+      (id) => ({ t: "invoke-request", id, ...req }),
+      req.timeoutMs,
+    ) as Promise<InvokeReplyMsg>;
+  }
+
   /** @internal */
   request(
     engine: string,
     req: Omit<ClientRequestMsg, "t" | "id">,
     extraTimeoutMs = 0,
   ): Promise<ClientReplyMsg> {
+    return this.call(
+      engine,
+      req.op,
+      (id) => ({ t: "client-request", id, ...req }),
+      extraTimeoutMs,
+    ) as Promise<ClientReplyMsg>;
+  }
+
+  private call(
+    engine: string,
+    what: string,
+    message: (id: number) => ClientRequestMsg | InvokeRequestMsg,
+    extraTimeoutMs: number,
+  ): Promise<ClientReplyMsg | InvokeReplyMsg> {
     if (this.closed) return Promise.reject(new LogClosedError());
     if (this.waiting.size >= CLIENT_REQUESTS_IN_FLIGHT_MAX) {
       return Promise.reject(
@@ -131,17 +161,17 @@ export class ClusterClient {
         this.waiting.delete(id);
         reject(
           new TimeoutError(
-            `engine ${engine} did not answer a ${req.op} within ${this.timeoutMs + extraTimeoutMs} ms`,
+            `engine ${engine} did not answer a ${what} within ${this.timeoutMs + extraTimeoutMs} ms`,
           ),
         );
       }, this.timeoutMs + extraTimeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
-      this.transport.send(engine, { t: "client-request", id, ...req });
+      this.transport.send(engine, message(id));
     });
   }
 
   private onMessage(m: Message): void {
-    if (m.t !== "client-reply") return;
+    if (m.t !== "client-reply" && m.t !== "invoke-reply") return;
     const w = this.waiting.get(m.id);
     if (w === undefined) return;
     this.waiting.delete(m.id);

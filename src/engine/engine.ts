@@ -10,6 +10,8 @@ import type { Clock, TimerHandle } from "../clock/clock.js";
 import type {
   ClientReplyMsg,
   ClientRequestMsg,
+  InvokeReplyMsg,
+  InvokeRequestMsg,
   IndexQueryMsg,
   IndexQueryOp,
   Message,
@@ -222,6 +224,13 @@ export class Engine {
   /** Serves LogBook operations sent by clients over the transport (see `client-service.ts`). */
   setClientHandler(handler: (m: ClientRequestMsg) => Promise<ClientReplyMsg>): void {
     this.clientHandler = handler;
+  }
+
+  private invokeHandler: ((m: InvokeRequestMsg) => Promise<InvokeReplyMsg>) | null = null;
+
+  /** Runs functions for gateways and clients (see `src/runtime/engine-service.ts`). */
+  setInvokeHandler(handler: (m: InvokeRequestMsg) => Promise<InvokeReplyMsg>): void {
+    this.invokeHandler = handler;
   }
 
   constructor(private readonly o: EngineOptions) {
@@ -806,6 +815,23 @@ export class Engine {
           (reply) => this.o.transport.send(from, reply),
           (err: unknown) =>
             this.o.logger.error({ err, from }, "client request failed unexpectedly"),
+        );
+        return;
+      }
+      case "invoke-request": {
+        if (this.invokeHandler === null) {
+          this.o.transport.send(from, {
+            t: "invoke-reply",
+            id: m.id,
+            position: m.position,
+            output: null,
+            error: { code: "NOT_FOUND", message: `engine ${this.id} runs no functions` },
+          });
+          return;
+        }
+        this.invokeHandler(m).then(
+          (reply) => this.o.transport.send(from, reply),
+          (err: unknown) => this.o.logger.error({ err, from }, "invocation failed unexpectedly"),
         );
         return;
       }

@@ -208,6 +208,35 @@ export interface ClientReplyMsg {
   error: { code: string; message: string } | null;
 }
 
+/** Longest JSON text (input or output) an invocation message carries, in UTF-16 units. */
+export const INVOCATION_JSON_CHARS_MAX = 8 * 1024 * 1024;
+/** Longest function name or invocation id on the wire. */
+export const INVOCATION_NAME_CHARS_MAX = 256;
+
+/**
+ * Gateway (or client) → engine: run function `name` on `input` (JSON text) in `book`, with
+ * the caller's metalog position, failing after `timeoutMs`.
+ */
+export interface InvokeRequestMsg {
+  t: "invoke-request";
+  id: number;
+  name: string;
+  input: string;
+  book: number;
+  position: number;
+  invocationId: string;
+  timeoutMs: number;
+}
+
+/** Engine → caller: the output (JSON text) or the error, and the position after the run. */
+export interface InvokeReplyMsg {
+  t: "invoke-reply";
+  id: number;
+  position: number;
+  output: string | null;
+  error: { code: string; message: string } | null;
+}
+
 export type Message =
   | ReplicateMsg
   | ProgressMsg
@@ -226,5 +255,7 @@ export type Message =
   | DeleteMsg
   | ClientRequestMsg
   | ClientReplyMsg
+  | InvokeRequestMsg
+  | InvokeReplyMsg
   | IndexQueryMsg
   | IndexReplyMsg;

@@ -14,6 +14,8 @@ import { InvalidArgumentError } from "../log/errors.js";
 import {
   CLIENT_OPS,
   INDEX_QUERY_OPS,
+  INVOCATION_JSON_CHARS_MAX,
+  INVOCATION_NAME_CHARS_MAX,
   type ClientOp,
   type IndexQueryOp,
   type Message,
@@ -271,6 +273,23 @@ const parsers: Parsers = {
     position: count(t, o, "position"),
     seqnum: countOrNull(t, o, "seqnum"),
     record: wireRecord(t, o),
+    error: clientError(t, o),
+  }),
+  "invoke-request": (t, o) => ({
+    t,
+    id: count(t, o, "id"),
+    name: str(t, o, "name", INVOCATION_NAME_CHARS_MAX),
+    input: str(t, o, "input", INVOCATION_JSON_CHARS_MAX),
+    book: count(t, o, "book"),
+    position: count(t, o, "position"),
+    invocationId: str(t, o, "invocationId", INVOCATION_NAME_CHARS_MAX),
+    timeoutMs: count(t, o, "timeoutMs"),
+  }),
+  "invoke-reply": (t, o) => ({
+    t,
+    id: count(t, o, "id"),
+    position: count(t, o, "position"),
+    output: o["output"] === null ? null : str(t, o, "output", INVOCATION_JSON_CHARS_MAX),
     error: clientError(t, o),
   }),
 };
