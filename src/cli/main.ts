@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * The `boki` command line: `demo` (the embedded log), `start` (one node of a cluster) and
- * `cluster up` (every node of a cluster as its own process).
+ * The `boki` command line: `dev` (functions, gateway and log in one process), `invoke`
+ * (call a function over HTTP), `demo` (the embedded log), `start` (one node of a cluster)
+ * and `cluster up` (every node of a cluster as its own process).
  */
 import { Command, InvalidArgumentError as CliArgumentError } from "commander";
 import { resolve } from "node:path";
@@ -12,8 +13,12 @@ import { loadClusterConfig, ROLES, type Role } from "../cluster/config.js";
 import { startNode } from "../cluster/node.js";
 import { superviseCluster } from "../cluster/supervisor.js";
 import { createLogger, type LogLevel } from "../util/logger.js";
+import { DevServer } from "../embedded/dev-server.js";
+import { FUNCTION_TIMEOUT_MS_MAX, WORKERS_MAX } from "../runtime/limits.js";
+import { invokeCommand, DEFAULT_URL } from "./invoke.js";
 
 const DEFAULT_CLUSTER_CONFIG = "config/local-cluster.json";
+const DEV_PORT_DEFAULT = 8080;
 
 function positiveInt(value: string): number {
   if (!/^[1-9][0-9]{0,8}$/.test(value)) throw new CliArgumentError("must be a positive integer");
@@ -105,6 +110,81 @@ function bookArg(value: string): number {
   return n;
 }
 
+function portArg(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]{1,5}$/.test(value) || n > 65535)
+    throw new CliArgumentError("a port is an integer in [0, 65535]");
+  return n;
+}
+
+function intIn(min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^[0-9]+$/.test(value) || n < min || n > max)
+      throw new CliArgumentError(`must be an integer in [${min}, ${max}]`);
+    return n;
+  };
+}
+
+async function dev(options: {
+  functions: string;
+  data: string;
+  port: number;
+  host: string;
+  workers?: number;
+  timeout?: number;
+  logLevel: string;
+}): Promise<void> {
+  const functions = resolve(options.functions);
+  const dataDir = resolve(options.data);
+  const logger = createLogger(options.logLevel as LogLevel);
+  const server = await DevServer.start({
+    functions,
+    dataDir,
+    host: options.host,
+    port: options.port,
+    logger,
+    ...(options.workers === undefined ? {} : { workers: options.workers }),
+    ...(options.timeout === undefined ? {} : { timeoutMs: options.timeout }),
+  });
+  const fns = server.functions();
+  console.log(`Boki dev server at ${server.url}`);
+  console.log(`  data in ${dataDir} (term ${server.log.term})`);
+  console.log(`  ${fns.length} function${fns.length === 1 ? "" : "s"} from ${functions}:`);
+  const width = Math.max(...fns.map((f) => f.name.length));
+  for (const f of fns) {
+    console.log(`    ${f.name.padEnd(width)}  book ${f.book ?? 0}, timeout ${f.timeoutMs} ms`);
+  }
+  if (server.recovered > 0) {
+    console.log(`  re-running ${server.recovered} recorded invocation(s) that had not finished`);
+  }
+  const example = fns[0]?.name ?? "<name>";
+  console.log(
+    `Call one: curl -X POST ${server.url}/function/${example} -d '{}'  (or: boki invoke ${example} '{}')`,
+  );
+  console.log("Press Ctrl-C to stop.");
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) {
+      console.log("Stopping now.");
+      process.exit(130);
+    }
+    stopping = true;
+    console.log(
+      "Stopping (running invocations get a few seconds to finish; Ctrl-C again to stop at once)...",
+    );
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
 async function demo(options: { data: string; book: number }): Promise<void> {
   const dir = resolve(options.data);
   const log = await EmbeddedLog.open({ dir });
@@ -136,6 +216,40 @@ const program = new Command()
   .name("boki")
   .description("Boki.ts: stateful serverless functions on a durable shared log")
   .showHelpAfterError();
+
+program
+  .command("dev")
+  .description(
+    "run functions, the HTTP gateway and the embedded log in this process (Ctrl-C stops it)",
+  )
+  .option(
+    "--functions <path>",
+    "a function module, or a directory of them (not searched recursively)",
+    "functions",
+  )
+  .option("--data <dir>", "data directory of the embedded log", "data/dev")
+  .option("--port <n>", "HTTP port (0: any free port)", portArg, DEV_PORT_DEFAULT)
+  .option("--host <address>", "address to listen on", "127.0.0.1")
+  .option("--workers <n>", "worker threads that run functions (default 2)", intIn(1, WORKERS_MAX))
+  .option(
+    "--timeout <ms>",
+    "time limit of functions that set none (default 30000)",
+    intIn(1, FUNCTION_TIMEOUT_MS_MAX),
+  )
+  .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
+  .action(dev);
+
+program
+  .command("invoke")
+  .description("call a function through a gateway and print its output")
+  .argument("<name>", "function name")
+  .argument("[json]", "input as JSON text (default: null)")
+  .option("--url <url>", `gateway URL (default: $BOKI_URL, else ${DEFAULT_URL})`)
+  .option("--book <id>", "book to run in (X-Boki-Book)", bookArg)
+  .option("--async", "start it asynchronously and print the invocation id", false)
+  .option("--wait", "with --async: wait for the result and print it", false)
+  .option("--idempotency-key <key>", "Idempotency-Key: repeats return the first result")
+  .action(invokeCommand);
 
 program
   .command("demo")

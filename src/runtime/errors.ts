@@ -66,10 +66,7 @@ export class InvocationError extends Error {
   readonly retryable: boolean;
 
   constructor(code: InvocationErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(
-      truncate(message),
-      options.cause === undefined ? undefined : { cause: options.cause },
-    );
+    super(truncate(message), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "InvocationError";
     this.code = code;
     this.retryable = RETRYABLE.has(code);
@@ -82,7 +79,9 @@ export class InvocationError extends Error {
   /** Rebuilds an error from its wire form; an unknown code becomes INTERNAL. */
   static fromJSON(e: { code: unknown; message: unknown }): InvocationError {
     const code =
-      typeof e.code === "string" && CODES.has(e.code) ? (e.code as InvocationErrorCode) : "INTERNAL";
+      typeof e.code === "string" && CODES.has(e.code)
+        ? (e.code as InvocationErrorCode)
+        : "INTERNAL";
     return new InvocationError(code, typeof e.message === "string" ? e.message : String(e.message));
   }
 }

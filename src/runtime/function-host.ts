@@ -18,7 +18,11 @@ import type {
 } from "./dispatcher.js";
 import { InvocationError } from "./errors.js";
 import { parseInvocationId } from "./ids.js";
-import { FUNCTION_TIMEOUT_MS_DEFAULT, FUNCTION_TIMEOUT_MS_MAX, INVOCATION_DEPTH_MAX } from "./limits.js";
+import {
+  FUNCTION_TIMEOUT_MS_DEFAULT,
+  FUNCTION_TIMEOUT_MS_MAX,
+  INVOCATION_DEPTH_MAX,
+} from "./limits.js";
 import { findFunctionModules } from "./loader.js";
 import type { RuntimeMetrics } from "./metrics.js";
 import { SessionLogBook } from "./session.js";
@@ -113,7 +117,10 @@ export class FunctionHost implements Dispatcher {
   async invoke(req: InvokeRequest): Promise<InvokeResult> {
     const fn = this.catalogue.get(req.name);
     if (fn === undefined) {
-      throw new InvocationError("FUNCTION_NOT_FOUND", `no function named ${JSON.stringify(req.name)}`);
+      throw new InvocationError(
+        "FUNCTION_NOT_FOUND",
+        `no function named ${JSON.stringify(req.name)}`,
+      );
     }
     const depth = req.depth ?? 0;
     if (depth > INVOCATION_DEPTH_MAX) {
@@ -136,7 +143,11 @@ export class FunctionHost implements Dispatcher {
           ? new InvocationError("UNAVAILABLE", "the log is closed", { cause: err })
           : err;
       }
-      const log = (level: "debug" | "info" | "warn" | "error", message: string, fields?: Record<string, unknown>): void => {
+      const log = (
+        level: "debug" | "info" | "warn" | "error",
+        message: string,
+        fields?: Record<string, unknown>,
+      ): void => {
         this.logger[level]({ ...fields, function: fn.name, invocationId }, message);
       };
       const outputJson = await this.pool.run({
@@ -155,7 +166,10 @@ export class FunctionHost implements Dispatcher {
               const transfer =
                 record === null
                   ? undefined
-                  : [record.data.buffer as ArrayBuffer, ...(record.auxData === null ? [] : [record.auxData.buffer as ArrayBuffer])];
+                  : [
+                      record.data.buffer as ArrayBuffer,
+                      ...(record.auxData === null ? [] : [record.auxData.buffer as ArrayBuffer]),
+                    ];
               return transfer === undefined
                 ? { value: record, position: session.position }
                 : { value: record, position: session.position, transfer };
@@ -166,7 +180,10 @@ export class FunctionHost implements Dispatcher {
             const childId = parseInvocationId(child.invocationId);
             if (child.async) {
               if (this.asyncInvoker === undefined) {
-                throw new InvocationError("UNAVAILABLE", "asynchronous invocations are not available here");
+                throw new InvocationError(
+                  "UNAVAILABLE",
+                  "asynchronous invocations are not available here",
+                );
               }
               const id = await this.asyncInvoker.invokeAsync({
                 name: child.name,
@@ -206,4 +223,3 @@ export class FunctionHost implements Dispatcher {
     return this.pool.close(graceMs);
   }
 }
-

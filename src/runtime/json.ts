@@ -6,7 +6,8 @@
 import { InvocationError } from "./errors.js";
 import { PAYLOAD_BYTES_MAX } from "./limits.js";
 
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 function kindOf(v: unknown): string {
   if (typeof v === "function") return "a function";

@@ -32,6 +32,7 @@ export class RuntimeMetrics {
   private readonly httpSeconds: Histogram<"route" | "status">;
   private pool: (() => PoolStats) | undefined;
   private cache: (() => LogCacheStats | undefined) | undefined;
+  private async: (() => { queued: number; running: number }) | undefined;
 
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -78,14 +79,57 @@ export class RuntimeMetrics {
         },
       });
     };
-    counter("boki_log_appends_total", "Appends (and conditional appends) made by functions", () => this.logOps.appends);
+    counter(
+      "boki_log_appends_total",
+      "Appends (and conditional appends) made by functions",
+      () => this.logOps.appends,
+    );
     counter("boki_log_reads_total", "Reads made by functions", () => this.logOps.reads);
-    counter("boki_log_cache_hits_total", "Record cache hits of the log", () => this.cache?.()?.hits);
-    counter("boki_log_cache_misses_total", "Record cache misses of the log", () => this.cache?.()?.misses);
-    gauge("boki_pool_workers", "Worker threads ready to run functions", () => this.pool?.().workers);
-    gauge("boki_pool_running_invocations", "Invocations running in workers", () => this.pool?.().running);
-    gauge("boki_pool_queued_invocations", "Invocations waiting for a worker", () => this.pool?.().queued);
-    counter("boki_pool_worker_restarts_total", "Workers replaced after dying or getting stuck", () => this.pool?.().workerRestarts);
+    counter(
+      "boki_log_cache_hits_total",
+      "Record cache hits of the log",
+      () => this.cache?.()?.hits,
+    );
+    counter(
+      "boki_log_cache_misses_total",
+      "Record cache misses of the log",
+      () => this.cache?.()?.misses,
+    );
+    gauge(
+      "boki_pool_workers",
+      "Worker threads ready to run functions",
+      () => this.pool?.().workers,
+    );
+    gauge(
+      "boki_pool_running_invocations",
+      "Invocations running in workers",
+      () => this.pool?.().running,
+    );
+    gauge(
+      "boki_pool_queued_invocations",
+      "Invocations waiting for a worker",
+      () => this.pool?.().queued,
+    );
+    counter(
+      "boki_pool_worker_restarts_total",
+      "Workers replaced after dying or getting stuck",
+      () => this.pool?.().workerRestarts,
+    );
+    gauge(
+      "boki_async_queued_invocations",
+      "Asynchronous invocations recorded and waiting to run",
+      () => this.async?.().queued,
+    );
+    gauge(
+      "boki_async_running_invocations",
+      "Asynchronous invocations running",
+      () => this.async?.().running,
+    );
+  }
+
+  /** Reads the gateway's asynchronous backlog at each scrape. */
+  observeAsync(read: () => { queued: number; running: number }): void {
+    this.async = read;
   }
 
   /** Reads the pool's figures at each scrape. */

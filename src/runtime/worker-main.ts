@@ -6,9 +6,9 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import type { DataLike, LogBook, SeqNumLike, TagLike } from "../log/api.js";
+import type { BokiError } from "../log/errors.js";
 import {
   AppendDiscardedError,
-  BokiError,
   BookEmptyError,
   CondAppendFailedError,
   DataLostError,

@@ -201,7 +201,11 @@ export class WorkerPool {
       };
       const onError = (err: Error): void => {
         done();
-        reject(new FunctionLoadError(`a function worker failed to start: ${err.message}`, { cause: err }));
+        reject(
+          new FunctionLoadError(`a function worker failed to start: ${err.message}`, {
+            cause: err,
+          }),
+        );
       };
       const onExit = (code: number): void => {
         done();
@@ -243,7 +247,9 @@ export class WorkerPool {
   /** Runs one invocation; resolves to its output as JSON text. */
   run(spec: PoolJob): Promise<string> {
     if (this.closing) {
-      return Promise.reject(new InvocationError("UNAVAILABLE", "the function pool is shutting down"));
+      return Promise.reject(
+        new InvocationError("UNAVAILABLE", "the function pool is shutting down"),
+      );
     }
     if (spec.nested && this.nested >= NESTED_INVOCATIONS_MAX) {
       return Promise.reject(
@@ -287,7 +293,8 @@ export class WorkerPool {
   private pick(nested: boolean): PoolWorker | undefined {
     let best: PoolWorker | undefined;
     for (const w of this.workers) {
-      if (w.state !== "ready") continue;
+      // A worker with a ping outstanding may be stuck: it gets no new work until it answers.
+      if (w.state !== "ready" || w.ping !== undefined) continue;
       if (!nested && w.running.size >= this.perWorker) continue;
       if (best === undefined || w.running.size < best.running.size) best = w;
     }
@@ -322,7 +329,10 @@ export class WorkerPool {
     }
   }
 
-  private settle(job: Job, result: { ok: true; outputJson: string } | { ok: false; error: InvocationError }): void {
+  private settle(
+    job: Job,
+    result: { ok: true; outputJson: string } | { ok: false; error: InvocationError },
+  ): void {
     if (job.state === "settled") return;
     if (job.state === "queued") {
       const i = this.queue.indexOf(job);
@@ -393,8 +403,14 @@ export class WorkerPool {
           return;
         }
         job.spec.handlers.logOp(m.op, m.args).then(
-          (r) => this.post(w, { t: "reply", req: m.req, ok: true, value: r.value, position: r.position }, r.transfer),
-          (err: unknown) => this.post(w, { t: "reply", req: m.req, ok: false, error: errorToWire(err) }),
+          (r) =>
+            this.post(
+              w,
+              { t: "reply", req: m.req, ok: true, value: r.value, position: r.position },
+              r.transfer,
+            ),
+          (err: unknown) =>
+            this.post(w, { t: "reply", req: m.req, ok: false, error: errorToWire(err) }),
         );
         return;
       }
@@ -405,10 +421,23 @@ export class WorkerPool {
           return;
         }
         job.spec.handlers
-          .invoke({ name: m.name, inputJson: m.inputJson, async: m.async, invocationId: m.invocationId })
+          .invoke({
+            name: m.name,
+            inputJson: m.inputJson,
+            async: m.async,
+            invocationId: m.invocationId,
+          })
           .then(
-            (r) => this.post(w, { t: "reply", req: m.req, ok: true, value: r.value, position: r.position }),
-            (err: unknown) => this.post(w, { t: "reply", req: m.req, ok: false, error: errorToWire(err) }),
+            (r) =>
+              this.post(w, {
+                t: "reply",
+                req: m.req,
+                ok: true,
+                value: r.value,
+                position: r.position,
+              }),
+            (err: unknown) =>
+              this.post(w, { t: "reply", req: m.req, ok: false, error: errorToWire(err) }),
           );
         return;
       }
@@ -423,6 +452,7 @@ export class WorkerPool {
         clearTimeout(w.ping.timer);
         w.ping = undefined;
         if (m.abandoned > WORKER_ABANDONED_MAX && w.state === "ready") this.retire(w);
+        this.pump();
         return;
       }
       case "ready":
@@ -432,7 +462,10 @@ export class WorkerPool {
         }
         return;
       case "load-error":
-        this.logger.error({ worker: w.id, file: m.file }, `a new function worker could not load: ${m.message}`);
+        this.logger.error(
+          { worker: w.id, file: m.file },
+          `a new function worker could not load: ${m.message}`,
+        );
         this.replace(w, "the worker failed to load its modules");
         return;
     }
@@ -444,13 +477,20 @@ export class WorkerPool {
       t: "reply",
       req,
       ok: false,
-      error: { kind: "invocation", code: "TIMEOUT", message: "the invocation is over: it timed out" },
+      error: {
+        kind: "invocation",
+        code: "TIMEOUT",
+        message: "the invocation is over: it timed out",
+      },
     });
   }
 
   private failRunning(w: PoolWorker, why: string): void {
     for (const job of [...w.running.values()]) {
-      this.settle(job, { ok: false, error: new InvocationError("WORKER_LOST", `${job.spec.name}: ${why}`) });
+      this.settle(job, {
+        ok: false,
+        error: new InvocationError("WORKER_LOST", `${job.spec.name}: ${why}`),
+      });
     }
   }
 
@@ -468,13 +508,17 @@ export class WorkerPool {
     if (this.closing) return;
     this.restarts++;
     const delay = failedToStart ? this.respawnDelayMs : WORKER_RESPAWN_DELAY_MS;
-    if (failedToStart) this.respawnDelayMs = Math.min(this.respawnDelayMs * 2, WORKER_RESPAWN_DELAY_MS_MAX);
+    if (failedToStart)
+      this.respawnDelayMs = Math.min(this.respawnDelayMs * 2, WORKER_RESPAWN_DELAY_MS_MAX);
     this.scheduleSpawn(delay);
   }
 
   /** Stops giving a worker new work; it is terminated once its invocations are done. */
   private retire(w: PoolWorker): void {
-    this.logger.warn({ worker: w.id }, `function worker holds over ${WORKER_ABANDONED_MAX} timed-out handlers; retiring it`);
+    this.logger.warn(
+      { worker: w.id },
+      `function worker holds over ${WORKER_ABANDONED_MAX} timed-out handlers; retiring it`,
+    );
     w.state = "retiring";
     this.restarts++;
     this.scheduleSpawn(0);
@@ -517,7 +561,10 @@ export class WorkerPool {
     for (const t of this.respawnTimers) clearTimeout(t);
     this.respawnTimers.clear();
     for (const job of [...this.queue]) {
-      this.settle(job, { ok: false, error: new InvocationError("UNAVAILABLE", "the function pool is shutting down") });
+      this.settle(job, {
+        ok: false,
+        error: new InvocationError("UNAVAILABLE", "the function pool is shutting down"),
+      });
     }
     const until = Date.now() + graceMs;
     while (this.busy > 0 && Date.now() < until) {
@@ -526,7 +573,10 @@ export class WorkerPool {
     const threads = this.workers.map((w) => w.thread);
     for (const w of [...this.workers]) {
       for (const job of [...w.running.values()]) {
-        this.settle(job, { ok: false, error: new InvocationError("UNAVAILABLE", "the function pool shut down") });
+        this.settle(job, {
+          ok: false,
+          error: new InvocationError("UNAVAILABLE", "the function pool shut down"),
+        });
       }
       this.terminate(w);
     }
