@@ -60,13 +60,29 @@ export interface InvocationErrorJSON {
   readonly message: string;
 }
 
+/** Marks InvocationErrors; global, so `instanceof` holds across copies of the library. */
+const INVOCATION_ERROR_BRAND = Symbol.for("boki-ts.InvocationError");
+
 export class InvocationError extends Error {
   readonly code: InvocationErrorCode;
   /** True when the same request may succeed if sent again later. */
   readonly retryable: boolean;
 
+  /**
+   * A function module may load its own copy of boki-ts (say, the built one while the
+   * runtime runs from source); errors the runtime throws into it still pass `instanceof`.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return (
+      typeof value === "object" &&
+      value !== null &&
+      (value as Record<symbol, unknown>)[INVOCATION_ERROR_BRAND] === true
+    );
+  }
+
   constructor(code: InvocationErrorCode, message: string, options: { cause?: unknown } = {}) {
     super(truncate(message), options.cause === undefined ? undefined : { cause: options.cause });
+    Object.defineProperty(this, INVOCATION_ERROR_BRAND, { value: true });
     this.name = "InvocationError";
     this.code = code;
     this.retryable = RETRYABLE.has(code);

@@ -46,7 +46,14 @@ import {
 /** Timed-out handlers that never settled a worker may hold before it is retired. */
 export const WORKER_ABANDONED_MAX = 256;
 
-const WORKER_ENTRY = new URL("./worker-entry.mjs", import.meta.url);
+/**
+ * The worker's first module. Run from the build (dist/*.js), worker-main.js starts directly.
+ * Run from source (through tsx, or in tests), a worker would not know TypeScript: module
+ * hooks do not carry over into worker threads, so worker-entry.mjs registers tsx first.
+ */
+const WORKER_ENTRY = import.meta.url.endsWith(".ts")
+  ? new URL("./worker-entry.mjs", import.meta.url)
+  : new URL("./worker-main.js", import.meta.url);
 
 export interface WorkerPoolOptions {
   /** Absolute paths of the function modules every worker loads. */
