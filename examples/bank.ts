@@ -17,12 +17,7 @@
  *   transfer  { "from": "alice", "to": "bob", "amount": 30 }
  *   balance   { "account": "alice" }
  */
-import {
-  CondAppendFailedError,
-  defineFunction,
-  tagOf,
-  type FunctionContext,
-} from "../src/index.js";
+import { defineFunction, tagOf, type FunctionContext } from "../src/index.js";
 
 type Entry =
   | { type: "deposit"; account: string; amount: number }
