@@ -1,14 +1,16 @@
 /**
  * Storage on lmdb. Records are stored as the batches they arrived in (one lmdb value per
  * batch, keyed by (log, shard, first local id) in big-endian binary), so writing a batch
- * of records costs one put, and reading record i finds its batch with one reverse seek. lmdb-js batches every write issued in the same
- * turn of the event loop into one transaction: that is the group commit. With
- * `overlappingSync` off, a write's promise resolves only after the commit is on disk.
+ * of records costs one put, and reading record i finds its batch with one reverse seek.
+ * Without a WAL, lmdb-js batches every write issued in the same turn of the event loop into
+ * one transaction: that is the group commit. With `overlappingSync` off, a write's promise
+ * resolves only after the commit is on disk.
  *
  * With a write-ahead log (`wal: true`), records and metalog entries are durable once their
  * WAL frame is synced (one fdatasync of preallocated space, about half of an lmdb commit,
- * which syncs twice); they are then written to lmdb in the background and served from
- * memory until that commit is on disk. At open, frames left in the WAL are replayed.
+ * which syncs twice); they are then written to lmdb in the background, gathered into one
+ * transaction every `CHECKPOINT_INTERVAL_MS`, and served from memory until that commit is
+ * on disk. At open, frames left in the WAL are replayed.
  */
 import { open, type Database, type RootDatabase } from "lmdb";
 import { mkdirSync } from "node:fs";
@@ -118,8 +120,14 @@ function metalogFrame(entries: readonly MetalogEntry[]): Buffer {
 }
 
 const MAP_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024 * 1024;
-/** How long lmdb gathers checkpoint writes into one commit when a WAL makes them durable. */
-export const LMDB_COMMIT_DELAY_MS_WITH_WAL = 10;
+/**
+ * How long checkpoint writes (batches and metalog entries already durable in the WAL, and
+ * storage's copy of the metalog) gather before they go to lmdb in one transaction: one
+ * commit, and one promise, per interval instead of one per write.
+ */
+export const CHECKPOINT_INTERVAL_MS = 10;
+/** Most writes gathered for one checkpoint transaction; one more starts it at once. */
+export const CHECKPOINT_WRITES_MAX = 4096;
 
 function recordKey(log: number, shard: number, localId: number): Buffer {
   const k = Buffer.allocUnsafe(14);
@@ -150,6 +158,13 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     Array<{ first: number; records: readonly Uint8Array[] }>
   >();
   private readonly checkpoints = new Set<Promise<unknown>>();
+  /** Writes waiting for the next checkpoint transaction. */
+  private gathered: Array<{
+    write: () => void;
+    resolve: () => void;
+    reject: (err: unknown) => void;
+  }> = [];
+  private gatherTimer: NodeJS.Timeout | null = null;
   /** The batch read last, parsed. */
   private lastFrame: { head: RecordsFrame; frame: Buffer; offsets: Uint32Array } | null = null;
 
@@ -178,9 +193,6 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
       path: dir,
       noSync: options.sync === false,
       overlappingSync: false,
-      // Behind a WAL, lmdb commits are checkpoints off the acknowledgement path: batching
-      // them over a few milliseconds keeps their fsyncs from competing with the WAL's.
-      commitDelay: options.wal === true ? LMDB_COMMIT_DELAY_MS_WITH_WAL : 0,
       mapSize: options.mapSizeBytes ?? MAP_SIZE_BYTES_DEFAULT,
       maxDbs: 8,
     });
@@ -208,9 +220,46 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     return last;
   }
 
+  private putMetalogSync(entries: readonly MetalogEntry[]): void {
+    for (const e of entries) this.metalog.putSync(seqKey(e.log, e.position), e);
+  }
+
+  /**
+   * Queues `write` (synchronous lmdb writes) for the next checkpoint transaction, which
+   * starts `CHECKPOINT_INTERVAL_MS` after the first queued write (or at once when
+   * `CHECKPOINT_WRITES_MAX` are queued); resolves once that transaction is committed.
+   */
+  private gather(write: () => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.gathered.push({ write, resolve, reject });
+      if (this.gathered.length >= CHECKPOINT_WRITES_MAX) this.commitGathered();
+      else this.gatherTimer ??= setTimeout(() => this.commitGathered(), CHECKPOINT_INTERVAL_MS);
+    });
+  }
+
+  private commitGathered(): void {
+    if (this.gatherTimer !== null) clearTimeout(this.gatherTimer);
+    this.gatherTimer = null;
+    const items = this.gathered;
+    if (items.length === 0) return;
+    this.gathered = [];
+    this.root
+      .transaction(() => {
+        for (const it of items) it.write();
+      })
+      .then(
+        () => {
+          for (const it of items) it.resolve();
+        },
+        (err: unknown) => {
+          for (const it of items) it.reject(err);
+        },
+      );
+  }
+
   /** After a WAL frame is durable: write it to lmdb, and release it once lmdb has it on disk. */
-  private checkpoint(segment: number, write: () => Promise<unknown>, release: () => void): void {
-    const p = write().then(
+  private checkpoint(segment: number, write: () => void, release: () => void): void {
+    const p = this.gather(write).then(
       () => {
         release();
         this.wal?.checkpointed(segment);
@@ -245,7 +294,7 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     await durable;
     this.checkpoint(
       segment,
-      () => this.records.put(recordKey(log, shard, first), f),
+      () => this.records.putSync(recordKey(log, shard, first), f),
       () => {
         const i = pending.indexOf(item);
         if (i >= 0) pending.splice(i, 1);
@@ -319,6 +368,7 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     records: ReadonlyArray<readonly [shard: number, localId: number]>,
   ): Promise<void> {
     // Rewrite batches only once they are in lmdb, so a checkpoint cannot overwrite the rewrite.
+    this.commitGathered();
     await Promise.all([...this.checkpoints]);
     this.lastFrame = null;
     const batches = new Map<string, { head: RecordsFrame; records: Uint8Array[] }>();
@@ -360,7 +410,7 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
   }
 
   async copyMetalog(entries: readonly MetalogEntry[]): Promise<void> {
-    await this.putMetalog(entries);
+    await this.gather(() => this.putMetalogSync(entries));
   }
 
   async writeMetalog(entries: readonly MetalogEntry[]): Promise<void> {
@@ -370,7 +420,7 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
       // Entries are read back only at open, after the WAL has been replayed.
       this.checkpoint(
         segment,
-        () => this.putMetalog(entries),
+        () => this.putMetalogSync(entries),
         () => undefined,
       );
       return;
@@ -399,6 +449,7 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
 
   async close(): Promise<void> {
     await this.wal?.close();
+    this.commitGathered();
     await Promise.all([...this.checkpoints]);
     await this.root.close();
   }

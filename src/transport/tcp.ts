@@ -126,6 +126,8 @@ export interface TcpTransportStats {
   socketWrites: number;
   bytesWritten: number;
   bytesReceived: number;
+  /** Chunks read from sockets (each one wake-up of the node, at most). */
+  socketReads: number;
   droppedQueueFull: number;
   droppedTooLarge: number;
   droppedUnknownPeer: number;
@@ -232,6 +234,7 @@ export class TcpTransport implements Transport {
     socketWrites: 0,
     bytesWritten: 0,
     bytesReceived: 0,
+    socketReads: 0,
     droppedQueueFull: 0,
     droppedTooLarge: 0,
     droppedUnknownPeer: 0,
@@ -612,6 +615,7 @@ export class TcpTransport implements Transport {
 
   private onInboundData(conn: Inbound, chunk: Buffer): void {
     this.stats.bytesReceived += chunk.length;
+    this.stats.socketReads++;
     try {
       conn.decoder.push(chunk, (frame) => this.onFrame(conn, frame));
     } catch (e) {
