@@ -25,6 +25,10 @@ export interface DevServerOptions {
   readonly workers?: number;
   /** Time limit of functions that set none, in ms (default 30 s). */
   readonly timeoutMs?: number;
+  /** Invocations one worker runs at once (default 64). */
+  readonly invocationsPerWorker?: number;
+  /** Invocations that may wait for a worker (default 1024). */
+  readonly queueMax?: number;
   /** Whether appends wait for fsync (default true; see EmbeddedLogOptions.sync). */
   readonly sync?: boolean;
   readonly logger?: Logger;
@@ -61,6 +65,10 @@ export class DevServer {
         metrics,
         ...(options.workers === undefined ? {} : { workers: options.workers }),
         ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+        ...(options.invocationsPerWorker === undefined
+          ? {}
+          : { invocationsPerWorker: options.invocationsPerWorker }),
+        ...(options.queueMax === undefined ? {} : { queueMax: options.queueMax }),
       });
       invocations = new InvocationService({ log, dispatcher: host, logger, metrics });
       host.setAsyncInvoker(invocations);
