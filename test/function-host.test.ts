@@ -81,7 +81,7 @@ describe("FunctionHost", () => {
     const err = (failed as PromiseRejectedResult).reason as InvocationError;
     expect(err.code).toBe("FUNCTION_ERROR");
     expect(err.message).toContain("boom");
-    expect(slow).toEqual({ status: "fulfilled", value: expect.objectContaining({ output: 200 }) });
+    expect(slow.status === "fulfilled" ? slow.value.output : slow.reason).toBe(200);
   });
 
   it("fails an output that is not JSON with INVALID_OUTPUT naming what is wrong", async () => {
