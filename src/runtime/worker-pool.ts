@@ -45,8 +45,6 @@ import {
 
 /** Timed-out handlers that never settled a worker may hold before it is retired. */
 export const WORKER_ABANDONED_MAX = 256;
-/** A worker whose ping has gone unanswered this long gets no new invocations meanwhile. */
-const WORKER_SUSPECT_AFTER_MS = 50;
 
 /**
  * The worker's first module. Run from the build (dist/*.js), worker-main.js starts directly.
@@ -112,12 +110,7 @@ interface PoolWorker {
   readonly thread: Worker;
   state: "starting" | "ready" | "retiring" | "gone";
   readonly running: Map<number, Job>;
-  /**
-   * Invocations that timed out while running here, since the last pong: they may still be
-   * spinning, so they count towards the worker's load until it answers a ping.
-   */
-  zombies: number;
-  ping: { n: number; sentAt: number; timer: NodeJS.Timeout } | undefined;
+  ping: { n: number; timer: NodeJS.Timeout } | undefined;
 }
 
 export class WorkerPool {
@@ -237,7 +230,6 @@ export class WorkerPool {
       thread,
       state,
       running: new Map(),
-      zombies: 0,
       ping: undefined,
     };
     this.workers.push(w);
@@ -308,13 +300,12 @@ export class WorkerPool {
   private pick(nested: boolean): PoolWorker | undefined {
     let best: PoolWorker | undefined;
     let bestLoad = Infinity;
-    const now = Date.now();
     for (const w of this.workers) {
       if (w.state !== "ready") continue;
-      // A worker that has not answered a ping for a while is probably stuck in CPU: it gets
-      // no new work until it answers (or is replaced).
-      if (w.ping !== undefined && now - w.ping.sentAt > WORKER_SUSPECT_AFTER_MS) continue;
-      const load = w.running.size + w.zombies;
+      // A worker pinged after a timeout may be stuck in CPU: it gets no new work until it
+      // answers (a live worker does within milliseconds) or is replaced.
+      if (w.ping !== undefined) continue;
+      const load = w.running.size;
       if (!nested && load >= this.perWorker) continue;
       if (load < bestLoad) {
         best = w;
@@ -382,7 +373,6 @@ export class WorkerPool {
       job.state === "queued"
         ? `${s.name} did not get a worker before its deadline (${this.queue.length} invocations queued)`
         : `${s.name} did not finish before its deadline`;
-    if (w !== undefined && w.state !== "gone") w.zombies++;
     this.settle(job, { ok: false, error: new InvocationError("TIMEOUT", message) });
     if (w !== undefined && w.state !== "gone") {
       this.post(w, { t: "cancel", call: job.call });
@@ -401,7 +391,7 @@ export class WorkerPool {
       );
       this.replace(w, "a function in the same worker was stuck and its worker was replaced");
     }, WORKER_PING_TIMEOUT_MS);
-    w.ping = { n, sentAt: Date.now(), timer };
+    w.ping = { n, timer };
     this.post(w, { t: "ping", n });
   }
 
@@ -475,7 +465,6 @@ export class WorkerPool {
         if (w.ping?.n !== m.n) return;
         clearTimeout(w.ping.timer);
         w.ping = undefined;
-        w.zombies = 0;
         if (m.abandoned > WORKER_ABANDONED_MAX && w.state === "ready") this.retire(w);
         this.pump();
         return;
