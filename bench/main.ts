@@ -29,7 +29,7 @@ const program: Command = new Command()
   .option("--no-peers", "do not start peer systems for comparison")
   .option(
     "--cluster",
-    "measure the local cluster (every node its own process) instead of the embedded system (suite log)",
+    "measure the local cluster (every node its own process) instead of the embedded system",
     false,
   )
   .addHelpText("after", `\nSuites:\n${suiteList}`)
