@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EmbeddedLog, tagOf } from "../src/index.js";
@@ -98,6 +98,18 @@ describe("FunctionHost", () => {
     const started = Date.now();
     expect((await failure(invoke("quick-timeout", null))).code).toBe("TIMEOUT");
     expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it("aborts ctx.signal at the timeout and fails the abandoned handler's later log operations", async () => {
+    const file = join(tmp.dir, "aborted.txt");
+    expect((await failure(invoke("write-after-timeout", { tag: "late", file }))).code).toBe(
+      "TIMEOUT",
+    );
+    const until = Date.now() + 5000;
+    while (!existsSync(file) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(readFileSync(file, "utf8")).toMatch(/TIMEOUT|timed out/);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await invoke("read", { tag: "late" })).output).toEqual([]);
   });
 
   it("times out a function stuck in CPU, replaces its worker, and keeps serving", async () => {

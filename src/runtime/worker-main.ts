@@ -96,11 +96,14 @@ interface Pending {
 /** One running invocation, as the worker tracks it. */
 interface Call {
   readonly id: number;
-  readonly controller: AbortController;
+  /** Made when the handler first reads `ctx.signal` (most never do). */
+  controller: AbortController | undefined;
   position: number;
   /** "cancelled": the host gave up on it (timeout) but its handler has not settled yet. */
   state: "running" | "cancelled" | "done";
 }
+
+const timedOut = (): InvocationError => new InvocationError("TIMEOUT", "the invocation timed out");
 
 let nextReq = 1;
 const pending = new Map<number, Pending>();
@@ -205,7 +208,7 @@ function logger(call: number | undefined): FunctionLogger {
 function run(loaded: LoadedFunctions, m: Extract<ToWorker, { t: "run" }>): void {
   const call: Call = {
     id: m.call,
-    controller: new AbortController(),
+    controller: undefined,
     position: m.position,
     state: "running",
   };
@@ -248,7 +251,13 @@ function run(loaded: LoadedFunctions, m: Extract<ToWorker, { t: "run" }>): void 
     log: new WorkerLogBook(call, m.book as BookId),
     logger: logger(m.call),
     deadline: m.deadline,
-    signal: call.controller.signal,
+    get signal(): AbortSignal {
+      call.controller ??= new AbortController();
+      if (call.state === "cancelled" && !call.controller.signal.aborted) {
+        call.controller.abort(timedOut());
+      }
+      return call.controller.signal;
+    },
     invoke: async <O>(name: string, input?: unknown): Promise<O> =>
       JSON.parse((await nested(name, input, false)) as string) as O,
     invokeAsync: async (name: string, input?: unknown): Promise<InvocationId> =>
@@ -311,7 +320,7 @@ function onMessage(loaded: LoadedFunctions, m: ToWorker): void {
       if (call?.state !== "running") return;
       call.state = "cancelled";
       abandoned++;
-      call.controller.abort(new InvocationError("TIMEOUT", "the invocation timed out"));
+      call.controller?.abort(timedOut());
       return;
     }
     case "ping":
