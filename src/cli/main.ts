@@ -31,6 +31,8 @@ async function start(options: {
   role?: string;
   term?: number;
   logLevel: string;
+  functions?: string;
+  workers?: number;
 }): Promise<void> {
   const config = loadClusterConfig(options.config);
   if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
@@ -61,7 +63,10 @@ async function start(options: {
     }
   }
   const logger = createLogger(options.logLevel as LogLevel);
-  const running = await startNode(config, id, term, logger);
+  const running = await startNode(config, id, term, logger, {
+    ...(options.functions === undefined ? {} : { functions: resolve(options.functions) }),
+    ...(options.workers === undefined ? {} : { workers: options.workers }),
+  });
   console.log(
     `${running.role} ${running.id} listening on ${running.address.host}:${running.address.port} (term ${term})`,
   );
@@ -81,17 +86,28 @@ async function start(options: {
   process.on("SIGTERM", stop);
 }
 
-function clusterUp(options: { config: string }): void {
+function clusterUp(options: { config: string; functions?: string }): void {
   const config = loadClusterConfig(options.config);
+  const functions = options.functions === undefined ? undefined : resolve(options.functions);
   let stopping = false;
-  const sup = superviseCluster(options.config, config, (id, code) => {
-    if (!stopping) console.error(`node ${id} exited with code ${code}`);
-  });
+  const sup = superviseCluster(
+    options.config,
+    config,
+    (id, code) => {
+      if (!stopping) console.error(`node ${id} exited with code ${code}`);
+    },
+    "info",
+    functions,
+  );
   console.log(`Cluster from ${options.config}, term ${sup.term}, data in ${config.dataDir}:`);
-  for (const n of config.nodes)
+  for (const n of config.nodes) {
+    const pid = sup.children.get(n.id)?.pid;
+    const where = n.role === "gateway" ? `http://${n.host}:${n.port}` : `${n.host}:${n.port}`;
     console.log(
-      `  ${n.role.padEnd(9)} ${n.id.padEnd(14)} ${n.host}:${n.port}  pid ${sup.children.get(n.id)?.pid}`,
+      `  ${n.role.padEnd(9)} ${n.id.padEnd(14)} ${where}  ${pid === undefined ? "not started (no --functions)" : `pid ${pid}`}`,
     );
+  }
+  if (functions !== undefined) console.log(`Functions from ${functions}.`);
   console.log("Press Ctrl-C to stop every node.");
   const stop = (): void => {
     if (stopping) return;
@@ -260,7 +276,9 @@ program
 
 program
   .command("start")
-  .description("start one node of a cluster (sequencer, storage or engine) in this process")
+  .description(
+    "start one node of a cluster (sequencer, storage, engine or gateway) in this process",
+  )
   .option("--config <file>", "cluster config file", DEFAULT_CLUSTER_CONFIG)
   .option(
     "--role <role>",
@@ -269,6 +287,11 @@ program
   .option("--id <id>", "node id in the config")
   .option("--term <n>", "term to run in (default: <dataDir>/TERM, else 1)", positiveInt)
   .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
+  .option(
+    "--functions <path>",
+    "function modules (a file or a directory): engines run them, gateways serve them",
+  )
+  .option("--workers <n>", "an engine's worker threads for functions (default 2)", positiveInt)
   .action(start);
 
 const cluster = program.command("cluster").description("run a whole cluster on this machine");
@@ -276,6 +299,10 @@ cluster
   .command("up")
   .description("start every node of the config as its own process; Ctrl-C stops them all")
   .option("--config <file>", "cluster config file", DEFAULT_CLUSTER_CONFIG)
+  .option(
+    "--functions <path>",
+    "function modules (a file or a directory) for the engines and gateways",
+  )
   .action(clusterUp);
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -11,14 +11,22 @@ import { InvalidArgumentError } from "../log/errors.js";
 import { CUT_INTERVAL_MS_DEFAULT, PHYSICAL_LOGS_MAX } from "../log/limits.js";
 import type { Durability } from "../storage/storage-node.js";
 
-export type Role = "sequencer" | "storage" | "engine";
-export const ROLES: readonly Role[] = ["sequencer", "storage", "engine"];
+export type Role = "sequencer" | "storage" | "engine" | "gateway";
+export const ROLES: readonly Role[] = ["sequencer", "storage", "engine", "gateway"];
+/** Roles a cluster cannot run without; gateways are optional. */
+export const REQUIRED_ROLES: readonly Role[] = ["sequencer", "storage", "engine"];
 
 export interface NodeConfig {
   readonly id: NodeId;
   readonly role: Role;
   readonly host: string;
+  /** The node's TCP port; a gateway's HTTP port. */
   readonly port: number;
+  /**
+   * Port of the node's HTTP endpoint with `/metrics` and `/healthz` (a gateway serves them
+   * on `port`). Absent: the node serves no metrics.
+   */
+  readonly metricsPort?: number;
 }
 
 export interface ClusterConfig {
@@ -97,10 +105,22 @@ export function parseClusterConfig(
       fail(file, `nodes[${i}].port must be an integer in [1, 65535]`);
     if (ports.has(`${host}:${port}`)) fail(file, `${host}:${port} is used by two nodes`);
     ports.add(`${host}:${port}`);
-    return { id, role: role as Role, host, port };
+    const metricsPort = x["metricsPort"];
+    if (metricsPort === undefined) return { id, role: role as Role, host, port };
+    if (
+      typeof metricsPort !== "number" ||
+      !Number.isInteger(metricsPort) ||
+      metricsPort < 1 ||
+      metricsPort > 65535
+    )
+      fail(file, `nodes[${i}].metricsPort must be an integer in [1, 65535]`);
+    if (ports.has(`${host}:${metricsPort}`))
+      fail(file, `${host}:${metricsPort} is used by two nodes`);
+    ports.add(`${host}:${metricsPort}`);
+    return { id, role: role as Role, host, port, metricsPort };
   });
   const count = (r: Role): number => nodes.filter((n) => n.role === r).length;
-  for (const r of ROLES) if (count(r) === 0) fail(file, `needs at least one ${r} node`);
+  for (const r of REQUIRED_ROLES) if (count(r) === 0) fail(file, `needs at least one ${r} node`);
   const replication = int(
     "replication",
     Math.min(CLUSTER_DEFAULTS.replication, count("storage")),

@@ -13,6 +13,23 @@ import { attachClientService } from "../engine/client-service.js";
 import { InvalidArgumentError } from "../log/errors.js";
 import type { Logger } from "../util/logger.js";
 import { peerResolver, viewOf, type ClusterConfig, type Role } from "./config.js";
+import { ClusterClient } from "./client.js";
+import { EngineDispatcher, engineLogProvider, serveFunctions } from "./functions.js";
+import { InvocationService } from "../gateway/invocations.js";
+import { Gateway } from "../gateway/server.js";
+import { RuntimeMetrics } from "../runtime/metrics.js";
+import type { FunctionHost } from "../runtime/function-host.js";
+import type { LogProvider } from "../runtime/dispatcher.js";
+
+export interface NodeOptions {
+  /**
+   * Function modules (a file or a directory): engines run them, gateways serve them.
+   * Required for a gateway; an engine without them runs no functions.
+   */
+  readonly functions?: string;
+  /** Worker threads of an engine's function host (default 2). */
+  readonly workers?: number;
+}
 
 export interface RunningNode {
   readonly id: string;
@@ -26,11 +43,13 @@ export async function startNode(
   id: string,
   term: number,
   logger: Logger,
+  options: NodeOptions = {},
 ): Promise<RunningNode> {
   const node = config.nodes.find((n) => n.id === id);
   if (node === undefined) throw new InvalidArgumentError(`node ${id} is not in the cluster config`);
   const view = viewOf(config, term);
   const log = logger.child({ node: id, role: node.role, term });
+  if (node.role === "gateway") return startGateway(config, node.id, log, options);
   const transport = await TcpTransport.listen({
     self: id,
     host: node.host,
@@ -93,9 +112,33 @@ export async function startNode(
         () => log.info({}, "engine caught up with the metalog"),
         (err: unknown) => log.warn({ err }, "engine is still catching up with the metalog"),
       );
-      closeRole = () => {
+      let host: FunctionHost | undefined;
+      let invocations: InvocationService | undefined;
+      if (options.functions !== undefined) {
+        try {
+          host = await serveFunctions(e, {
+            functions: options.functions,
+            logger: log,
+            ...(options.workers === undefined ? {} : { workers: options.workers }),
+          });
+          // ctx.invokeAsync records the request in the log and runs it on this engine.
+          // Recovering unfinished recorded invocations is the gateways' job.
+          invocations = new InvocationService({
+            log: engineLogProvider(e),
+            dispatcher: host,
+            logger: log,
+          });
+          host.setAsyncInvoker(invocations);
+        } catch (err) {
+          e.close();
+          transport.close();
+          throw err;
+        }
+      }
+      closeRole = async () => {
+        await invocations?.close();
+        await host?.close();
         e.close();
-        return Promise.resolve();
       };
       break;
     }
@@ -110,4 +153,66 @@ export async function startNode(
       await transport.whenClosed();
     },
   };
+}
+
+/**
+ * A gateway node: the HTTP API on the node's host and port, invocations balanced over the
+ * engines, invocation records in the cluster's log. The first gateway of the configuration
+ * re-runs recorded invocations left unfinished (by any gateway or engine) when it starts.
+ */
+async function startGateway(
+  config: ClusterConfig,
+  id: string,
+  logger: Logger,
+  options: NodeOptions,
+): Promise<RunningNode> {
+  const node = config.nodes.find((n) => n.id === id)!;
+  if (options.functions === undefined) {
+    throw new InvalidArgumentError(
+      `gateway ${id} needs the function modules (--functions <path>) to know what it serves`,
+    );
+  }
+  const client = await ClusterClient.connect({
+    engines: config.nodes
+      .filter((n) => n.role === "engine")
+      .map((n) => ({ id: n.id, host: n.host, port: n.port })),
+    host: node.host,
+    logger,
+  });
+  let invocations: InvocationService | undefined;
+  try {
+    const dispatcher = await EngineDispatcher.create(client, options.functions);
+    const metrics = new RuntimeMetrics();
+    const log: LogProvider = {
+      book: (book, o = {}) =>
+        client.book(book, o.position === undefined ? {} : { position: o.position }),
+    };
+    invocations = new InvocationService({ log, dispatcher, logger, metrics });
+    const firstGateway = config.nodes.find((n) => n.role === "gateway")!.id === id;
+    if (firstGateway) await invocations.start();
+    const gateway = await Gateway.start({
+      invocations,
+      dispatcher,
+      metrics,
+      logger,
+      host: node.host,
+      port: node.port,
+    });
+    const service = invocations;
+    return {
+      id,
+      role: "gateway",
+      address: { host: node.host, port: node.port },
+      close: async () => {
+        const closed = gateway.close();
+        await service.close();
+        await closed;
+        await client.close();
+      },
+    };
+  } catch (err) {
+    await invocations?.close();
+    await client.close();
+    throw err;
+  }
 }

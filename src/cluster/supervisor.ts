@@ -14,12 +14,16 @@ export const NODE_STOP_TIMEOUT_MS = 5_000;
 
 const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 
-/** The arguments (after the node executable) that run node `id` of a cluster in `term`. */
+/**
+ * The arguments (after the node executable) that run node `id` of a cluster in `term`;
+ * `functions` (module path) is passed to engines and gateways.
+ */
 export function nodeCommand(
   configPath: string,
   id: string,
   term: number,
   logLevel: string,
+  functions?: string,
 ): string[] {
   return [
     BIN,
@@ -32,6 +36,7 @@ export function nodeCommand(
     String(term),
     "--log-level",
     logLevel,
+    ...(functions === undefined ? [] : ["--functions", functions]),
   ];
 }
 
@@ -61,13 +66,18 @@ export function superviseCluster(
   config: ClusterConfig,
   onExit: (id: string, code: number | null) => void,
   logLevel = "info",
+  functions?: string,
 ): Supervisor {
   const term = nextTerm(config);
   const children = new Map<string, ChildProcess>();
-  const order = ["sequencer", "storage", "engine"];
+  const order = ["sequencer", "storage", "engine", "gateway"];
   const nodes = [...config.nodes].sort((a, b) => order.indexOf(a.role) - order.indexOf(b.role));
   for (const n of nodes) {
-    const child = spawn(process.execPath, nodeCommand(configPath, n.id, term, logLevel), {
+    // A gateway serves functions; without function modules there is nothing to serve.
+    if (n.role === "gateway" && functions === undefined) continue;
+    const withFunctions = n.role === "engine" || n.role === "gateway" ? functions : undefined;
+    const args = nodeCommand(configPath, n.id, term, logLevel, withFunctions);
+    const child = spawn(process.execPath, args, {
       stdio: ["ignore", "inherit", "inherit"],
     });
     child.on("exit", (code) => onExit(n.id, code));
