@@ -56,6 +56,7 @@ const READ_OPS: ReadonlySet<LogOp> = new Set<LogOp>([
 
 export class FunctionHost implements Dispatcher {
   private readonly catalogue: ReadonlyMap<string, FunctionInfo>;
+  private readonly catalogueList: readonly FunctionInfo[];
   private asyncInvoker: AsyncInvoker | undefined;
   private readonly logger: Logger;
 
@@ -73,6 +74,7 @@ export class FunctionHost implements Dispatcher {
         { name: f.name, book: f.book, timeoutMs: f.timeoutMs ?? timeoutMs },
       ]),
     );
+    this.catalogueList = Object.freeze([...this.catalogue.values()]);
     metrics?.observePool(() => pool.stats());
   }
 
@@ -102,7 +104,7 @@ export class FunctionHost implements Dispatcher {
   }
 
   functions(): readonly FunctionInfo[] {
-    return [...this.catalogue.values()];
+    return this.catalogueList;
   }
 
   /** Where `ctx.invokeAsync` records and starts invocations; without one it fails. */
