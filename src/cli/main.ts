@@ -33,6 +33,7 @@ async function start(options: {
   logLevel: string;
   functions?: string;
   workers?: number;
+  timeout?: number;
 }): Promise<void> {
   const config = loadClusterConfig(options.config);
   if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
@@ -66,6 +67,7 @@ async function start(options: {
   const running = await startNode(config, id, term, logger, {
     ...(options.functions === undefined ? {} : { functions: resolve(options.functions) }),
     ...(options.workers === undefined ? {} : { workers: options.workers }),
+    ...(options.timeout === undefined ? {} : { timeoutMs: options.timeout }),
   });
   console.log(
     `${running.role} ${running.id} listening on ${running.address.host}:${running.address.port} (term ${term})`,
@@ -97,7 +99,7 @@ function clusterUp(options: { config: string; functions?: string }): void {
       if (!stopping) console.error(`node ${id} exited with code ${code}`);
     },
     "info",
-    functions,
+    functions === undefined ? undefined : { path: functions },
   );
   console.log(`Cluster from ${options.config}, term ${sup.term}, data in ${config.dataDir}:`);
   for (const n of config.nodes) {
@@ -291,7 +293,16 @@ program
     "--functions <path>",
     "function modules (a file or a directory): engines run them, gateways serve them",
   )
-  .option("--workers <n>", "an engine's worker threads for functions (default 2)", positiveInt)
+  .option(
+    "--workers <n>",
+    "an engine's worker threads for functions (default 2)",
+    intIn(1, WORKERS_MAX),
+  )
+  .option(
+    "--timeout <ms>",
+    "time limit of functions that set none (default 30000)",
+    intIn(1, FUNCTION_TIMEOUT_MS_MAX),
+  )
   .action(start);
 
 const cluster = program.command("cluster").description("run a whole cluster on this machine");

@@ -29,6 +29,8 @@ export interface NodeOptions {
   readonly functions?: string;
   /** Worker threads of an engine's function host (default 2). */
   readonly workers?: number;
+  /** Time limit of functions that set none, in ms (default 30 s). */
+  readonly timeoutMs?: number;
 }
 
 export interface RunningNode {
@@ -120,6 +122,7 @@ export async function startNode(
             functions: options.functions,
             logger: log,
             ...(options.workers === undefined ? {} : { workers: options.workers }),
+            ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
           });
           // ctx.invokeAsync records the request in the log and runs it on this engine.
           // Recovering unfinished recorded invocations is the gateways' job.
@@ -181,7 +184,7 @@ async function startGateway(
   });
   let invocations: InvocationService | undefined;
   try {
-    const dispatcher = await EngineDispatcher.create(client, options.functions);
+    const dispatcher = await EngineDispatcher.create(client, options.functions, options.timeoutMs);
     const metrics = new RuntimeMetrics();
     const log: LogProvider = {
       book: (book, o = {}) =>

@@ -14,16 +14,24 @@ export const NODE_STOP_TIMEOUT_MS = 5_000;
 
 const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 
+/** What engines run and gateways serve. */
+export interface FunctionsOption {
+  /** Function modules: a file or a directory. */
+  readonly path: string;
+  /** Time limit of functions that set none, in ms. */
+  readonly timeoutMs?: number;
+}
+
 /**
  * The arguments (after the node executable) that run node `id` of a cluster in `term`;
- * `functions` (module path) is passed to engines and gateways.
+ * give `functions` to engines and gateways.
  */
 export function nodeCommand(
   configPath: string,
   id: string,
   term: number,
   logLevel: string,
-  functions?: string,
+  functions?: FunctionsOption,
 ): string[] {
   return [
     BIN,
@@ -36,7 +44,8 @@ export function nodeCommand(
     String(term),
     "--log-level",
     logLevel,
-    ...(functions === undefined ? [] : ["--functions", functions]),
+    ...(functions === undefined ? [] : ["--functions", functions.path]),
+    ...(functions?.timeoutMs === undefined ? [] : ["--timeout", String(functions.timeoutMs)]),
   ];
 }
 
@@ -66,7 +75,7 @@ export function superviseCluster(
   config: ClusterConfig,
   onExit: (id: string, code: number | null) => void,
   logLevel = "info",
-  functions?: string,
+  functions?: FunctionsOption,
 ): Supervisor {
   const term = nextTerm(config);
   const children = new Map<string, ChildProcess>();
