@@ -42,6 +42,7 @@ import {
   READS_WAITING_MAX,
   REPLICATE_BATCH_BYTES_MAX,
   REPLICATE_BATCH_RECORDS_MAX,
+  REPLICATE_BATCHES_IN_FLIGHT_MAX,
   STORAGE_READ_TIMEOUT_MS,
 } from "../log/limits.js";
 import {
@@ -181,6 +182,10 @@ interface LogState {
   batchDeadline: number;
   lastResendAt: number;
   flushScheduled: boolean;
+  /** End (exclusive local id) of each replicate batch sent whose records are not all ordered. */
+  inFlightEnds: number[];
+  /** A flush found `REPLICATE_BATCHES_IN_FLIGHT_MAX` batches unordered and left records waiting. */
+  flushHeld: boolean;
   /** Entries applied to the metalog but not yet to the index (waiting for index data). */
   queue: AppliedEntry[];
   queueHead: number;
@@ -249,6 +254,8 @@ export class Engine {
         replicas: o.view.replicasOf(shard),
         nextLocal: 0,
         pending: [],
+        inFlightEnds: [],
+        flushHeld: false,
         pendingHead: 0,
         pendingBase: 0,
         outgoing: [],
@@ -315,6 +322,19 @@ export class Engine {
     });
   }
 
+  /** Counters for metrics: appends accepted, and the record caches' hits and misses. */
+  stats(): { appends: number; cacheHits: number; cacheMisses: number } {
+    let cacheHits = 0;
+    let cacheMisses = 0;
+    for (const st of this.logs) {
+      cacheHits += st.cache.hits;
+      cacheMisses += st.cache.misses;
+    }
+    return { appends: this.appendsAccepted, cacheHits, cacheMisses };
+  }
+
+  private appendsAccepted = 0;
+
   logOf(book: BookId): number {
     return logOfBook(book, this.logs.length);
   }
@@ -337,6 +357,7 @@ export class Engine {
       );
     }
     const encoded = encodeRecord(meta, data);
+    this.appendsAccepted++;
     return new Promise<AppendResult>((resolve, reject) => {
       // Appends batched together share one reading of the clock.
       if (st.outgoing.length === 0) st.batchDeadline = this.o.clock.now() + this.appendTimeoutMs;
@@ -365,19 +386,43 @@ export class Engine {
     });
   }
 
+  /**
+   * Sends the records gathered since the last flush to the shard's replicas, unless
+   * `REPLICATE_BATCHES_IN_FLIGHT_MAX` batches sent earlier are still unordered: then the
+   * records wait, and go out together once the oldest batch is ordered. Like the
+   * sequencer's cuts, batches so grow with the load instead of multiplying.
+   */
   private flush(st: LogState): void {
     st.flushScheduled = false;
     if (st.outgoing.length === 0 || st.shardEnds !== null) return;
-    const msg: Message = {
-      t: "replicate",
-      log: st.log,
-      shard: st.shard,
-      first: st.outgoingFirst,
-      records: st.outgoing,
-    };
+    const ends = st.inFlightEnds;
+    while (ends.length > 0 && ends[0]! <= st.pendingBase) ends.shift();
+    if (ends.length >= REPLICATE_BATCHES_IN_FLIGHT_MAX) {
+      st.flushHeld = true;
+      return;
+    }
+    st.flushHeld = false;
+    const records = st.outgoing;
+    let first = st.outgoingFirst;
     st.outgoing = [];
     st.outgoingBytes = 0;
-    for (const r of st.replicas) this.o.transport.send(r, msg);
+    ends.push(first + records.length);
+    let start = 0;
+    while (start < records.length) {
+      let end = start;
+      let bytes = 0;
+      while (
+        end < records.length &&
+        end - start < REPLICATE_BATCH_RECORDS_MAX &&
+        (end === start || bytes + records[end]!.length <= REPLICATE_BATCH_BYTES_MAX)
+      )
+        bytes += records[end++]!.length;
+      const batch = start === 0 && end === records.length ? records : records.slice(start, end);
+      const msg: Message = { t: "replicate", log: st.log, shard: st.shard, first, records: batch };
+      for (const r of st.replicas) this.o.transport.send(r, msg);
+      first += batch.length;
+      start = end;
+    }
   }
 
   // ---- reads --------------------------------------------------------------------------
@@ -1129,6 +1174,10 @@ export class Engine {
     if (st.pendingHead > 4096 && st.pendingHead * 2 > st.pending.length) {
       st.pending = st.pending.slice(st.pendingHead);
       st.pendingHead = 0;
+    }
+    if (st.flushHeld && !st.flushScheduled) {
+      st.flushScheduled = true;
+      this.o.clock.afterTurn(() => this.flush(st));
     }
   }
 

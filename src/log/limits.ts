@@ -15,6 +15,11 @@ export const CACHE_BYTES_DEFAULT = 256 * 1024 * 1024;
 export const REPLICATE_BATCH_RECORDS_MAX = 4096;
 /** Most payload bytes an engine sends to storage in one replicate message. */
 export const REPLICATE_BATCH_BYTES_MAX = 4 * 1024 * 1024;
+/**
+ * Replicate batches an engine has sent per log whose records are not all ordered yet;
+ * further appends wait and then leave in one batch.
+ */
+export const REPLICATE_BATCHES_IN_FLIGHT_MAX = 2;
 /** Most appends an engine keeps in flight (sent but not yet ordered) before refusing new ones. */
 export const APPENDS_IN_FLIGHT_MAX = 65_536;
 /** Most reads an engine keeps waiting (for its index to catch up, or blocking reads). */
