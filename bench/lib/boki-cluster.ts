@@ -45,6 +45,8 @@ export interface BokiClusterOptions {
   readonly sequencers: number;
   readonly storages: number;
   readonly engines: number;
+  /** Give every node a metrics endpoint (`metricsPort` in the config). */
+  readonly metrics?: boolean;
   /** The primary sequencers' cut interval (default: the config's default). */
   readonly cutIntervalMs?: number;
   /** The nodes' --log-level (default "warn"). */
@@ -84,7 +86,14 @@ function writeConfig(o: BokiClusterOptions, ports: readonly number[]): string {
   let k = 0;
   for (const [role, n] of roles) {
     for (let i = 0; i < n; i++) {
-      nodes.push({ id: `${role}-${i}`, role, host: "127.0.0.1", port: ports[k++]! });
+      const port = ports[k++]!;
+      nodes.push({
+        id: `${role}-${i}`,
+        role,
+        host: "127.0.0.1",
+        port,
+        ...(o.metrics === true ? { metricsPort: ports[k++]! } : {}),
+      });
     }
   }
   const path = join(o.dir, "cluster.json");
@@ -117,7 +126,7 @@ async function stopAll(
 /** Spawns every node and waits until an append through each engine is acknowledged. */
 async function tryStart(o: BokiClusterOptions): Promise<BokiCluster> {
   const total = o.sequencers + o.storages + o.engines;
-  const ports = await freePorts(total);
+  const ports = await freePorts(o.metrics === true ? 2 * total : total);
   const configPath = writeConfig(o, ports);
   const config = loadClusterConfig(configPath);
   const term = nextTerm(config);

@@ -59,6 +59,7 @@ const c = await startBokiCluster({
   sequencers: 3,
   storages: 3,
   engines: 2,
+  metrics: true,
   ...(opts.cut === undefined ? {} : { cutIntervalMs: Number(opts.cut) }),
   say: (m) => process.stderr.write(m + "\n"),
   ...(opts.profDir === undefined
@@ -66,6 +67,16 @@ const c = await startBokiCluster({
     : { nodeArgs: (id: string) => ["--cpu-prof", `--cpu-prof-dir=${opts.profDir}/${id}`] }),
 });
 try {
+  {
+    // The idle cluster's own CPU use (timers, heartbeats), for comparison.
+    await new Promise((r) => setTimeout(r, 1000));
+    const idle0 = new Map([...c.processes].map(([id, p]) => [id, cpuMs(p.pid!)]));
+    await new Promise((r) => setTimeout(r, 3000));
+    const idle = [...c.processes].map(
+      ([id, p]) => `${id} ${((cpuMs(p.pid!) - idle0.get(id)!) / 3).toFixed(0)}`,
+    );
+    console.log(`idle CPU ms per second: ${idle.join(", ")}`);
+  }
   const concurrency = Number(opts.concurrency);
   const data = new Uint8Array(Number(opts.payload)).fill(7);
   const handles = Array.from({ length: concurrency }, (_, w) =>
@@ -78,6 +89,23 @@ try {
     op: (w) => handles[w]!.append([], data),
   });
   void warm;
+  /** Transport counters of every node, from its metrics endpoint. */
+  const readStats = async (): Promise<Map<string, Record<string, number>>> => {
+    const out = new Map<string, Record<string, number>>();
+    for (const n of c.config.nodes) {
+      const res = await fetch(`http://${n.host}:${n.metricsPort}/metrics`, {
+        signal: AbortSignal.timeout(5000),
+      });
+      const stats: Record<string, number> = {};
+      for (const line of (await res.text()).split("\n")) {
+        const m = /^boki_transport_([a-z_]+)_total\{[^}]*\} ([0-9.e+]+)$/.exec(line);
+        if (m !== null) stats[m[1]!] = Number(m[2]);
+      }
+      out.set(n.id, stats);
+    }
+    return out;
+  };
+  const statsBefore = await readStats();
   const before = new Map([...c.processes].map(([id, p]) => [id, cpuMs(p.pid!)]));
   const sysBefore = new Map([...c.processes].map(([id, p]) => [id, cpuSplitMs(p.pid!)[1]]));
   const selfBefore = selfCpuMs();
@@ -88,6 +116,13 @@ try {
     op: (i) => handles[i]!.append([], data),
   });
   const n = w.ops;
+  for (const [id, st] of await readStats()) {
+    const b = statsBefore.get(id)!;
+    const per = (k: string): string => ((st[k]! - b[k]!) / n).toFixed(2);
+    console.log(
+      `${id.padEnd(12)} per append: messages received ${per("messages_received")}, sent ${per("messages_sent")}; socket reads ${per("socket_reads")}, writes ${per("socket_writes")}; bytes out ${per("bytes_sent")}`,
+    );
+  }
   const rows: Array<[string, number]> = [...c.processes].map(([id, p]) => [
     id,
     cpuMs(p.pid!) - before.get(id)!,

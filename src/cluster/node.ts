@@ -13,7 +13,9 @@ import { attachClientService } from "../engine/client-service.js";
 import { InvalidArgumentError } from "../log/errors.js";
 import type { Logger } from "../util/logger.js";
 import { peerResolver, viewOf, type ClusterConfig, type Role } from "./config.js";
+import type { Server } from "node:http";
 import { ClusterClient } from "./client.js";
+import { NodeMetrics } from "./node-metrics.js";
 import { EngineDispatcher, engineLogProvider, serveFunctions } from "./functions.js";
 import { InvocationService } from "../gateway/invocations.js";
 import { Gateway } from "../gateway/server.js";
@@ -61,6 +63,8 @@ export async function startNode(
   });
   const clock = systemClock;
   let closeRole: () => Promise<void>;
+  let engineStats: (() => { appends: number; cacheHits: number; cacheMisses: number }) | undefined;
+  const extraRegistries: RuntimeMetrics["registry"][] = [];
   switch (node.role) {
     case "sequencer": {
       // The metalog is held like the records: in memory on a majority of the log's sequencers
@@ -114,13 +118,17 @@ export async function startNode(
         () => log.info({}, "engine caught up with the metalog"),
         (err: unknown) => log.warn({ err }, "engine is still catching up with the metalog"),
       );
+      engineStats = () => e.stats();
       let host: FunctionHost | undefined;
       let invocations: InvocationService | undefined;
       if (options.functions !== undefined) {
         try {
+          const metrics = new RuntimeMetrics({ processMetrics: false });
+          extraRegistries.push(metrics.registry);
           host = await serveFunctions(e, {
             functions: options.functions,
             logger: log,
+            metrics,
             ...(options.workers === undefined ? {} : { workers: options.workers }),
             ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
           });
@@ -146,11 +154,34 @@ export async function startNode(
       break;
     }
   }
+  let metricsServer: Server | undefined;
+  if (node.metricsPort !== undefined) {
+    const metrics = new NodeMetrics({
+      id,
+      role: node.role,
+      term,
+      transport: () => transport.stats,
+      ...(engineStats === undefined ? {} : { engine: engineStats }),
+      extra: extraRegistries,
+    });
+    try {
+      metricsServer = await metrics.listen(node.host, node.metricsPort);
+    } catch (err) {
+      await closeRole();
+      transport.close();
+      throw err;
+    }
+  }
   return {
     id,
     role: node.role,
     address: transport.address,
     close: async () => {
+      const server = metricsServer;
+      if (server !== undefined) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
       await closeRole();
       transport.close();
       await transport.whenClosed();
