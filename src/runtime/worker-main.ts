@@ -36,13 +36,16 @@ import {
   type ToWorker,
   type WireError,
   type WorkerInit,
+  Outbox,
 } from "./worker-protocol.js";
 
 const port = parentPort;
 if (port === null) throw new Error("worker-main runs only in a worker thread");
 
-function post(m: FromWorker, transfer?: ArrayBuffer[]): void {
-  port!.postMessage(m, transfer);
+const outbox = new Outbox<FromWorker>((batch, transfer) => port.postMessage(batch, transfer));
+
+function post(m: FromWorker): void {
+  outbox.post(m);
 }
 
 /** Rebuilds an error from the host with the class a user would test with `instanceof`. */
@@ -337,7 +340,9 @@ process.on("unhandledRejection", (reason) => {
 const init = workerData as WorkerInit;
 try {
   const loaded = await loadFunctions(init.files);
-  port.on("message", (m: ToWorker) => onMessage(loaded, m));
+  port.on("message", (batch: ToWorker[]) => {
+    for (const m of batch) onMessage(loaded, m);
+  });
   post({
     t: "ready",
     functions: [...loaded.byName.values()].map((f) => ({

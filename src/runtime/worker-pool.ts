@@ -35,6 +35,7 @@ import {
 import type { PoolStats } from "./metrics.js";
 import {
   errorToWire,
+  Outbox,
   type FromWorker,
   type LogLevel,
   type LogOp,
@@ -110,6 +111,7 @@ interface PoolWorker {
   readonly thread: Worker;
   state: "starting" | "ready" | "retiring" | "gone";
   readonly running: Map<number, Job>;
+  readonly outbox: Outbox<ToWorker>;
   ping: { n: number; timer: NodeJS.Timeout } | undefined;
 }
 
@@ -197,7 +199,9 @@ export class WorkerPool {
           ),
         );
       }, WORKER_START_TIMEOUT_MS);
-      const onMessage = (m: FromWorker): void => {
+      const onMessage = (batch: FromWorker[]): void => {
+        const m = batch[0];
+        if (m === undefined) return;
         if (m.t === "ready") {
           done();
           resolve(m.functions);
@@ -230,10 +234,15 @@ export class WorkerPool {
       thread,
       state,
       running: new Map(),
+      outbox: new Outbox<ToWorker>((batch, transfer) => {
+        if (w.state !== "gone") thread.postMessage(batch, transfer);
+      }),
       ping: undefined,
     };
     this.workers.push(w);
-    thread.on("message", (m: FromWorker) => this.onMessage(w, m));
+    thread.on("message", (batch: FromWorker[]) => {
+      for (const m of batch) this.onMessage(w, m);
+    });
     thread.on("error", (err) => {
       this.logger.error({ worker: w.id, err: err.message }, "function worker failed");
     });
@@ -397,7 +406,7 @@ export class WorkerPool {
 
   private post(w: PoolWorker, m: ToWorker, transfer?: ArrayBuffer[]): void {
     if (w.state === "gone") return;
-    w.thread.postMessage(m, transfer);
+    w.outbox.post(m, transfer);
   }
 
   private onMessage(w: PoolWorker, m: FromWorker): void {

@@ -1,7 +1,8 @@
 /**
  * Messages between a function host (main thread, which owns the log) and its worker threads
  * (which run the handlers), over the worker's MessagePort. Every log operation and nested
- * invocation a function makes is a request from the worker, answered by the host.
+ * invocation a function makes is a request from the worker, answered by the host. Each
+ * `postMessage` carries an array of messages (see `Outbox`).
  */
 import { BokiError, CondAppendFailedError, RecordTooLargeError } from "../log/errors.js";
 import type { LogRecord } from "../log/record.js";
@@ -100,6 +101,42 @@ export type FromWorker =
     }
   /** `abandoned`: cancelled invocations whose handlers have not settled yet. */
   | { readonly t: "pong"; readonly n: number; readonly abandoned: number };
+
+/** Most messages one batch carries; a fuller outbox is sent at once. */
+export const OUTBOX_MESSAGES_MAX = 1024;
+
+/**
+ * Coalesces the messages one side posts in one turn (up to the microtask checkpoint) into
+ * one `postMessage` of an array: a batch of appends answered together, or many invocations'
+ * log operations, cross the thread boundary once instead of once each.
+ */
+export class Outbox<M> {
+  private batch: M[] = [];
+  private transfer: ArrayBuffer[] = [];
+  private scheduled = false;
+
+  constructor(private readonly send: (batch: M[], transfer: ArrayBuffer[]) => void) {}
+
+  post(m: M, transfer?: readonly ArrayBuffer[]): void {
+    this.batch.push(m);
+    if (transfer !== undefined) this.transfer.push(...transfer);
+    if (this.batch.length >= OUTBOX_MESSAGES_MAX) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.flush);
+    }
+  }
+
+  readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    const transfer = this.transfer;
+    this.batch = [];
+    this.transfer = [];
+    this.send(batch, transfer);
+  };
+}
 
 export function errorToWire(err: unknown): WireError {
   if (err instanceof InvocationError) {
