@@ -42,7 +42,10 @@ import {
 const port = parentPort;
 if (port === null) throw new Error("worker-main runs only in a worker thread");
 
-const outbox = new Outbox<FromWorker>((batch, transfer) => port.postMessage(batch, transfer));
+const outbox = new Outbox<FromWorker>(
+  (batch, transfer) => port.postMessage(batch, transfer),
+  queueMicrotask,
+);
 
 function post(m: FromWorker): void {
   outbox.post(m);

@@ -106,16 +106,22 @@ export type FromWorker =
 export const OUTBOX_MESSAGES_MAX = 1024;
 
 /**
- * Coalesces the messages one side posts in one turn (up to the microtask checkpoint) into
- * one `postMessage` of an array: a batch of appends answered together, or many invocations'
- * log operations, cross the thread boundary once instead of once each.
+ * Coalesces the messages one side posts in one turn of its event loop into one
+ * `postMessage` of an array: the invocations of every HTTP request read in one turn, a batch
+ * of appends answered together, or many invocations' log operations cross the thread
+ * boundary once instead of once each. (`setImmediate` runs the flush in the same turn's
+ * check phase, or at once in the next turn without waiting for I/O.)
  */
 export class Outbox<M> {
   private batch: M[] = [];
   private transfer: ArrayBuffer[] = [];
   private scheduled = false;
 
-  constructor(private readonly send: (batch: M[], transfer: ArrayBuffer[]) => void) {}
+  constructor(
+    private readonly send: (batch: M[], transfer: ArrayBuffer[]) => void,
+    /** When to send what has gathered: `setImmediate` (the default) or `queueMicrotask`. */
+    private readonly schedule: (flush: () => void) => void = setImmediate,
+  ) {}
 
   post(m: M, transfer?: readonly ArrayBuffer[]): void {
     this.batch.push(m);
@@ -123,7 +129,7 @@ export class Outbox<M> {
     if (this.batch.length >= OUTBOX_MESSAGES_MAX) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;
-      queueMicrotask(this.flush);
+      this.schedule(this.flush);
     }
   }
 
