@@ -15,7 +15,13 @@ export type ErrorCode =
   | "APPEND_DISCARDED"
   | "DATA_LOST"
   | "OVERLOADED"
-  | "INTERNAL";
+  | "INTERNAL"
+  // Coordination store (src/coord):
+  | "UNAVAILABLE"
+  | "LEASE_LOST"
+  | "STORE_LOCKED"
+  | "STORE_CLOSED"
+  | "LIMIT_EXCEEDED";
 
 export interface BokiErrorOptions {
   cause?: unknown;
@@ -137,11 +143,20 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "DATA_LOST",
   "OVERLOADED",
   "INTERNAL",
+  "UNAVAILABLE",
+  "LEASE_LOST",
+  "STORE_LOCKED",
+  "STORE_CLOSED",
+  "LIMIT_EXCEEDED",
 ]);
 
 /** Rebuilds a typed error from its wire form ({ code, message }). */
 export function errorFromWire(e: { code: string; message: string }): BokiError {
   const code = CODES.has(e.code) ? (e.code as ErrorCode) : "INTERNAL";
-  const retryable = code === "TIMEOUT" || code === "APPEND_DISCARDED" || code === "OVERLOADED";
+  const retryable =
+    code === "TIMEOUT" ||
+    code === "APPEND_DISCARDED" ||
+    code === "OVERLOADED" ||
+    code === "UNAVAILABLE";
   return new BokiError(code, e.message, { retryable });
 }
