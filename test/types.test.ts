@@ -9,7 +9,7 @@ import {
   tagOf,
   type BookId,
 } from "../src/log/types.js";
-import { InvalidArgumentError } from "../src/log/errors.js";
+import { BokiError, InvalidArgumentError, TimeoutError } from "../src/log/errors.js";
 import { logOfBook } from "../src/log/mapping.js";
 import { InvariantViolation } from "../src/log/assert.js";
 
@@ -244,5 +244,24 @@ describe("logOfBook", () => {
     for (const bad of [0, -1, 1.5, NaN]) {
       expect(() => logOfBook(1 as BookId, bad), String(bad)).toThrow(InvariantViolation);
     }
+  });
+});
+
+describe("BokiError instanceof", () => {
+  it("holds for the class and its bases, and for errors of another copy of the library by class name", () => {
+    const e = new InvalidArgumentError("x");
+    expect(e instanceof BokiError).toBe(true);
+    expect(e instanceof InvalidArgumentError).toBe(true);
+    expect(e instanceof TimeoutError).toBe(false);
+    // What an error thrown by another copy of the library looks like: the same global brand.
+    const foreign = new Error("from another copy");
+    Object.defineProperty(foreign, Symbol.for("boki-ts.BokiError.classes"), {
+      value: ["InvalidArgumentError", "BokiError"],
+    });
+    expect(foreign instanceof InvalidArgumentError).toBe(true);
+    expect(foreign instanceof BokiError).toBe(true);
+    expect(foreign instanceof TimeoutError).toBe(false);
+    expect(new Error("plain") instanceof BokiError).toBe(false);
+    expect({} instanceof BokiError).toBe(false);
   });
 });

@@ -180,23 +180,10 @@ export class EmbeddedLog {
     return new EngineLogBook(this.engine, id, position);
   }
 
-  /**
-   * The engine's record cache counters, summed over physical logs (for metrics). The engine
-   * keeps them per log and does not export them, so they are read defensively: undefined if
-   * they cannot be found.
-   */
-  cacheStats(): { hits: number; misses: number } | undefined {
-    const logs = (this.engine as unknown as { logs?: unknown }).logs;
-    if (!Array.isArray(logs)) return undefined;
-    let hits = 0;
-    let misses = 0;
-    for (const st of logs as Array<{ cache?: { hits?: unknown; misses?: unknown } }>) {
-      const c = st.cache;
-      if (typeof c?.hits !== "number" || typeof c.misses !== "number") return undefined;
-      hits += c.hits;
-      misses += c.misses;
-    }
-    return { hits, misses };
+  /** The engine's record cache counters, summed over physical logs (for metrics). */
+  cacheStats(): { hits: number; misses: number } {
+    const { cacheHits, cacheMisses } = this.engine.stats();
+    return { hits: cacheHits, misses: cacheMisses };
   }
 
   /** Stops accepting work, fails what is in flight with LOG_CLOSED, and closes the disk. */

@@ -28,16 +28,36 @@ export interface BokiErrorOptions {
   retryable?: boolean;
 }
 
+/** The class names of a BokiError, from its own class up; global, so it works across copies. */
+const ERROR_CLASSES = Symbol.for("boki-ts.BokiError.classes");
+
 export class BokiError extends Error {
   readonly code: ErrorCode;
   /** True when the same call may succeed if tried again later. */
   readonly retryable: boolean;
+
+  /**
+   * `instanceof` also holds across copies of the library (a function module may load its
+   * own copy, say as CommonJS): an error is an instance of a class whose name it carries.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (typeof value !== "object" || value === null) return false;
+    const classes = (value as Record<symbol, unknown>)[ERROR_CLASSES];
+    return Array.isArray(classes) && classes.includes(this.name);
+  }
 
   constructor(code: ErrorCode, message: string, options: BokiErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.retryable = options.retryable ?? false;
+    const classes: string[] = [];
+    for (let c: unknown = new.target; c !== Error && typeof c === "function";) {
+      classes.push((c as { name: string }).name);
+      c = Object.getPrototypeOf(c);
+    }
+    Object.defineProperty(this, ERROR_CLASSES, { value: classes });
   }
 
   toJSON(): { code: ErrorCode; message: string } {

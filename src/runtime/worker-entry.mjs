@@ -7,4 +7,9 @@ import { register as registerCjs } from "tsx/cjs/api";
 registerEsm();
 registerCjs();
 globalThis[Symbol.for("boki-ts.tsx-registered")] = true;
-await import("./worker-main.ts");
+// From a build (dist/) the worker's code is compiled JavaScript; from the sources it is
+// TypeScript, loaded through tsx.
+import { existsSync } from "node:fs";
+import { URL } from "node:url";
+const compiled = new URL("./worker-main.js", import.meta.url);
+await import(existsSync(compiled) ? compiled.href : "./worker-main.ts");

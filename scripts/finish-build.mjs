@@ -1,0 +1,25 @@
+// Completes `npm run build` after tsc: copies the JavaScript modules of src/ that tsc does
+// not emit (.mjs files, such as the function workers' entry) into dist/, then writes the
+// stamp that tells bin/boki.js the build is complete.
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath, URL } from "node:url";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const src = join(root, "src");
+const dist = join(root, "dist");
+
+function copyModules(dir) {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) copyModules(path);
+    else if (e.name.endsWith(".mjs")) {
+      const to = join(dist, relative(src, path));
+      mkdirSync(dirname(to), { recursive: true });
+      copyFileSync(path, to);
+    }
+  }
+}
+
+copyModules(src);
+writeFileSync(join(dist, ".built"), "");
