@@ -21,7 +21,7 @@ import {
   type NodeConfig,
   type Role,
 } from "../../src/cluster/config.js";
-import { nextTerm, nodeCommand } from "../../src/cluster/supervisor.js";
+import { nextTerm, nodeCommand, type FunctionsOption } from "../../src/cluster/supervisor.js";
 import type { View } from "../../src/log/view.js";
 import { freePorts, ManagedProcess, type StopInfo } from "./peers/proc.js";
 
@@ -45,6 +45,10 @@ export interface BokiClusterOptions {
   readonly sequencers: number;
   readonly storages: number;
   readonly engines: number;
+  /** Gateway nodes (default 0); they need `functions`. */
+  readonly gateways?: number;
+  /** Function modules the engines run and the gateways serve. */
+  readonly functions?: FunctionsOption;
   /** Give every node a metrics endpoint (`metricsPort` in the config). */
   readonly metrics?: boolean;
   /** The primary sequencers' cut interval (default: the config's default). */
@@ -81,6 +85,7 @@ function writeConfig(o: BokiClusterOptions, ports: readonly number[]): string {
     ["sequencer", o.sequencers],
     ["storage", o.storages],
     ["engine", o.engines],
+    ["gateway", o.gateways ?? 0],
   ];
   const nodes: NodeConfig[] = [];
   let k = 0;
@@ -125,7 +130,7 @@ async function stopAll(
 
 /** Spawns every node and waits until an append through each engine is acknowledged. */
 async function tryStart(o: BokiClusterOptions): Promise<BokiCluster> {
-  const total = o.sequencers + o.storages + o.engines;
+  const total = o.sequencers + o.storages + o.engines + (o.gateways ?? 0);
   const ports = await freePorts(o.metrics === true ? 2 * total : total);
   const configPath = writeConfig(o, ports);
   const config = loadClusterConfig(configPath);
@@ -138,7 +143,16 @@ async function tryStart(o: BokiClusterOptions): Promise<BokiCluster> {
     const p = ManagedProcess.start(
       n.id,
       process.execPath,
-      [...(o.nodeArgs?.(n.id) ?? []), ...nodeCommand(configPath, n.id, term, o.logLevel ?? "warn")],
+      [
+        ...(o.nodeArgs?.(n.id) ?? []),
+        ...nodeCommand(
+          configPath,
+          n.id,
+          term,
+          o.logLevel ?? "warn",
+          n.role === "engine" || n.role === "gateway" ? o.functions : undefined,
+        ),
+      ],
       { keepLines: 400 },
     );
     void p.exited.then(() => {
@@ -201,6 +215,25 @@ async function tryStart(o: BokiClusterOptions): Promise<BokiCluster> {
           }
           await sleep(100);
         }
+      }
+    }
+    for (const g of config.nodes.filter((n) => n.role === "gateway")) {
+      for (;;) {
+        const dead = died();
+        if (dead !== undefined) throw new Error(`a node exited during start-up: ${dead}`);
+        try {
+          const r = await fetch(`http://${g.host}:${g.port}/healthz`, {
+            signal: AbortSignal.timeout(1000),
+          });
+          if (r.ok) break;
+        } catch (err) {
+          if (Date.now() > deadline) {
+            throw new Error(
+              `gateway ${g.id} did not answer within ${CLUSTER_READY_TIMEOUT_MS / 1000} s: ${errMessage(err)}`,
+            );
+          }
+        }
+        await sleep(100);
       }
     }
     const readyMs = performance.now() - started;

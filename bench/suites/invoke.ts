@@ -34,18 +34,19 @@ import type { Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { withTempDir } from "../lib/tmpdir.js";
 import { runInvokeCluster } from "./invoke-cluster.js";
 
-const CONCURRENCY = [1, 16, 64] as const;
+export const CONCURRENCY = [1, 16, 64] as const;
 const PAYLOAD_BYTES = 100;
-const WORKERS = 2;
+export const WORKERS = 2;
 /** Longest the gateway process may take to answer /healthz after it starts. */
 const START_TIMEOUT_MS = 60_000;
 /** Longest one request may take before the measurement fails. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
 const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
-const FUNCTIONS = fileURLToPath(new URL("../functions", import.meta.url));
+export const FUNCTIONS = fileURLToPath(new URL("../functions", import.meta.url));
 
 type Workload = "invoke-echo" | "invoke-append-read";
+export const WORKLOADS: readonly Workload[] = ["invoke-echo", "invoke-append-read"];
 const FUNCTION_OF: Record<Workload, string> = {
   "invoke-echo": "bench-echo",
   "invoke-append-read": "bench-append-read",
@@ -108,14 +109,26 @@ async function post(pool: Pool, path: string, body: string, book: number): Promi
     throw new Error(`HTTP ${r.statusCode} from ${path}: ${text.slice(0, 300)}`);
 }
 
-function measurement(gw: () => Gateway, workload: Workload, concurrency: number): Measurement {
+/** Where the requests go, and how the rows describe the system under test. */
+export interface Target {
+  readonly url: string;
+  readonly mode: string;
+  readonly extras: Record<string, unknown>;
+}
+
+export function measurement(
+  target: () => Target,
+  workload: Workload,
+  concurrency: number,
+): Measurement {
   // A JSON string of exactly PAYLOAD_BYTES bytes, quotes included.
   const body = JSON.stringify("x".repeat(PAYLOAD_BYTES - 2));
   return {
     label: `${workload} c=${concurrency} ${PAYLOAD_BYTES} B`,
     run: async (phases, onProgress) => {
       const path = `/function/${FUNCTION_OF[workload]}`;
-      const pool = new Pool(gw().url, { connections: concurrency });
+      const t = target();
+      const pool = new Pool(t.url, { connections: concurrency });
       let window;
       try {
         window = await runClosedLoop({
@@ -132,16 +145,12 @@ function measurement(gw: () => Gateway, workload: Workload, concurrency: number)
         window,
         row: {
           system: "boki",
-          mode: "embedded",
+          mode: t.mode,
           workload,
           concurrency,
           payloadBytes: PAYLOAD_BYTES,
         },
-        extras: {
-          via: "http gateway (boki dev process), undici keep-alive",
-          workers: WORKERS,
-          durability: "disk (fsync per append)",
-        },
+        extras: t.extras,
       };
     },
   };
@@ -151,9 +160,17 @@ async function runEmbedded(options: SuiteOptions): Promise<SuiteOutput> {
   const phases = options.quick ? QUICK_PHASES : FULL_PHASES;
   const list: Measurement[] = [];
   let gateway: Gateway | undefined;
-  const gw = (): Gateway => gateway!;
-  for (const workload of ["invoke-echo", "invoke-append-read"] as const) {
-    for (const c of CONCURRENCY) list.push(measurement(gw, workload, c));
+  const target = (): Target => ({
+    url: gateway!.url,
+    mode: "embedded",
+    extras: {
+      via: "http gateway (boki dev process), undici keep-alive",
+      workers: WORKERS,
+      durability: "disk (fsync per append)",
+    },
+  });
+  for (const workload of WORKLOADS) {
+    for (const c of CONCURRENCY) list.push(measurement(target, workload, c));
   }
   progress(
     `invoke: ${list.length} measurements, ~${Math.round(windowSeconds(list.length, phases))} s of windows plus the gateway's start`,
