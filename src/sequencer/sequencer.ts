@@ -151,7 +151,7 @@ export class Sequencer {
       st.state.position,
       st.state.nextSeqnum,
     );
-    this.o.logger.info({ log: st.log, position: st.committed }, "sequencer primary is cutting");
+    this.o.logger.debug({ log: st.log, position: st.committed }, "sequencer primary is cutting");
   }
 
   private onMessage(from: NodeId, m: Message): void {
