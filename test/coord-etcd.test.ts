@@ -18,7 +18,7 @@ import {
 import { coordContract, eventually, within } from "./helpers/coord-contract.js";
 import { freePort, requireEtcd, startEtcd, type EtcdProcess } from "./helpers/etcd-process.js";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 describe("etcd store: the coordination store contract", () => {
   let etcd: EtcdProcess | null = null;
