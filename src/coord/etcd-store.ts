@@ -391,6 +391,8 @@ export class EtcdStore implements CoordStore {
     checkTtlMs(ttlMs);
     // etcd counts whole seconds; rounding up never shortens what the caller asked for.
     const ttlS = Math.ceil(ttlMs / 1000);
+    // etcd starts the TTL when it grants, so the local deadline counts from the request.
+    const sentAt = this.clock.now();
     const res = await this.call("grant lease", (o) =>
       this.client.leaseClient.leaseGrant({ TTL: ttlS }, o),
     );
@@ -402,7 +404,7 @@ export class EtcdStore implements CoordStore {
       throw new StoreClosedError();
     }
     this.leases.add(lease);
-    lease.start(this.clock.now());
+    lease.start(sentAt);
     return lease;
   }
 
@@ -679,11 +681,11 @@ class EtcdWatch {
       this.disconnected(e);
       return;
     }
+    this.stream = stream;
     if (this.queue.isEnded) {
-      stream.cancel();
+      this.closeStream();
       return;
     }
-    this.stream = stream;
     stream.on("data", (res) => this.onResponse(stream, res));
     stream.on("error", (e) => this.onStreamEnd(stream, e));
     stream.on("end", () => this.onStreamEnd(stream, new Error("watch stream ended")));
@@ -774,6 +776,9 @@ class EtcdWatch {
     this.stream = null;
     if (s !== null) {
       try {
+        // Ending our side first keeps the client library from taking the cancellation
+        // for a failed connection and resetting every stream of the client.
+        s.end();
         s.cancel();
       } catch {
         // Cancelling an ended stream throws; it is closed either way.
