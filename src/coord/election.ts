@@ -93,10 +93,13 @@ export async function runCampaign(
   const key = `${prefix}${lease.id}`;
   let watch: Watch | null = null;
   let wake: ((w: Wake) => void) | null = null;
+  // What happened while nobody waited (during a call); anything beats a mere change.
+  let latched: Wake | null = null;
   const fire = (w: Wake) => {
     const f = wake;
     wake = null;
-    f?.(w);
+    if (f !== null) f(w);
+    else if (latched === null || w.kind !== "changed") latched = w;
   };
   let timedOut = false;
   const timer: TimerHandle = clock.setTimer(timeoutMs, () => {
@@ -126,14 +129,17 @@ export async function runCampaign(
       if (timedOut)
         throw new TimeoutError(`campaign for ${election} timed out after ${timeoutMs} ms`);
       if (signal?.aborted === true) throw signal.reason;
-      const woken = new Promise<Wake>((resolve) => (wake = resolve));
+      const woken =
+        latched !== null ? Promise.resolve(latched) : new Promise<Wake>((r) => (wake = r));
+      latched = null;
       const listed = await store.list(prefix);
       const all = candidates(election, listed.entries);
       const mine = all.find((kv) => kv.key === key);
       if (mine === undefined) {
-        throw lease.state === "alive"
-          ? new LeaseLostError(`candidacy ${key} for ${election} was deleted`)
-          : await lease.lost;
+        if (lease.state === "lost") throw await lease.lost;
+        throw new LeaseLostError(
+          `candidacy ${key} for ${election} ended: its key was deleted or its lease revoked`,
+        );
       }
       if (!all.some((kv) => kv.createRevision < mine.createRevision)) {
         watch.cancel();

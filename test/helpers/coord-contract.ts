@@ -561,6 +561,24 @@ export function coordContract(harness: () => CoordHarness): void {
       expect(entries.map((e) => e.key)).toEqual([l1.key]);
     });
 
+    it("a waiting candidate whose election key is deleted fails with LEASE_LOST", async () => {
+      fresh();
+      const a = await open();
+      const b = await open();
+      const l1 = await a.campaign(`${p}/controller`, "a", { ttlMs: TTL_MS * 5 });
+      const waiting = b.campaign(`${p}/controller`, "b", { ttlMs: TTL_MS * 5 });
+      const outcome = codeOf(waiting);
+      await eventually(
+        async () => (await a.list(`${p}/controller/`)).entries.length === 2,
+        5_000,
+        "second candidacy",
+      );
+      const other = (await a.list(`${p}/controller/`)).entries.find((e) => e.key !== l1.key)!;
+      await a.delete(other.key);
+      expect(await within(outcome, 5_000, "campaign outcome")).toBe("LEASE_LOST");
+      expect(l1.isLeader()).toBe(true);
+    });
+
     it("a leader whose election key is deleted learns that it lost", async () => {
       fresh();
       const a = await open();
