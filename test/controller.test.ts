@@ -1,0 +1,245 @@
+/**
+ * Membership with leases and the controller, on the file-backed coordination store in a
+ * temporary directory and a manual clock: lease expiry, failure detection, leader election
+ * with takeover, the initial view, and publication gated by the sealer.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { FileStore, valueText, type CoordStore } from "../src/coord/index.js";
+import { parseClusterConfig, type ClusterConfig } from "../src/cluster/config.js";
+import {
+  MembershipWatcher,
+  NODE_LEASE_TTL_MS,
+  memberKey,
+  registerNode,
+  type MemberRecord,
+  type NodeRegistration,
+} from "../src/controller/membership.js";
+import {
+  Controller,
+  SealingNotImplementedError,
+  type ControllerEvent,
+  type Sealer,
+} from "../src/controller/controller.js";
+import { VIEW_KEY, decodeViewRecord } from "../src/controller/view-record.js";
+import { ManualClock } from "./helpers/manual-clock.js";
+import { tempDir } from "./helpers/tmp.js";
+
+async function turns(n = 3): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
+/** Moves the clock in steps, letting each step's store writes and watch events go out. */
+async function elapse(clock: ManualClock, ms: number): Promise<void> {
+  for (let left = ms; left > 0; left -= 50) {
+    clock.advance(Math.min(50, left));
+    await turns(2);
+  }
+}
+
+async function until(clock: ManualClock, what: () => boolean, msMax = 20_000): Promise<void> {
+  for (let t = 0; t <= msMax; t += 50) {
+    if (what()) return;
+    await elapse(clock, 50);
+  }
+  throw new Error("condition not reached in time");
+}
+
+function clusterConfig(): ClusterConfig {
+  const nodes = [
+    ...[0, 1, 2].map((i) => ({ id: `sequencer-${i}`, role: "sequencer", port: 7100 + i })),
+    ...[0, 1, 2].map((i) => ({ id: `storage-${i}`, role: "storage", port: 7110 + i })),
+    ...[0, 1].map((i) => ({ id: `engine-${i}`, role: "engine", port: 7120 + i })),
+  ];
+  return parseClusterConfig({ replication: 2, nodes }, "test config", "/tmp");
+}
+
+function record(config: ClusterConfig, id: string): MemberRecord {
+  const n = config.nodes.find((x) => x.id === id)!;
+  return {
+    id,
+    role: n.role,
+    host: n.host,
+    port: n.port,
+    pid: process.pid,
+    startedAt: Date.now(),
+    term: 1,
+  };
+}
+
+describe("membership and the controller", () => {
+  let cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const c of cleanups.reverse()) await c();
+    cleanups = [];
+  });
+
+  function setup() {
+    const dir = tempDir("boki-controller-");
+    const clock = new ManualClock();
+    const stores: CoordStore[] = [];
+    const open = async () => {
+      const s = await FileStore.open({ dir: dir.dir, clock });
+      stores.push(s);
+      return s;
+    };
+    cleanups.push(async () => {
+      for (const s of stores) await s.close();
+      dir.remove();
+    });
+    return { clock, open, dir: dir.dir };
+  }
+
+  async function registerAll(store: CoordStore, config: ClusterConfig, clock: ManualClock) {
+    const regs = new Map<string, NodeRegistration>();
+    for (const n of config.nodes)
+      regs.set(n.id, await registerNode(store, record(config, n.id), { clock }));
+    return regs;
+  }
+
+  function startController(
+    store: CoordStore,
+    id: string,
+    config: ClusterConfig,
+    clock: ManualClock,
+    sealer?: Sealer,
+  ) {
+    const events: ControllerEvent[] = [];
+    const c = new Controller({
+      store,
+      id,
+      config,
+      clock,
+      ...(sealer === undefined ? {} : { sealer }),
+      onEvent: (e) => events.push(e),
+    });
+    cleanups.push(() => c.close());
+    return { c, events, started: c.start() };
+  }
+
+  it("a node's key disappears when its lease expires, and the watcher reports the failure", async () => {
+    const { clock, open } = setup();
+    const nodes = await open();
+    const watcherStore = await open();
+    const failures: string[] = [];
+    const watcher = await MembershipWatcher.start(watcherStore, {
+      clock,
+      onFailure: (m) => failures.push(m.id),
+    });
+    cleanups.push(() => watcher.close());
+    const config = clusterConfig();
+    const a = await registerNode(nodes, record(config, "storage-0"), { clock });
+    const b = await registerNode(nodes, record(config, "engine-0"), { clock });
+    await turns();
+    expect([...watcher.members().keys()].sort()).toEqual(["engine-0", "storage-0"]);
+    // Kept alive, the keys stay for many TTLs.
+    await elapse(clock, 3 * NODE_LEASE_TTL_MS);
+    expect(await nodes.get(memberKey("storage-0"))).not.toBeNull();
+    a.abandon();
+    await elapse(clock, NODE_LEASE_TTL_MS + 500);
+    expect(await nodes.get(memberKey("storage-0"))).toBeNull();
+    expect(failures).toEqual(["storage-0"]);
+    expect([...watcher.members().keys()]).toEqual(["engine-0"]);
+    await b.close();
+    await turns();
+    expect(failures).toEqual(["storage-0", "engine-0"]);
+  });
+
+  it("the controller publishes term 1 from the config once; a later leader keeps it", async () => {
+    const { clock, open } = setup();
+    const config = clusterConfig();
+    const s1 = await open();
+    const first = startController(s1, "controller-a", config, clock);
+    await first.started;
+    await until(clock, () => first.c.isLeading() && first.c.currentView !== null);
+    const kv = (await s1.get(VIEW_KEY))!;
+    const rec = decodeViewRecord(valueText(kv));
+    expect(rec.view.term).toBe(1);
+    expect(rec.view.engines).toEqual(["engine-0", "engine-1"]);
+    await first.c.close();
+    const second = startController(await open(), "controller-b", config, clock);
+    await second.started;
+    await until(clock, () => second.c.isLeading());
+    expect((await s1.get(VIEW_KEY))!.revision).toBe(kv.revision);
+    expect(second.c.currentView?.term).toBe(1);
+    expect(second.events.filter((e) => e.type === "view-published")).toEqual([]);
+  });
+
+  it("a failed node leads to a planned view that is not published while sealing is not built", async () => {
+    const { clock, open } = setup();
+    const config = clusterConfig();
+    const regs = await registerAll(await open(), config, clock);
+    const ctl = startController(await open(), "controller-a", config, clock);
+    await ctl.started;
+    await until(clock, () => ctl.c.isLeading() && ctl.c.currentView !== null);
+    regs.get("storage-1")!.abandon();
+    await until(clock, () => ctl.events.some((e) => e.type === "sealing-failed"));
+    expect(ctl.events).toContainEqual({ type: "node-failed", id: "storage-1" });
+    const failed = ctl.events.find((e) => e.type === "sealing-failed");
+    expect(failed?.type === "sealing-failed" && failed.error).toBeInstanceOf(
+      SealingNotImplementedError,
+    );
+    const st = ctl.c.status();
+    expect(st.failed).toEqual(["storage-1"]);
+    expect(st.pendingPlan?.term).toBe(2);
+    expect(st.pendingPlan?.storages).toEqual(["storage-0", "storage-2"]);
+    expect(st.lastError).toMatch(/sealing is not implemented yet/);
+    const store = await open();
+    expect(decodeViewRecord(valueText((await store.get(VIEW_KEY))!)).view.term).toBe(1);
+  });
+
+  it("with a sealer that succeeds, a failed node's view is published as term 2 without it", async () => {
+    const { clock, open } = setup();
+    const config = clusterConfig();
+    const regs = await registerAll(await open(), config, clock);
+    const sealed: Array<[number, number]> = [];
+    const ctl = startController(await open(), "controller-a", config, clock, (o, n) => {
+      sealed.push([o.term, n.term]);
+      return Promise.resolve();
+    });
+    await ctl.started;
+    await until(clock, () => ctl.c.isLeading() && ctl.c.currentView !== null);
+    regs.get("sequencer-0")!.abandon();
+    await until(clock, () => ctl.c.currentView?.term === 2);
+    expect(sealed).toEqual([[1, 2]]);
+    const view = decodeViewRecord(valueText((await (await open()).get(VIEW_KEY))!)).view;
+    expect(view.term).toBe(2);
+    expect(view.sequencers[0]).toEqual(["sequencer-1", "sequencer-2"]);
+    expect(ctl.c.status().failed).toEqual([]);
+    // A second failure: term 3.
+    regs.get("engine-1")!.abandon();
+    await until(clock, () => ctl.c.currentView?.term === 3);
+    expect(ctl.c.currentView?.engines).toEqual(["engine-0"]);
+  });
+
+  it("two controllers: one leads, the standby takes over when the leader's lease is lost, and no conflicting view is published", async () => {
+    const { clock, open } = setup();
+    const config = clusterConfig();
+    const regs = await registerAll(await open(), config, clock);
+    let releaseA!: () => void;
+    const aSealing = new Promise<void>((r) => (releaseA = r));
+    let aCalled = false;
+    const a = startController(await open(), "controller-a", config, clock, async () => {
+      aCalled = true;
+      await aSealing;
+    });
+    await a.started;
+    await until(clock, () => a.c.isLeading() && a.c.currentView !== null);
+    const b = startController(await open(), "controller-b", config, clock, () => Promise.resolve());
+    await b.started;
+    await elapse(clock, 1_000);
+    expect(b.c.isLeading()).toBe(false);
+    // A node fails; the leader's sealing hangs, then the leader dies.
+    regs.get("engine-0")!.abandon();
+    await until(clock, () => aCalled);
+    a.c.abandon();
+    await until(clock, () => b.c.isLeading() && b.c.currentView?.term === 2);
+    const store = await open();
+    const published = (await store.get(VIEW_KEY))!;
+    expect(decodeViewRecord(valueText(published)).view.engines).toEqual(["engine-1"]);
+    // The deposed leader's sealing completes late: it publishes nothing.
+    releaseA();
+    await elapse(clock, 2_000);
+    expect((await store.get(VIEW_KEY))!.revision).toBe(published.revision);
+    expect(a.events.filter((e) => e.type === "view-published" && e.view.term === 2)).toEqual([]);
+  });
+});
