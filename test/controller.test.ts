@@ -3,6 +3,7 @@
  * temporary directory and a manual clock: lease expiry, failure detection, leader election
  * with takeover, the initial view, and publication gated by the sealer.
  */
+import { spawn } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileStore, valueText, type CoordStore } from "../src/coord/index.js";
 import { parseClusterConfig, type ClusterConfig } from "../src/cluster/config.js";
@@ -21,6 +22,8 @@ import {
   type Sealer,
 } from "../src/controller/controller.js";
 import { VIEW_KEY, decodeViewRecord } from "../src/controller/view-record.js";
+import { formatClusterStatus, readClusterStatus } from "../src/controller/status.js";
+import { BOKI_BIN } from "./helpers/dev-process.js";
 import { ManualClock } from "./helpers/manual-clock.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -243,3 +246,61 @@ describe("membership and the controller", () => {
     expect(a.events.filter((e) => e.type === "view-published" && e.view.term === 2)).toEqual([]);
   });
 });
+
+describe("boki status", () => {
+  it("prints the term, each node with its role and health, the controller leader and each log's primary", async () => {
+    const dir = tempDir("boki-status-");
+    try {
+      const clock = new ManualClock();
+      const store = await FileStore.open({ dir: dir.dir, clock });
+      const config = clusterConfig();
+      const ctl = new Controller({ store, id: "controller-a", config, clock });
+      await ctl.start();
+      for (let i = 0; i < 20 && ctl.currentView === null; i++) await turns();
+      for (const n of config.nodes.filter((x) => x.id !== "storage-2"))
+        await registerNode(store, record(config, n.id), { clock });
+      // A node that is registered but not in the view.
+      await registerNode(store, { ...record(config, "engine-0"), id: "engine-9" }, { clock });
+      const text = formatClusterStatus(await readClusterStatus(store));
+      expect(text).toMatch(/^term: 1 /);
+      expect(text).toContain("controller leader: controller-a");
+      expect(text).toMatch(/storage-2\s+storage\s+missing/);
+      expect(text).toMatch(/sequencer-0\s+sequencer\s+live 127\.0\.0\.1:7100/);
+      expect(text).toMatch(/engine-9\s+engine\s+live .*\(not in the view\)/);
+      expect(text).toContain(
+        "log 0: primary sequencer-0 (live), metalog position: not available yet",
+      );
+      await ctl.close();
+      await store.close();
+
+      // The command itself, as a separate process, on the same directory.
+      const out = await runBoki(["status", "--store", `file:${dir.dir}`]);
+      expect(out.code).toBe(0);
+      expect(out.stdout).toMatch(/^term: 1 /);
+      // The process that registered them closed, so every node of the view is missing now.
+      expect(out.stdout).toMatch(/engine-0\s+engine\s+missing/);
+      expect(out.stdout).toContain("controller leader: none");
+      expect(out.stdout).toContain("log 0: primary sequencer-0 (missing)");
+    } finally {
+      dir.remove();
+    }
+  });
+});
+
+function runBoki(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BOKI_BIN, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

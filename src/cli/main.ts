@@ -16,6 +16,7 @@ import { createLogger, type LogLevel } from "../util/logger.js";
 import { DevServer } from "../embedded/dev-server.js";
 import { FUNCTION_TIMEOUT_MS_MAX, WORKERS_MAX } from "../runtime/limits.js";
 import { invokeCommand, DEFAULT_URL } from "./invoke.js";
+import { controllerCommand, statusCommand, STORE_SPEC_DEFAULT } from "./controller-commands.js";
 
 const DEFAULT_CLUSTER_CONFIG = "config/local-cluster.json";
 const DEV_PORT_DEFAULT = 8080;
@@ -315,6 +316,29 @@ cluster
     "function modules (a file or a directory) for the engines and gateways",
   )
   .action(clusterUp);
+
+program
+  .command("status")
+  .description("print the term, the nodes and their health, the controller leader and the logs")
+  .option(
+    "--store <spec>",
+    "coordination store: file:<dir> or etcd:<host:port,...>",
+    STORE_SPEC_DEFAULT,
+  )
+  .action(statusCommand);
+
+program
+  .command("controller")
+  .description("run a controller: it campaigns for leadership and keeps the cluster's view")
+  .option("--config <file>", "cluster config file", DEFAULT_CLUSTER_CONFIG)
+  .option(
+    "--store <spec>",
+    "coordination store: file:<dir> or etcd:<host:port,...>",
+    STORE_SPEC_DEFAULT,
+  )
+  .option("--id <id>", "candidate id in the election (default: controller@<host>:<pid>)")
+  .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
+  .action(controllerCommand);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof BokiError) console.error(`error ${err.code}: ${err.message}`);

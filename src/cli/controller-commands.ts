@@ -1,0 +1,59 @@
+/** `boki status` and `boki controller`: the operator's side of the coordination store. */
+import { hostname } from "node:os";
+import { loadClusterConfig } from "../cluster/config.js";
+import { Controller } from "../controller/controller.js";
+import { formatClusterStatus, openStoreSpec, readClusterStatus } from "../controller/status.js";
+import { createLogger, type LogLevel } from "../util/logger.js";
+
+/** Where the store is when `--store` is not given: the local cluster's data directory. */
+export const STORE_SPEC_DEFAULT = "file:data/cluster/coord";
+
+export async function statusCommand(options: { store: string }): Promise<void> {
+  const store = await openStoreSpec(options.store);
+  try {
+    console.log(formatClusterStatus(await readClusterStatus(store)));
+  } finally {
+    await store.close();
+  }
+}
+
+export async function controllerCommand(options: {
+  config: string;
+  store: string;
+  id?: string;
+  logLevel: string;
+}): Promise<void> {
+  const config = loadClusterConfig(options.config);
+  const store = await openStoreSpec(options.store);
+  const logger = createLogger(options.logLevel as LogLevel);
+  const controller = new Controller({
+    store,
+    id: options.id ?? `controller@${hostname()}:${process.pid}`,
+    config,
+    logger,
+    onEvent: (e) => {
+      if (e.type === "leading") console.log(`leading (term ${e.term})`);
+      if (e.type === "leadership-lost") console.log("leadership lost; standing by");
+      if (e.type === "view-published") console.log(`published term ${e.view.term}: ${e.cause}`);
+    },
+  });
+  await controller.start();
+  console.log(`controller started with store ${options.store}; campaigning for leadership`);
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    controller
+      .close()
+      .then(() => store.close())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          console.error(err);
+          process.exit(1);
+        },
+      );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
