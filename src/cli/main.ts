@@ -35,6 +35,7 @@ async function start(options: {
   functions?: string;
   workers?: number;
   timeout?: number;
+  store?: string;
 }): Promise<void> {
   const config = loadClusterConfig(options.config);
   if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
@@ -69,6 +70,7 @@ async function start(options: {
     ...(options.functions === undefined ? {} : { functions: resolve(options.functions) }),
     ...(options.workers === undefined ? {} : { workers: options.workers }),
     ...(options.timeout === undefined ? {} : { timeoutMs: options.timeout }),
+    ...(options.store === undefined ? {} : { store: options.store }),
   });
   console.log(
     `${running.role} ${running.id} listening on ${running.address.host}:${running.address.port} (term ${term})`,
@@ -89,7 +91,7 @@ async function start(options: {
   process.on("SIGTERM", stop);
 }
 
-function clusterUp(options: { config: string; functions?: string }): void {
+function clusterUp(options: { config: string; functions?: string; store?: string }): void {
   const config = loadClusterConfig(options.config);
   const functions = options.functions === undefined ? undefined : resolve(options.functions);
   let stopping = false;
@@ -101,6 +103,7 @@ function clusterUp(options: { config: string; functions?: string }): void {
     },
     "info",
     functions === undefined ? undefined : { path: functions },
+    options.store,
   );
   console.log(`Cluster from ${options.config}, term ${sup.term}, data in ${config.dataDir}:`);
   for (const n of config.nodes) {
@@ -304,6 +307,10 @@ program
     "time limit of functions that set none (default 30000)",
     intIn(1, FUNCTION_TIMEOUT_MS_MAX),
   )
+  .option(
+    "--store <spec>",
+    "register the node in a coordination store (file:<dir> or etcd:<host:port>,...) with a lease",
+  )
   .action(start);
 
 const cluster = program.command("cluster").description("run a whole cluster on this machine");
@@ -314,6 +321,10 @@ cluster
   .option(
     "--functions <path>",
     "function modules (a file or a directory) for the engines and gateways",
+  )
+  .option(
+    "--store <spec>",
+    "every node registers in this coordination store (etcd:<host:port>,...; a file: store serves one process only)",
   )
   .action(clusterUp);
 

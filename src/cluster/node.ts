@@ -12,7 +12,10 @@ import { Engine } from "../engine/engine.js";
 import { attachClientService } from "../engine/client-service.js";
 import { InvalidArgumentError } from "../log/errors.js";
 import type { Logger } from "../util/logger.js";
-import { peerResolver, viewOf, type ClusterConfig, type Role } from "./config.js";
+import { peerResolver, viewOf, type ClusterConfig, type NodeConfig, type Role } from "./config.js";
+import type { View } from "../log/view.js";
+import { openStoreSpec } from "../controller/status.js";
+import { registerNode } from "../controller/membership.js";
 import type { Server } from "node:http";
 import { ClusterClient } from "./client.js";
 import { NodeMetrics } from "./node-metrics.js";
@@ -33,6 +36,45 @@ export interface NodeOptions {
   readonly workers?: number;
   /** Time limit of functions that set none, in ms (default 30 s). */
   readonly timeoutMs?: number;
+  /**
+   * The coordination store to register in (`file:<dir>` or `etcd:<host:port>,...`): the node
+   * keeps `/boki/nodes/<id>` alive with a lease while it runs, so a controller sees it live
+   * and notices when it dies.
+   */
+  readonly store?: string;
+}
+
+/** Registers the node in the coordination store; returns what undoes it. */
+async function register(
+  spec: string,
+  node: NodeConfig,
+  term: number,
+  logger: Logger,
+): Promise<() => Promise<void>> {
+  const store = await openStoreSpec(spec);
+  try {
+    const registration = await registerNode(
+      store,
+      {
+        id: node.id,
+        role: node.role,
+        host: node.host,
+        port: node.port,
+        ...(node.metricsPort === undefined ? {} : { metricsPort: node.metricsPort }),
+        pid: process.pid,
+        startedAt: Date.now(),
+        term,
+      },
+      { logger },
+    );
+    return async () => {
+      await registration.close();
+      await store.close();
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
 }
 
 export interface RunningNode {
@@ -53,7 +95,37 @@ export async function startNode(
   if (node === undefined) throw new InvalidArgumentError(`node ${id} is not in the cluster config`);
   const view = viewOf(config, term);
   const log = logger.child({ node: id, role: node.role, term });
-  if (node.role === "gateway") return startGateway(config, node.id, log, options);
+  const running =
+    node.role === "gateway"
+      ? await startGateway(config, node.id, log, options)
+      : await startRoleNode(config, node, term, view, log, options);
+  if (options.store === undefined) return running;
+  let unregister: () => Promise<void>;
+  try {
+    unregister = await register(options.store, node, term, log);
+  } catch (err) {
+    await running.close();
+    throw err;
+  }
+  return {
+    ...running,
+    close: async () => {
+      await unregister();
+      await running.close();
+    },
+  };
+}
+
+/** A sequencer, storage or engine node over TCP. */
+async function startRoleNode(
+  config: ClusterConfig,
+  node: NodeConfig,
+  term: number,
+  view: View,
+  log: Logger,
+  options: NodeOptions,
+): Promise<RunningNode> {
+  const id = node.id;
   const transport = await TcpTransport.listen({
     self: id,
     host: node.host,
@@ -153,6 +225,9 @@ export async function startNode(
       };
       break;
     }
+    case "gateway":
+      transport.close();
+      throw new InvalidArgumentError(`node ${id} is a gateway; gateways have no log role`);
   }
   let metricsServer: Server | undefined;
   if (node.metricsPort !== undefined) {

@@ -32,6 +32,7 @@ export function nodeCommand(
   term: number,
   logLevel: string,
   functions?: FunctionsOption,
+  store?: string,
 ): string[] {
   return [
     BIN,
@@ -46,6 +47,7 @@ export function nodeCommand(
     logLevel,
     ...(functions === undefined ? [] : ["--functions", functions.path]),
     ...(functions?.timeoutMs === undefined ? [] : ["--timeout", String(functions.timeoutMs)]),
+    ...(store === undefined ? [] : ["--store", store]),
   ];
 }
 
@@ -76,6 +78,7 @@ export function superviseCluster(
   onExit: (id: string, code: number | null) => void,
   logLevel = "info",
   functions?: FunctionsOption,
+  store?: string,
 ): Supervisor {
   const term = nextTerm(config);
   const children = new Map<string, ChildProcess>();
@@ -85,7 +88,7 @@ export function superviseCluster(
     // A gateway serves functions; without function modules there is nothing to serve.
     if (n.role === "gateway" && functions === undefined) continue;
     const withFunctions = n.role === "engine" || n.role === "gateway" ? functions : undefined;
-    const args = nodeCommand(configPath, n.id, term, logLevel, withFunctions);
+    const args = nodeCommand(configPath, n.id, term, logLevel, withFunctions, store);
     const child = spawn(process.execPath, args, {
       stdio: ["ignore", "inherit", "inherit"],
     });
