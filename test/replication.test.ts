@@ -119,6 +119,24 @@ describe("replicated metalog and storage (3 sequencers, 3 storage nodes, replica
     c.gate.dropIf = null;
   });
 
+  it("a storage read that gets ahead of the metalog the node has learned waits for it", async () => {
+    // Storage nodes get committed entries in batches (every 20 ms); a read of a record
+    // ordered just now reaches a storage node before they do.
+    const fetches: string[] = [];
+    c.gate.dropIf = (from, _to, m) => {
+      if (from.startsWith("storage") && m.t === "metalog-fetch") fetches.push(from);
+      return false;
+    };
+    const writer = c.book(0, 5);
+    const seqnum = await writer.append([], "fresh");
+    // Engine 1 indexes the record but has no copy of it: the read goes to storage.
+    const record = await c.book(1, 5, writer.position).readNext(0, seqnum);
+    c.gate.dropIf = null;
+    expect(record?.seqnum).toBe(seqnum);
+    expect(Buffer.from(record!.data).toString()).toBe("fresh");
+    expect(fetches.length).toBeGreaterThan(0);
+  });
+
   it("an append waits while a storage replica of its shard is down, and completes when it returns", async () => {
     const b = c.book(0, 3);
     await b.append([], "before");

@@ -33,6 +33,12 @@ export const METALOG_BATCH_ENTRIES_MAX = 1024;
  * and then goes into one entry.
  */
 export const CUTS_IN_FLIGHT_MAX = 1;
+/**
+ * How long a primary gathers committed entries before it sends them to the storage nodes.
+ * Engines get every commit at once (appends wait for it); storage nodes need the metalog
+ * only to find records by sequence number, and fetch it themselves when a read gets ahead.
+ */
+export const METALOG_TO_STORAGE_INTERVAL_MS = 20;
 /** How often a primary resends unacknowledged entries and re-asks backups while recovering. */
 export const METALOG_RETRANSMIT_MS = 50;
 
@@ -67,13 +73,17 @@ interface LogState {
   /** Progress arrived while the cut pipeline was full. */
   cutWanted: boolean;
   lastCutAt: number;
+  /** Committed entries sent to the storage nodes so far. */
+  sentToStorage: number;
+  storageTimer: TimerHandle | null;
 }
 
 export class Sequencer {
   readonly id: NodeId;
   private readonly logs = new Map<number, LogState>();
   private readonly cutIntervalMs: number;
-  private readonly subscribers: NodeId[];
+  private readonly engines: readonly NodeId[];
+  private readonly storages: readonly NodeId[];
   private closed = false;
   private readonly writes = new Set<Promise<void>>();
   private retransmitTimer: TimerHandle | null = null;
@@ -82,7 +92,8 @@ export class Sequencer {
     this.id = o.transport.self;
     this.cutIntervalMs = o.cutIntervalMs ?? CUT_INTERVAL_MS_DEFAULT;
     const c = o.view.config;
-    this.subscribers = [...c.engines, ...c.storages];
+    this.engines = c.engines;
+    this.storages = c.storages;
     o.transport.onMessage((from, m) => this.onMessage(from, m));
   }
 
@@ -111,6 +122,8 @@ export class Sequencer {
         cutQueued: false,
         cutWanted: false,
         lastCutAt: -Infinity,
+        sentToStorage: entries.length,
+        storageTimer: null,
       };
       this.logs.set(log, st);
       if (st.primary) this.recover(st);
@@ -351,10 +364,22 @@ export class Sequencer {
     const from = st.committed;
     st.committed = committed;
     if (st.cutWanted) this.scheduleCut(st);
-    for (let i = from; i < committed; i += METALOG_BATCH_ENTRIES_MAX) {
-      const batch = st.entries.slice(i, Math.min(committed, i + METALOG_BATCH_ENTRIES_MAX));
-      const msg: Message = { t: "metalog", log: st.log, entries: batch, tail: committed };
-      for (const n of this.subscribers) this.o.transport.send(n, msg);
+    this.broadcast(st, from, committed, this.engines);
+    st.storageTimer ??= this.o.clock.setTimer(METALOG_TO_STORAGE_INTERVAL_MS, () => {
+      st.storageTimer = null;
+      if (this.closed) return;
+      const sent = st.sentToStorage;
+      st.sentToStorage = st.committed;
+      this.broadcast(st, sent, st.committed, this.storages);
+    });
+  }
+
+  /** Sends committed entries [from, to) to `nodes`, in batches. */
+  private broadcast(st: LogState, from: number, to: number, nodes: readonly NodeId[]): void {
+    for (let i = from; i < to; i += METALOG_BATCH_ENTRIES_MAX) {
+      const batch = st.entries.slice(i, Math.min(to, i + METALOG_BATCH_ENTRIES_MAX));
+      const msg: Message = { t: "metalog", log: st.log, entries: batch, tail: st.committed };
+      for (const n of nodes) this.o.transport.send(n, msg);
     }
   }
 
@@ -389,7 +414,10 @@ export class Sequencer {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const st of this.logs.values()) if (st.timer !== null) this.o.clock.clearTimer(st.timer);
+    for (const st of this.logs.values()) {
+      if (st.timer !== null) this.o.clock.clearTimer(st.timer);
+      if (st.storageTimer !== null) this.o.clock.clearTimer(st.storageTimer);
+    }
     if (this.retransmitTimer !== null) this.o.clock.clearTimer(this.retransmitTimer);
     await Promise.all([...this.writes]);
     this.o.transport.close();

@@ -4,7 +4,7 @@
  * and serves record reads and index data to engines.
  */
 import type { Clock, TimerHandle } from "../clock/clock.js";
-import type { Message, ReplicateMsg } from "../protocol/messages.js";
+import type { DeleteMsg, Message, ReadMsg, ReplicateMsg } from "../protocol/messages.js";
 import type { NodeId, Transport } from "../transport/transport.js";
 import type { StorageBackend } from "./backend.js";
 import type { Logger } from "../util/logger.js";
@@ -28,6 +28,14 @@ export const PROGRESS_HEARTBEAT_MS = 100;
 export const GAP_REFETCH_MS = 100;
 /** Most metalog entries kept waiting for an earlier, missing entry. */
 export const STASHED_ENTRIES_MAX = 4096;
+/**
+ * Most reads and deletes per log kept waiting for metalog entries this node has not learned
+ * yet (sequencers send storage nodes the metalog in batches); beyond it a read is answered
+ * as not held here, and the engine asks another replica.
+ */
+export const WAITING_FOR_METALOG_MAX = 4096;
+/** Longest a read or delete waits for the metalog entry that orders its record. */
+export const METALOG_WAIT_MS = 2_000;
 
 export interface StorageNodeOptions {
   readonly transport: Transport;
@@ -61,6 +69,8 @@ interface LogState {
   readonly shards: Map<number, ShardState>;
   readonly early: Map<number, MetalogEntry>;
   fetching: boolean;
+  /** Reads and deletes of sequence numbers past the metalog this node knows, oldest first. */
+  waiting: Array<{ from: NodeId; m: ReadMsg | DeleteMsg; deadline: number }>;
 }
 
 export class StorageNode {
@@ -95,10 +105,11 @@ export class StorageNode {
     for (const [log, st] of this.logs) {
       if (st.shards.size > 0) this.dirtyProgress.add(log);
       // A metalog fetch that got no answer (the sequencer was down) is asked again.
-      if (st.fetching || st.early.size > 0) {
+      if (st.fetching || st.early.size > 0 || st.waiting.length > 0) {
         st.fetching = false;
         this.fetchMetalog(log, st);
       }
+      if (st.waiting.length > 0) this.retryWaiting(log, st);
     }
     this.sendProgress();
     this.heartbeatTimer = this.o.clock.setTimer(PROGRESS_HEARTBEAT_MS, () => this.heartbeat());
@@ -107,7 +118,13 @@ export class StorageNode {
   private logState(log: number): LogState {
     let st = this.logs.get(log);
     if (st === undefined) {
-      st = { metalog: new MetalogState(log), shards: new Map(), early: new Map(), fetching: false };
+      st = {
+        metalog: new MetalogState(log),
+        shards: new Map(),
+        early: new Map(),
+        fetching: false,
+        waiting: [],
+      };
       this.logs.set(log, st);
     }
     return st;
@@ -186,6 +203,8 @@ export class StorageNode {
       }
       case "read": {
         const st = this.logs.get(m.log);
+        if (st !== undefined && m.seqnum >= st.metalog.nextSeqnum && this.wait(m.log, st, from, m))
+          return;
         const loc = st?.metalog.locate(m.seqnum as SeqNum) ?? null;
         const record =
           st !== undefined && loc !== null
@@ -203,6 +222,8 @@ export class StorageNode {
         // replay the log (the trim itself depends on it); only the payload is dropped.
         const st = this.logs.get(m.log);
         if (st === undefined) return;
+        const past = m.seqnums.some((x) => x >= st.metalog.nextSeqnum);
+        if (past && this.wait(m.log, st, from, m)) return;
         const keys: Array<[number, number]> = [];
         for (const s of m.seqnums) {
           const loc = st.metalog.locate(s as SeqNum);
@@ -361,6 +382,7 @@ export class StorageNode {
     }
     st.fetching = false;
     if (st.early.size > 0) this.fetchMetalog(log, st);
+    if (applied.length > 0 && st.waiting.length > 0) this.retryWaiting(log, st);
     if (applied.length > 0 && this.o.persistMetalog !== false) {
       this.track(
         this.o.backend
@@ -368,6 +390,53 @@ export class StorageNode {
           .catch((err: unknown) => this.o.logger.error({ err, log }, "metalog persist failed")),
       );
     }
+  }
+
+  /**
+   * Keeps a read or delete of a sequence number this node's metalog has not reached yet
+   * until the metalog gets there, and asks the primary sequencer for it. False when the
+   * queue is full (the caller then answers as before).
+   */
+  private wait(log: number, st: LogState, from: NodeId, m: ReadMsg | DeleteMsg): boolean {
+    if (st.waiting.length >= WAITING_FOR_METALOG_MAX) return false;
+    st.waiting.push({ from, m, deadline: this.o.clock.now() + METALOG_WAIT_MS });
+    this.fetchMetalog(log, st);
+    return true;
+  }
+
+  /** Serves what waited for the metalog and is now covered; expired reads get "not here". */
+  private retryWaiting(log: number, st: LogState): void {
+    const now = this.o.clock.now();
+    const waiting = st.waiting;
+    st.waiting = [];
+    const next = st.metalog.nextSeqnum;
+    for (const w of waiting) {
+      const covered = w.m.t === "read" ? w.m.seqnum < next : w.m.seqnums.every((x) => x < next);
+      if (covered || w.deadline <= now) {
+        if (w.m.t === "read" && !covered) {
+          this.o.transport.send(w.from, { t: "read-reply", id: w.m.id, record: null, aux: null });
+        } else {
+          // Served as if it arrived now (a delete past the tail trims what is known).
+          this.serveLater(w.from, w.m);
+        }
+      } else st.waiting.push(w);
+    }
+    if (st.waiting.length > 0) this.fetchMetalog(log, st);
+  }
+
+  private serveLater(from: NodeId, m: ReadMsg | DeleteMsg): void {
+    const st = this.logs.get(m.log);
+    if (st === undefined) return;
+    if (m.t === "delete" && m.seqnums.some((x) => x >= st.metalog.nextSeqnum)) {
+      this.o.logger.warn(
+        { log: m.log, tail: st.metalog.nextSeqnum },
+        "delete of records past this node's metalog after waiting; their payloads stay",
+      );
+    }
+    this.onMessage(
+      from,
+      m.t === "read" ? m : { ...m, seqnums: m.seqnums.filter((x) => x < st.metalog.nextSeqnum) },
+    );
   }
 
   private fetchMetalog(log: number, st: LogState): void {
