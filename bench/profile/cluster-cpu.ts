@@ -59,7 +59,7 @@ const c = await startBokiCluster({
   sequencers: 3,
   storages: 3,
   engines: 2,
-  metrics: true,
+  metrics: process.env.PROBE_METRICS !== "0",
   ...(opts.cut === undefined ? {} : { cutIntervalMs: Number(opts.cut) }),
   say: (m) => process.stderr.write(m + "\n"),
   ...(opts.profDir === undefined
@@ -93,6 +93,7 @@ try {
   const readStats = async (): Promise<Map<string, Record<string, number>>> => {
     const out = new Map<string, Record<string, number>>();
     for (const n of c.config.nodes) {
+      if (n.metricsPort === undefined) continue;
       const res = await fetch(`http://${n.host}:${n.metricsPort}/metrics`, {
         signal: AbortSignal.timeout(5000),
       });
@@ -117,7 +118,8 @@ try {
   });
   const n = w.ops;
   for (const [id, st] of await readStats()) {
-    const b = statsBefore.get(id)!;
+    const b = statsBefore.get(id);
+    if (b === undefined) continue;
     const per = (k: string): string => ((st[k]! - b[k]!) / n).toFixed(2);
     console.log(
       `${id.padEnd(12)} per append: messages received ${per("messages_received")}, sent ${per("messages_sent")}; socket reads ${per("socket_reads")}, writes ${per("socket_writes")}; bytes out ${per("bytes_sent")}`,
@@ -132,7 +134,7 @@ try {
   );
   rows.push(["client", selfCpuMs() - selfBefore]);
   console.log(
-    `appends ${n} in ${(w.windowMs / 1000).toFixed(1)} s = ${Math.round((n * 1000) / w.windowMs)}/s`,
+    `appends ${n} in ${(w.windowMs / 1000).toFixed(1)} s = ${Math.round((n * 1000) / w.windowMs)}/s, p50 ${w.latency.p50Ms.toFixed(2)} ms, p99 ${w.latency.p99Ms.toFixed(1)} ms`,
   );
   let total = 0;
   for (const [id, ms] of rows) {
