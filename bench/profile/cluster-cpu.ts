@@ -55,7 +55,7 @@ const c = await startBokiCluster({
   physicalLogs: Number(opts.logs),
   replication: 3,
   sequencersPerLog: 3,
-  indexReplicas: 2,
+  indexReplicas: Number(process.env.PROBE_INDEX_REPLICAS ?? 2),
   sequencers: 3,
   storages: 3,
   engines: 2,

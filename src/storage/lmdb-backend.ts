@@ -125,7 +125,7 @@ const MAP_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024 * 1024;
  * storage's copy of the metalog) gather before they go to lmdb in one transaction: one
  * commit, and one promise, per interval instead of one per write.
  */
-export const CHECKPOINT_INTERVAL_MS = 10;
+export const CHECKPOINT_INTERVAL_MS = 50;
 /** Most writes gathered for one checkpoint transaction; one more starts it at once. */
 export const CHECKPOINT_WRITES_MAX = 4096;
 
