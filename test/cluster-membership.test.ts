@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./helpers/tmp.js";
+import { writeClusterConfig } from "./helpers/cluster-config.js";
 import { requireEtcd, startEtcd, type EtcdProcess } from "./helpers/etcd-process.js";
-import { freePort } from "../src/cluster/client.js";
-import { loadClusterConfig, type ClusterConfig } from "../src/cluster/config.js";
+import type { ClusterConfig } from "../src/cluster/config.js";
 import { superviseCluster, type Supervisor } from "../src/cluster/supervisor.js";
 import { EtcdStore, type CoordStore } from "../src/coord/index.js";
 import { readClusterStatus } from "../src/controller/status.js";
@@ -34,12 +33,10 @@ describe("nodes register in etcd with leases (real processes, real etcd)", () =>
     etcd = await startEtcd();
     store = await EtcdStore.open({ endpoints: [etcd.endpoint] });
     const configPath = join(t.dir, "cluster.json");
-    const nodes = [];
-    for (const role of ["sequencer", "storage", "engine"]) {
-      nodes.push({ id: `${role}-0`, role, host: "127.0.0.1", port: await freePort() });
-    }
-    writeFileSync(configPath, JSON.stringify({ replication: 1, dataDir: "data", nodes }));
-    config = loadClusterConfig(configPath);
+    config = await writeClusterConfig(configPath, ["sequencer", "storage", "engine"], {
+      replication: 1,
+      dataDir: "data",
+    });
     const spec = `etcd:${etcd.endpoint.replace(/^http:\/\//, "")}`;
     sup = superviseCluster(configPath, config, () => undefined, "error", undefined, spec);
   }, 60_000);

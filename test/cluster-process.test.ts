@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "./helpers/tmp.js";
-import { ClusterClient, freePort } from "../src/cluster/client.js";
-import { loadClusterConfig, type ClusterConfig } from "../src/cluster/config.js";
+import { LOG_ROLES, writeClusterConfig } from "./helpers/cluster-config.js";
+import { ClusterClient } from "../src/cluster/client.js";
+import type { ClusterConfig } from "../src/cluster/config.js";
 import { superviseCluster, type Supervisor } from "../src/cluster/supervisor.js";
 import {
   appendConcurrently,
@@ -60,35 +60,14 @@ describe("a cluster of real processes over TCP (3 sequencers, 3 storage nodes, 2
   const bookOn: BookOn = (engine, book, position = 0) => client!.book(book, { engine, position });
 
   beforeAll(async () => {
-    const roles = [
-      "sequencer",
-      "sequencer",
-      "sequencer",
-      "storage",
-      "storage",
-      "storage",
-      "engine",
-      "engine",
-    ];
-    const counters: Record<string, number> = {};
-    const nodes = [];
-    for (const role of roles) {
-      const i = (counters[role] = (counters[role] ?? -1) + 1);
-      nodes.push({ id: `${role}-${i}`, role, host: "127.0.0.1", port: await freePort() });
-    }
     // One index replica per physical log: reads of a book through the other engine use the remote index.
-    writeFileSync(
-      configPath,
-      JSON.stringify({
-        physicalLogs: 2,
-        replication: 3,
-        durability: "disk",
-        indexReplicas: 1,
-        dataDir: "data",
-        nodes,
-      }),
-    );
-    config = loadClusterConfig(configPath);
+    config = await writeClusterConfig(configPath, LOG_ROLES, {
+      physicalLogs: 2,
+      replication: 3,
+      durability: "disk",
+      indexReplicas: 1,
+      dataDir: "data",
+    });
     client = await up();
   }, 90_000);
 

@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn, type ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tempDir } from "./helpers/tmp.js";
-import { freePort } from "../src/cluster/client.js";
-import { loadClusterConfig, type ClusterConfig } from "../src/cluster/config.js";
+import { LOG_ROLES, writeClusterConfig } from "./helpers/cluster-config.js";
+import type { ClusterConfig } from "../src/cluster/config.js";
 import { nodeCommand, superviseCluster, type Supervisor } from "../src/cluster/supervisor.js";
 import { gatewayScenarios } from "./helpers/gateway-scenarios.js";
 import { call } from "./helpers/http.js";
@@ -56,28 +55,11 @@ describe("functions on a cluster of real processes (3 sequencers, 3 storage node
   const exits: string[] = [];
 
   beforeAll(async () => {
-    const roles = [
-      "sequencer",
-      "sequencer",
-      "sequencer",
-      "storage",
-      "storage",
-      "storage",
-      "engine",
-      "engine",
-      "gateway",
-    ];
-    const counters: Record<string, number> = {};
-    const nodes = [];
-    for (const role of roles) {
-      const i = (counters[role] = (counters[role] ?? -1) + 1);
-      nodes.push({ id: `${role}-${i}`, role, host: "127.0.0.1", port: await freePort() });
-    }
-    writeFileSync(
-      configPath,
-      JSON.stringify({ replication: 3, durability: "disk", dataDir: "data", nodes }),
-    );
-    config = loadClusterConfig(configPath);
+    config = await writeClusterConfig(configPath, [...LOG_ROLES, "gateway"], {
+      replication: 3,
+      durability: "disk",
+      dataDir: "data",
+    });
     sup = superviseCluster(
       configPath,
       config,

@@ -22,13 +22,17 @@ function report(what: string, n: number, ms: number, cpu: NodeJS.CpuUsage, sides
   );
 }
 
-async function rawInProcess(n: number): Promise<void> {
-  const srv = net.createServer((s) => {
+/** A TCP server that writes back whatever it reads. */
+function echoServer(): net.Server {
+  return net.createServer((s) => {
     s.setNoDelay(true);
     s.on("data", (d) => s.write(d));
   });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  const s = net.connect((srv.address() as net.AddressInfo).port, "127.0.0.1");
+}
+
+/** `n` round trips of 24 bytes to the echo server at `port`, reported as `what`. */
+async function rawPingPong(port: number, n: number, what: string, sides: string): Promise<void> {
+  const s = net.connect(port, "127.0.0.1");
   s.setNoDelay(true);
   await new Promise((r) => s.once("connect", r));
   let i = 0;
@@ -38,14 +42,19 @@ async function rawInProcess(n: number): Promise<void> {
     s.on("data", () => (++i === n ? resolve() : s.write("x".repeat(24))));
     s.write("x".repeat(24));
   });
-  report(
-    "raw node:net, one process",
+  report(what, n, performance.now() - t0, process.cpuUsage(c0), sides);
+  s.destroy();
+}
+
+async function rawInProcess(n: number): Promise<void> {
+  const srv = echoServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+  await rawPingPong(
+    (srv.address() as net.AddressInfo).port,
     n,
-    performance.now() - t0,
-    process.cpuUsage(c0),
+    "raw node:net, one process",
     "both sides",
   );
-  s.destroy();
   srv.close();
 }
 
@@ -94,32 +103,12 @@ async function transportInProcess(n: number): Promise<void> {
 async function rawTwoProcesses(n: number): Promise<void> {
   const child = fork(SELF, ["--echo-server"], { execArgv: process.execArgv });
   const port = await new Promise<number>((r) => child.once("message", (m) => r(Number(m))));
-  const s = net.connect(port, "127.0.0.1");
-  s.setNoDelay(true);
-  await new Promise((r) => s.once("connect", r));
-  let i = 0;
-  const t0 = performance.now();
-  const c0 = process.cpuUsage();
-  await new Promise<void>((resolve) => {
-    s.on("data", () => (++i === n ? resolve() : s.write("x".repeat(24))));
-    s.write("x".repeat(24));
-  });
-  report(
-    "raw node:net, two processes",
-    n,
-    performance.now() - t0,
-    process.cpuUsage(c0),
-    "this side only",
-  );
-  s.destroy();
+  await rawPingPong(port, n, "raw node:net, two processes", "this side only");
   child.kill();
 }
 
 if (process.argv.includes("--echo-server")) {
-  const srv = net.createServer((s) => {
-    s.setNoDelay(true);
-    s.on("data", (d) => s.write(d));
-  });
+  const srv = echoServer();
   srv.listen(0, "127.0.0.1", () => process.send?.((srv.address() as net.AddressInfo).port));
 } else {
   const { n } = new Command()

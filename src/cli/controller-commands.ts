@@ -4,6 +4,7 @@ import { loadClusterConfig } from "../cluster/config.js";
 import { Controller } from "../controller/controller.js";
 import { formatClusterStatus, openStoreSpec, readClusterStatus } from "../controller/status.js";
 import { createLogger, type LogLevel } from "../util/logger.js";
+import { closeOnSignals } from "./signals.js";
 
 /** Where the store is when `--store` is not given: the local cluster's data directory. */
 export const STORE_SPEC_DEFAULT = "file:data/cluster/coord";
@@ -39,21 +40,8 @@ export async function controllerCommand(options: {
   });
   await controller.start();
   console.log(`controller started with store ${options.store}; campaigning for leadership`);
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    controller
-      .close()
-      .then(() => store.close())
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
-          console.error(err);
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  closeOnSignals(async () => {
+    await controller.close();
+    await store.close();
+  });
 }

@@ -13,6 +13,7 @@ import { loadClusterConfig, ROLES, type Role } from "../cluster/config.js";
 import { startNode } from "../cluster/node.js";
 import { superviseCluster } from "../cluster/supervisor.js";
 import { createLogger, type LogLevel } from "../util/logger.js";
+import { closeOnSignals } from "./signals.js";
 import { DevServer } from "../embedded/dev-server.js";
 import { FUNCTION_TIMEOUT_MS_MAX, WORKERS_MAX } from "../runtime/limits.js";
 import { invokeCommand, DEFAULT_URL } from "./invoke.js";
@@ -75,31 +76,19 @@ async function start(options: {
   console.log(
     `${running.role} ${running.id} listening on ${running.address.host}:${running.address.port} (term ${term})`,
   );
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    running.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        console.error(err);
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  closeOnSignals(() => running.close());
 }
 
 function clusterUp(options: { config: string; functions?: string; store?: string }): void {
   const config = loadClusterConfig(options.config);
   const functions = options.functions === undefined ? undefined : resolve(options.functions);
-  let stopping = false;
+  // The handlers stop `sup` only when a signal arrives, after it has been created below.
+  const signals = closeOnSignals(() => sup.stop(), { announce: "Stopping the cluster..." });
   const sup = superviseCluster(
     options.config,
     config,
     (id, code) => {
-      if (!stopping) console.error(`node ${id} exited with code ${code}`);
+      if (!signals.stopping) console.error(`node ${id} exited with code ${code}`);
     },
     "info",
     functions === undefined ? undefined : { path: functions },
@@ -115,14 +104,6 @@ function clusterUp(options: { config: string; functions?: string; store?: string
   }
   if (functions !== undefined) console.log(`Functions from ${functions}.`);
   console.log("Press Ctrl-C to stop every node.");
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    console.log("Stopping the cluster...");
-    void sup.stop().then(() => process.exit(0));
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
 }
 
 function bookArg(value: string): number {
@@ -185,26 +166,14 @@ async function dev(options: {
     `Call one: curl -X POST ${server.url}/function/${example} -d '{}'  (or: boki invoke ${example} '{}')`,
   );
   console.log("Press Ctrl-C to stop.");
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) {
+  closeOnSignals(() => server.close(), {
+    announce:
+      "Stopping (running invocations get a few seconds to finish; Ctrl-C again to stop at once)...",
+    again: () => {
       console.log("Stopping now.");
       process.exit(130);
-    }
-    stopping = true;
-    console.log(
-      "Stopping (running invocations get a few seconds to finish; Ctrl-C again to stop at once)...",
-    );
-    server.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        console.error(err);
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+    },
+  });
 }
 
 async function demo(options: { data: string; book: number }): Promise<void> {

@@ -124,8 +124,8 @@ export class EngineDispatcher implements Dispatcher {
     const engines = this.client.engines;
     let last: InvocationError | undefined;
     for (let attempt = 0; attempt < Math.min(ENGINE_ATTEMPTS_MAX, engines.length); attempt++) {
-      const timeoutMs = Math.max(1, req.deadline - Date.now());
       if (attempt > 0 && req.deadline <= Date.now()) break;
+      const timeoutMs = Math.max(1, req.deadline - Date.now());
       const engine = engines[this.next++ % engines.length]!;
       let reply: InvokeReplyMsg;
       try {
