@@ -57,6 +57,8 @@ export interface BokiClusterOptions {
   readonly logLevel?: string;
   /** Extra node options for one node's process, e.g. `--cpu-prof` (for profiling). */
   readonly nodeArgs?: (id: string) => readonly string[];
+  /** Lines of each node's output kept (default 400). */
+  readonly keepLines?: number;
   readonly say: (msg: string) => void;
 }
 
@@ -153,7 +155,7 @@ async function tryStart(o: BokiClusterOptions): Promise<BokiCluster> {
           n.role === "engine" || n.role === "gateway" ? o.functions : undefined,
         ),
       ],
-      { keepLines: 400 },
+      { keepLines: o.keepLines ?? 400 },
     );
     void p.exited.then(() => {
       if (!stopping) exited.push(n.id);
