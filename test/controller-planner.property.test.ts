@@ -267,9 +267,24 @@ describe("reconfiguration planner", () => {
   it("a view survives the store's JSON form unchanged, and a foreign version is refused", () => {
     fc.assert(
       fc.property(clusterArb, ({ view }) => {
-        const text = encodeViewRecord({ view, cause: "test", publishedAtMs: 5 });
+        const history =
+          view.term > 1
+            ? [
+                {
+                  term: view.term - 1,
+                  storages: view.storages,
+                  engines: view.engines,
+                  replication: view.replication,
+                  sequencers: view.sequencers,
+                  starts: Array.from({ length: view.physicalLogs }, () => 0),
+                },
+              ]
+            : [];
+        const starts = Array.from({ length: view.physicalLogs }, (_, i) => i * 7);
+        const v = { ...view, starts };
+        const text = encodeViewRecord({ view: v, history, cause: "test", publishedAtMs: 5 });
         expect(JSON.parse(text)).toMatchObject({ version: 1 });
-        expect(decodeViewRecord(text)).toEqual({ view, cause: "test", publishedAtMs: 5 });
+        expect(decodeViewRecord(text)).toEqual({ view: v, history, cause: "test", publishedAtMs: 5 });
       }),
       { numRuns: 100 },
     );

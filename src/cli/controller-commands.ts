@@ -2,6 +2,7 @@
 import { hostname } from "node:os";
 import { loadClusterConfig } from "../cluster/config.js";
 import { Controller } from "../controller/controller.js";
+import { storeSealer } from "../controller/sealer.js";
 import { formatClusterStatus, openStoreSpec, readClusterStatus } from "../controller/status.js";
 import { createLogger, type LogLevel } from "../util/logger.js";
 import { closeOnSignals } from "./signals.js";
@@ -32,6 +33,7 @@ export async function controllerCommand(options: {
     id: options.id ?? `controller@${hostname()}:${process.pid}`,
     config,
     logger,
+    sealer: storeSealer(store, { logger }),
     onEvent: (e) => {
       if (e.type === "leading") console.log(`leading (term ${e.term})`);
       if (e.type === "leadership-lost") console.log("leadership lost; standing by");

@@ -14,6 +14,9 @@ import { InvalidArgumentError } from "../log/errors.js";
 import type { Logger } from "../util/logger.js";
 import { peerResolver, viewOf, type ClusterConfig, type NodeConfig, type Role } from "./config.js";
 import type { View } from "../log/view.js";
+import type { CoordStore } from "../coord/store.js";
+import { ViewFollower, type FollowingRole } from "./view-follower.js";
+import { TimeoutError } from "../log/errors.js";
 import { openStoreSpec } from "../controller/status.js";
 import { registerNode } from "../controller/membership.js";
 import type { Server } from "node:http";
@@ -46,36 +49,30 @@ export interface NodeOptions {
 
 /** Registers the node in the coordination store; returns what undoes it. */
 async function register(
-  spec: string,
+  store: CoordStore,
   node: NodeConfig,
   term: number,
   logger: Logger,
 ): Promise<() => Promise<void>> {
-  const store = await openStoreSpec(spec);
-  try {
-    const registration = await registerNode(
-      store,
-      {
-        id: node.id,
-        role: node.role,
-        host: node.host,
-        port: node.port,
-        ...(node.metricsPort === undefined ? {} : { metricsPort: node.metricsPort }),
-        pid: process.pid,
-        startedAt: Date.now(),
-        term,
-      },
-      { logger },
-    );
-    return async () => {
-      await registration.close();
-      await store.close();
-    };
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
+  const registration = await registerNode(
+    store,
+    {
+      id: node.id,
+      role: node.role,
+      host: node.host,
+      port: node.port,
+      ...(node.metricsPort === undefined ? {} : { metricsPort: node.metricsPort }),
+      pid: process.pid,
+      startedAt: Date.now(),
+      term,
+    },
+    { logger },
+  );
+  return () => registration.close();
 }
+
+/** Longest an engine that has no place in the published view waits for a view that gives it one. */
+export const PLACEMENT_WAIT_MS = 120_000;
 
 export interface RunningNode {
   readonly id: string;
@@ -93,38 +90,75 @@ export async function startNode(
 ): Promise<RunningNode> {
   const node = config.nodes.find((n) => n.id === id);
   if (node === undefined) throw new InvalidArgumentError(`node ${id} is not in the cluster config`);
-  const view = viewOf(config, term);
-  const log = logger.child({ node: id, role: node.role, term });
-  const running =
-    node.role === "gateway"
-      ? await startGateway(config, node.id, log, options)
-      : await startRoleNode(config, node, term, view, log, options);
-  if (options.store === undefined) return running;
-  let unregister: () => Promise<void>;
+  if (options.store === undefined) {
+    const log = logger.child({ node: id, role: node.role, term });
+    if (node.role === "gateway") return startGateway(config, node.id, log, options);
+    return (await startRoleNode(config, node, viewOf(config, term), log, options)).running;
+  }
+  // With a coordination store the view in force comes from the store (the configuration's
+  // term `term` until a controller has published one), and the node follows later ones.
+  const store = await openStoreSpec(options.store);
+  const cleanups: Array<() => Promise<void>> = [() => store.close()];
+  const undo = async (): Promise<void> => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+  };
   try {
-    unregister = await register(options.store, node, term, log);
+    const follower = await ViewFollower.start({ store, node: id, logger });
+    cleanups.push(() => follower.close());
+    let view = follower.view ?? viewOf(config, term);
+    const log = logger.child({ node: id, role: node.role });
+    cleanups.push(await register(store, node, view.term, log));
+    let running: RunningNode;
+    if (node.role === "gateway") {
+      running = await startGateway(config, node.id, log, options);
+    } else {
+      if (node.role === "engine" && !view.config.engines.includes(id)) {
+        log.warn({ term: view.term }, "engine has no place in the view yet; waiting for one");
+        view = await waitForPlacement(follower, id, PLACEMENT_WAIT_MS);
+      }
+      const started = await startRoleNode(config, node, view, log, options);
+      running = started.running;
+      follower.attach(started.role);
+    }
+    cleanups.push(() => running.close());
+    return { ...running, close: undo };
   } catch (err) {
-    await running.close();
+    await undo();
     throw err;
   }
-  return {
-    ...running,
-    close: async () => {
-      await unregister();
-      await running.close();
-    },
-  };
+}
+
+/** Resolves with the first view that gives engine `id` a place; rejects after `timeoutMs`. */
+function waitForPlacement(follower: ViewFollower, id: string, timeoutMs: number): Promise<View> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const check = (): void => {
+      const v = follower.view;
+      if (v !== null && v.config.engines.includes(id)) {
+        resolve(v);
+        return;
+      }
+      if (Date.now() - started >= timeoutMs) {
+        reject(
+          new TimeoutError(`engine ${id} was given no place in a view within ${timeoutMs} ms`),
+        );
+        return;
+      }
+      setTimeout(check, 100);
+    };
+    check();
+  });
 }
 
 /** A sequencer, storage or engine node over TCP. */
 async function startRoleNode(
   config: ClusterConfig,
   node: NodeConfig,
-  term: number,
   view: View,
   log: Logger,
   options: NodeOptions,
-): Promise<RunningNode> {
+): Promise<{ running: RunningNode; role: FollowingRole }> {
+  const term = view.term;
   const id = node.id;
   const transport = await TcpTransport.listen({
     self: id,
@@ -135,6 +169,7 @@ async function startRoleNode(
   });
   const clock = systemClock;
   let closeRole: () => Promise<void>;
+  let role: FollowingRole;
   let engineStats: (() => { appends: number; cacheHits: number; cacheMisses: number }) | undefined;
   const extraRegistries: RuntimeMetrics["registry"][] = [];
   switch (node.role) {
@@ -154,6 +189,7 @@ async function startRoleNode(
         cutIntervalMs: config.cutIntervalMs,
       });
       s.start();
+      role = s;
       closeRole = async () => {
         await s.close();
         await store.close();
@@ -176,6 +212,7 @@ async function startRoleNode(
         durability: config.durability,
       });
       s.start();
+      role = s;
       closeRole = async () => {
         await s.close();
         await backend.close();
@@ -184,6 +221,7 @@ async function startRoleNode(
     }
     case "engine": {
       const e = new Engine({ transport, clock, view, logger: log });
+      role = e;
       attachClientService(e);
       // Reads wait until the engine has caught up; a slow start is logged, not fatal.
       e.start().then(
@@ -247,7 +285,7 @@ async function startRoleNode(
       throw err;
     }
   }
-  return {
+  const running: RunningNode = {
     id,
     role: node.role,
     address: transport.address,
@@ -262,6 +300,7 @@ async function startRoleNode(
       await transport.whenClosed();
     },
   };
+  return { running, role };
 }
 
 /**

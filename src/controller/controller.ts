@@ -11,7 +11,7 @@
 import { systemClock, type Clock } from "../clock/clock.js";
 import { viewOf, type ClusterConfig } from "../cluster/config.js";
 import { BokiError } from "../log/errors.js";
-import type { ViewConfig } from "../log/view.js";
+import { placementOf, type TermPlacement, type ViewConfig } from "../log/view.js";
 import type { NodeId } from "../transport/transport.js";
 import { silentLogger, type Logger } from "../util/logger.js";
 import { valueText, type CoordStore, type Leadership, type Revision } from "../coord/store.js";
@@ -32,8 +32,15 @@ export const SEAL_RETRY_MS = 500;
 /** Pause after a failed store operation of the controller loop before it tries again. */
 export const CONTROLLER_RETRY_MS = 1_000;
 
-/** Seals term `oldView.term` so that `newView` can be published. Rejects when it cannot. */
-export type Sealer = (oldView: ViewConfig, newView: ViewConfig) => Promise<void>;
+/**
+ * Seals term `oldView.term` so that `newView` can be published. Resolves with where the
+ * sealed term ended in each physical log's metalog (the next term's `starts`); rejects when
+ * it cannot seal.
+ */
+export type Sealer = (
+  oldView: ViewConfig,
+  newView: ViewConfig,
+) => Promise<{ readonly starts: readonly number[] } | void>;
 
 /** The sealer used until sealing exists: it refuses, and the view stays. */
 export class SealingNotImplementedError extends BokiError {
@@ -74,14 +81,20 @@ export function decide(state: ControllerState): Decision {
   const inView = nodesOfView(state.view);
   const failed = [...state.failed].filter((id) => inView.has(id)).sort();
   const drain = [...state.drain].filter((id) => inView.has(id)).sort();
-  if (failed.length === 0 && drain.length === 0 && !state.forced) return { kind: "none" };
+  // Live log nodes the view does not include (a failed node back, or a new one).
+  const joined = [...state.live.values()]
+    .filter((m) => m.role !== "gateway" && !inView.has(m.id) && !state.failed.has(m.id))
+    .map((m) => m.id)
+    .sort();
+  if (failed.length === 0 && drain.length === 0 && !state.forced && joined.length === 0)
+    return { kind: "none" };
   const cause = [
     ...(failed.length > 0 ? [`failed: ${failed.join(", ")}`] : []),
     ...(drain.length > 0 ? [`drained: ${drain.join(", ")}`] : []),
     ...(failed.length === 0 && drain.length === 0 ? ["operator request"] : []),
   ].join("; ");
   try {
-    const plan = planNextView({
+    const planned = planNextView({
       current: state.view,
       live: [...state.live.values()]
         .filter((m) => !state.failed.has(m.id))
@@ -90,7 +103,14 @@ export function decide(state: ControllerState): Decision {
       ...(state.sequencersPerLog === undefined ? {} : { sequencersPerLog: state.sequencersPerLog }),
       ...(state.indexReplicas === undefined ? {} : { indexReplicas: state.indexReplicas }),
     });
-    return { kind: "reconfigure", plan, cause };
+    const onlyJoins = failed.length === 0 && drain.length === 0 && !state.forced;
+    // Joins alone reconfigure only when the plan gives a joining node a place.
+    if (onlyJoins && !planned.added.some((id) => joined.includes(id))) return { kind: "none" };
+    return {
+      kind: "reconfigure",
+      plan: planned,
+      cause: onlyJoins ? `joined: ${joined.join(", ")}` : cause,
+    };
   } catch (e) {
     if (e instanceof PlanRefusedError) return { kind: "refused", error: e, cause };
     throw e;
@@ -143,6 +163,7 @@ export class Controller {
   private watcher: MembershipWatcher | null = null;
   private leadership: Leadership | null = null;
   private view: ViewConfig | null = null;
+  private history: readonly TermPlacement[] = [];
   private viewRevision: Revision | null = null;
   private readonly failed = new Set<NodeId>();
   private readonly drain = new Set<NodeId>();
@@ -172,7 +193,10 @@ export class Controller {
       logger: this.logger,
       onFailure: (m) => this.memberLost(m),
       onEvent: (e) => {
-        if (e.type === "joined") this.failed.delete(e.member.id);
+        if (e.type === "joined") {
+          this.failed.delete(e.member.id);
+          void this.evaluate();
+        }
       },
     });
     this.running = this.campaignLoop();
@@ -269,7 +293,9 @@ export class Controller {
   private async loadView(): Promise<void> {
     const kv = await this.store.get(VIEW_KEY);
     if (kv !== null) {
-      this.view = decodeViewRecord(valueText(kv)).view;
+      const record = decodeViewRecord(valueText(kv));
+      this.view = record.view;
+      this.history = record.history;
       this.viewRevision = kv.revision;
       return;
     }
@@ -282,6 +308,7 @@ export class Controller {
     const view = viewOf(this.options.config, 1).config;
     const text = encodeViewRecord({
       view,
+      history: [],
       cause: "initial view from the cluster config",
       publishedAtMs: Date.now(),
     });
@@ -293,6 +320,7 @@ export class Controller {
       return;
     }
     this.view = view;
+    this.history = [];
     this.viewRevision = rev;
     this.logger.info({ term: 1 }, "published the initial view");
     this.emit({ type: "view-published", view, cause: "initial view" });
@@ -327,7 +355,8 @@ export class Controller {
       this.emit({ type: "plan-refused", error: decision.error });
       return;
     }
-    const { plan, cause } = decision;
+    const { cause } = decision;
+    let { plan } = decision;
     const old = this.view;
     const oldRevision = this.viewRevision;
     this.pendingPlan = plan.view;
@@ -337,13 +366,18 @@ export class Controller {
     );
     for (let attempt = 1; attempt <= SEAL_ATTEMPTS_MAX; attempt++) {
       try {
-        await this.sealer(old, plan.view);
+        const sealed = await this.sealer(old, plan.view);
+        if (sealed !== undefined) plan = { ...plan, view: { ...plan.view, starts: sealed.starts } };
         break;
       } catch (e) {
         this.lastError = e instanceof Error ? e.message : String(e);
         this.logger.error({ attempt, err: this.lastError }, "sealing failed; the view stays");
         this.emit({ type: "sealing-failed", plan, error: e });
-        if (e instanceof SealingNotImplementedError || attempt === SEAL_ATTEMPTS_MAX) return;
+        if (e instanceof SealingNotImplementedError) return;
+        if (attempt === SEAL_ATTEMPTS_MAX) {
+          this.retryLater();
+          return;
+        }
         await this.sleep(SEAL_RETRY_MS * 2 ** (attempt - 1));
         if (!this.isLeading()) return;
       }
@@ -352,9 +386,10 @@ export class Controller {
       this.logger.warn({ term: plan.view.term }, "no longer leading; not publishing");
       return;
     }
+    const history = [...this.history, placementOf(old)];
     const rev = await this.store.putIf(
       VIEW_KEY,
-      encodeViewRecord({ view: plan.view, cause, publishedAtMs: Date.now() }),
+      encodeViewRecord({ view: plan.view, history, cause, publishedAtMs: Date.now() }),
       oldRevision,
     );
     if (rev === null) {
@@ -364,6 +399,7 @@ export class Controller {
       return;
     }
     this.view = plan.view;
+    this.history = history;
     this.viewRevision = rev;
     this.pendingPlan = null;
     this.lastError = null;
@@ -376,12 +412,24 @@ export class Controller {
     this.emit({ type: "view-published", view: plan.view, cause });
   }
 
+  private retryTimer: ReturnType<Clock["setTimer"]> | null = null;
+
+  /** Evaluates again after `CONTROLLER_RETRY_MS` × 5 (a failed seal may succeed once nodes settle). */
+  private retryLater(): void {
+    if (this.retryTimer !== null || this.closed) return;
+    this.retryTimer = this.clock.setTimer(CONTROLLER_RETRY_MS * 5, () => {
+      this.retryTimer = null;
+      if (!this.closed) void this.evaluate();
+    });
+  }
+
   /**
    * Stops keep-alives of the leadership lease without resigning, as if this process had
    * died, and stops acting. For failure drills and tests.
    */
   abandon(): void {
     this.closed = true;
+    if (this.retryTimer !== null) this.clock.clearTimer(this.retryTimer);
     this.resolveStopped();
     this.abort.abort(new Error("controller abandoned"));
     this.leadership?.lease.stopKeepAlive();
@@ -392,6 +440,7 @@ export class Controller {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.retryTimer !== null) this.clock.clearTimer(this.retryTimer);
     this.resolveStopped();
     this.abort.abort(new Error("controller closed"));
     this.watcher?.close();

@@ -3,14 +3,18 @@
  *
  *   { "version": 1, "term": 2, "physicalLogs": 1, "sequencers": [["s1","s2","s0"]],
  *     "storages": [...], "engines": [...], "replication": 3, "indexReplicas": 2,
- *     "cause": "node engine-1 failed", "publishedAtMs": 1700000000000 }
+ *     "starts": [1234], "history": [{ "term": 1, "storages": [...], "engines": [...],
+ *     "replication": 3 }], "cause": "node engine-1 failed", "publishedAtMs": 1700000000000 }
+ *
+ * `starts` is where the term begins in each physical log's metalog (the sealed end of the
+ * term before); `history` is where earlier terms put their shards, which stay readable.
  *
  * `version` names the format; a reader refuses a version it does not know rather than guess.
  * `cause` and `publishedAtMs` are for operators; the view is the rest. Every change of the
  * key is a compare-and-set on the revision of the view it replaces, so views follow each
  * other term by term and a deposed controller's late write fails.
  */
-import { View, type ViewConfig } from "../log/view.js";
+import { View, type TermPlacement, type ViewConfig } from "../log/view.js";
 import { DataLostError, InvalidArgumentError } from "../log/errors.js";
 
 export const VIEW_KEY = "/boki/view";
@@ -18,6 +22,8 @@ export const VIEW_RECORD_VERSION = 1;
 
 export interface ViewRecord {
   readonly view: ViewConfig;
+  /** Placements of earlier terms. */
+  readonly history: readonly TermPlacement[];
   readonly cause: string;
   readonly publishedAtMs: number;
 }
@@ -33,9 +39,23 @@ export function encodeViewRecord(r: ViewRecord): string {
     engines: v.engines,
     replication: v.replication,
     ...(v.indexReplicas === undefined ? {} : { indexReplicas: v.indexReplicas }),
+    ...(v.starts === undefined ? {} : { starts: v.starts }),
+    history: r.history.map(normalPlacement),
     cause: r.cause,
     publishedAtMs: r.publishedAtMs,
   });
+}
+
+/** Only the placement's own fields, in one order. */
+function normalPlacement(h: TermPlacement): TermPlacement {
+  return {
+    term: h.term,
+    storages: h.storages,
+    engines: h.engines,
+    replication: h.replication,
+    ...(h.sequencers === undefined ? {} : { sequencers: h.sequencers }),
+    ...(h.starts === undefined ? {} : { starts: h.starts }),
+  };
 }
 
 const isStringArray = (x: unknown): x is string[] =>
@@ -57,7 +77,9 @@ export function decodeViewRecord(text: string): ViewRecord {
       `the stored view has version ${JSON.stringify(o["version"])}; this build reads version ${VIEW_RECORD_VERSION}`,
     );
   }
-  const { term, physicalLogs, sequencers, storages, engines, replication, indexReplicas } = o;
+  const { term, physicalLogs, sequencers, storages, engines, replication, indexReplicas, starts } =
+    o;
+  const history = o["history"] ?? [];
   if (
     typeof term !== "number" ||
     typeof physicalLogs !== "number" ||
@@ -66,7 +88,25 @@ export function decodeViewRecord(text: string): ViewRecord {
     !sequencers.every(isStringArray) ||
     !isStringArray(storages) ||
     !isStringArray(engines) ||
-    (indexReplicas !== undefined && typeof indexReplicas !== "number")
+    (indexReplicas !== undefined && typeof indexReplicas !== "number") ||
+    (starts !== undefined &&
+      !(Array.isArray(starts) && starts.every((x) => typeof x === "number"))) ||
+    !Array.isArray(history) ||
+    !history.every(
+      (h: unknown) =>
+        typeof h === "object" &&
+        h !== null &&
+        typeof (h as TermPlacement).term === "number" &&
+        typeof (h as TermPlacement).replication === "number" &&
+        isStringArray((h as TermPlacement).storages) &&
+        isStringArray((h as TermPlacement).engines) &&
+        ((h as TermPlacement).sequencers === undefined ||
+          (Array.isArray((h as TermPlacement).sequencers) &&
+            (h as TermPlacement).sequencers!.every(isStringArray))) &&
+        ((h as TermPlacement).starts === undefined ||
+          (Array.isArray((h as TermPlacement).starts) &&
+            (h as TermPlacement).starts!.every((x) => typeof x === "number"))),
+    )
   ) {
     throw new DataLostError("the stored view lacks a field or has one of the wrong type");
   }
@@ -78,9 +118,11 @@ export function decodeViewRecord(text: string): ViewRecord {
     engines,
     replication,
     ...(indexReplicas === undefined ? {} : { indexReplicas }),
+    ...(starts === undefined ? {} : { starts: starts as number[] }),
   };
+  const placements = (history as TermPlacement[]).map(normalPlacement);
   try {
-    new View(view);
+    new View(view, placements);
   } catch (e) {
     if (e instanceof InvalidArgumentError)
       throw new DataLostError(`the stored view is invalid: ${e.message}`);
@@ -88,7 +130,13 @@ export function decodeViewRecord(text: string): ViewRecord {
   }
   return {
     view,
+    history: placements,
     cause: typeof o["cause"] === "string" ? o["cause"] : "",
     publishedAtMs: typeof o["publishedAtMs"] === "number" ? o["publishedAtMs"] : 0,
   };
+}
+
+/** The `View` a record describes, with its history. */
+export function viewOfRecord(r: ViewRecord): View {
+  return new View(r.view, r.history);
 }

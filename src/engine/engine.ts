@@ -46,8 +46,10 @@ import {
   STORAGE_READ_TIMEOUT_MS,
 } from "../log/limits.js";
 import {
+  AppendDiscardedError,
   BokiError,
   errorFromWire,
+  InvalidArgumentError,
   CondAppendFailedError,
   DataLostError,
   LogClosedError,
@@ -61,6 +63,8 @@ import { invariant } from "../log/assert.js";
 export const FOREIGN_HEADERS_MAX = 1_000_000;
 /** Most metalog entries kept waiting for an earlier, missing one. */
 export const EARLY_ENTRIES_MAX = 4096;
+/** Reconfigurations in a row an append is carried over before it fails with APPEND_DISCARDED. */
+export const DISCARDED_RETRIES_MAX = 3;
 /** How long a storage read waits for one replica before asking the next. */
 export const STORAGE_READ_TRY_MS = 500;
 /** Most failed conditional appends an index remembers for remote `cond` queries. */
@@ -98,7 +102,9 @@ interface PendingAppend {
   readonly meta: RecordMeta;
   /** The encoded record, kept until it is ordered so that it can be sent again. */
   readonly encoded: Uint8Array;
-  readonly deadline: number;
+  deadline: number;
+  /** Times a reconfiguration discarded it and it was appended again. */
+  discarded: number;
   resolve: (r: AppendResult) => void;
   reject: (e: Error) => void;
   settled: boolean;
@@ -169,9 +175,16 @@ interface LogState {
   readonly metalog: MetalogState;
   readonly index: LogIndex;
   readonly cache: RecordCache;
-  readonly shard: ShardId;
-  readonly replicas: NodeId[];
+  shard: ShardId;
+  replicas: NodeId[];
   nextLocal: number;
+  /**
+   * A later term is in force and this engine's shard of the sealed term is closed: the
+   * metalog position where the sealed term ends, and the shard the engine appends to next
+   * (null when the engine has no place in the new term). Records still unordered once the
+   * index reaches `end` were discarded and are appended again in the new shard.
+   */
+  switching: { readonly end: number; readonly next: ShardId | null } | null;
   /** Own appends not yet applied; `pending[pendingHead]` has local id `pendingBase`. */
   pending: PendingAppend[];
   pendingHead: number;
@@ -209,7 +222,7 @@ interface LogState {
   blocking: Set<BlockingRead>;
   /** Whether this engine keeps an index of the log; if not, it asks `indexEngines`. */
   readonly indexed: boolean;
-  readonly indexEngines: readonly NodeId[];
+  indexEngines: readonly NodeId[];
   /** Recent failed conditional appends (seqnum → sub-stream position found), for remote `cond` queries. */
   readonly condFailures: Map<number, number>;
 }
@@ -238,11 +251,16 @@ export class Engine {
     this.invokeHandler = handler;
   }
 
+  private view: View;
+
   constructor(private readonly o: EngineOptions) {
     this.id = o.transport.self;
+    this.view = o.view;
     this.appendTimeoutMs = o.appendTimeoutMs ?? APPEND_TIMEOUT_MS;
     const n = o.view.config.physicalLogs;
     const cacheBytes = Math.floor((o.cacheBytes ?? CACHE_BYTES_DEFAULT) / n);
+    if (!o.view.config.engines.includes(this.id))
+      throw new InvalidArgumentError(`engine ${this.id} has no place in term ${o.view.term}`);
     const shard = o.view.shardOf(this.id);
     for (let log = 0; log < n; log++) {
       this.logs.push({
@@ -275,6 +293,7 @@ export class Engine {
         shardEnds: new Map(),
         shardEndAskedAt: -Infinity,
         runBase: Infinity,
+        switching: null,
         waiting: [],
         blocking: new Set(),
         indexed: o.view.indexEnginesOf(log).includes(this.id),
@@ -344,11 +363,102 @@ export class Engine {
     return this.logs[this.logOf(book)]!.index.position;
   }
 
+  get term(): number {
+    return this.view.term;
+  }
+
+  /**
+   * Moves to a later term. The engine's shard of the sealed term takes no more records;
+   * once the index has applied the sealed term's final metalog entry, appends it did not
+   * order are appended again in the engine's new shard (at most `DISCARDED_RETRIES_MAX`
+   * times each, then they fail with APPEND_DISCARDED), so a caller sees a delay, not an error.
+   */
+  setView(view: View): void {
+    if (this.closed || view.term <= this.view.term) return;
+    this.view = view;
+    const next = view.config.engines.includes(this.id) ? view.shardOf(this.id) : null;
+    for (const st of this.logs) {
+      st.indexEngines = view.indexEnginesOf(st.log);
+      st.switching = { end: view.startOf(st.log), next };
+      if (st.metalog.position < st.switching.end) this.fetchMetalog(st);
+      this.maybeSwitchShard(st);
+    }
+    this.ensureSweep();
+    this.o.logger.info({ term: view.term }, "engine moved to a new term");
+  }
+
+  /** Switches to the new term's shard once the sealed term's entries are all applied. */
+  private maybeSwitchShard(st: LogState): void {
+    const sw = st.switching;
+    if (sw === null || st.index.position < sw.end) return;
+    const leftovers: PendingAppend[] = [];
+    for (let i = st.pendingHead; i < st.pending.length; i++) {
+      const p = st.pending[i]!;
+      if (!p.settled) leftovers.push(p);
+    }
+    st.switching = null;
+    st.pending = [];
+    st.pendingHead = 0;
+    st.pendingBase = 0;
+    st.nextLocal = 0;
+    st.outgoing = [];
+    st.outgoingBytes = 0;
+    st.outgoingFirst = 0;
+    st.inFlightEnds = [];
+    st.flushHeld = false;
+    st.shardEnds = null;
+    st.runBase = 0;
+    if (sw.next === null) {
+      for (const p of leftovers) {
+        p.settled = true;
+        p.reject(
+          new AppendDiscardedError(
+            `engine ${this.id} has no place in term ${this.view.term}; the append was discarded`,
+          ),
+        );
+      }
+      return;
+    }
+    st.shard = sw.next;
+    st.replicas = this.view.replicasOf(sw.next);
+    if (leftovers.length > 0) {
+      this.o.logger.info(
+        { log: st.log, count: leftovers.length, term: this.view.term },
+        "appends the sealed term did not order go to the new shard",
+      );
+    }
+    const deadline = this.o.clock.now() + this.appendTimeoutMs;
+    for (const p of leftovers) {
+      p.discarded++;
+      if (p.discarded > DISCARDED_RETRIES_MAX) {
+        p.settled = true;
+        p.reject(
+          new AppendDiscardedError(
+            `the append was discarded by ${p.discarded} reconfigurations in a row`,
+          ),
+        );
+        continue;
+      }
+      p.deadline = Math.max(p.deadline, deadline);
+      st.pending.push(p);
+      if (st.outgoing.length === 0) st.outgoingFirst = st.nextLocal;
+      st.nextLocal++;
+      st.outgoing.push(p.encoded);
+      st.outgoingBytes += p.encoded.length;
+    }
+    this.flush(st);
+  }
+
   // ---- appends ------------------------------------------------------------------------
 
   append(meta: RecordMeta, data: Uint8Array): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new LogClosedError());
     const st = this.logs[this.logOf(meta.book)]!;
+    if (!this.view.config.engines.includes(this.id)) {
+      return Promise.reject(
+        new AppendDiscardedError(`engine ${this.id} has no place in term ${this.view.term}`),
+      );
+    }
     if (st.pending.length - st.pendingHead >= APPENDS_IN_FLIGHT_MAX) {
       return Promise.reject(
         new OverloadedError(
@@ -365,6 +475,7 @@ export class Engine {
         meta,
         encoded,
         deadline: st.batchDeadline,
+        discarded: 0,
         resolve,
         reject,
         settled: false,
@@ -394,7 +505,7 @@ export class Engine {
    */
   private flush(st: LogState): void {
     st.flushScheduled = false;
-    if (st.outgoing.length === 0 || st.shardEnds !== null) return;
+    if (st.outgoing.length === 0 || st.shardEnds !== null || st.switching !== null) return;
     const ends = st.inFlightEnds;
     while (ends.length > 0 && ends[0]! <= st.pendingBase) ends.shift();
     if (ends.length >= REPLICATE_BATCHES_IN_FLIGHT_MAX) {
@@ -702,8 +813,8 @@ export class Engine {
     const loc = st.metalog.locate(seqnum);
     invariant(loc !== null, "an indexed record has a location");
     const msg: Message = { t: "set-aux", log: st.log, seqnum, data };
-    for (const r of this.o.view.replicasOf(loc.shard)) this.o.transport.send(r, msg);
-    for (const e of this.o.view.config.engines) if (e !== this.id) this.o.transport.send(e, msg);
+    for (const r of this.view.replicasOf(loc.shard)) this.o.transport.send(r, msg);
+    for (const e of this.view.config.engines) if (e !== this.id) this.o.transport.send(e, msg);
   }
 
   /** True when the book has a record that is not trimmed, as of `position`. */
@@ -726,7 +837,7 @@ export class Engine {
       const id = this.nextReadId++;
       const r: StorageRead = {
         seqnum,
-        replicas: this.o.view.replicasOf(loc.shard),
+        replicas: this.replicasToAsk(loc.shard),
         asked: 0,
         missing: new Set(),
         deadline: this.o.clock.now() + STORAGE_READ_TIMEOUT_MS,
@@ -739,6 +850,16 @@ export class Engine {
       this.o.transport.send(r.replicas[0]!, { t: "read", id, log: st.log, seqnum });
       this.ensureSweep();
     });
+  }
+
+  /**
+   * A shard's replicas, those still in the current term first: a replica a reconfiguration
+   * left out has likely failed, and asking it first would cost a retry interval per read.
+   */
+  private replicasToAsk(shard: ShardId): NodeId[] {
+    const all = this.view.replicasOf(shard);
+    const current = new Set(this.view.config.storages);
+    return [...all.filter((r) => current.has(r)), ...all.filter((r) => !current.has(r))];
   }
 
   /** Asks the next replica that has not said it lacks the record, under a fresh request id. */
@@ -887,7 +1008,7 @@ export class Engine {
 
   private fetchMetalog(st: LogState): void {
     st.fetchingMetalogAt = this.o.clock.now();
-    this.o.transport.send(this.o.view.primarySequencer(st.log), {
+    this.o.transport.send(this.view.primarySequencer(st.log), {
       t: "metalog-fetch",
       log: st.log,
       from: st.metalog.position,
@@ -985,6 +1106,7 @@ export class Engine {
       advanced = true;
     }
     if (advanced) this.wakeReaders(st);
+    if (st.switching !== null) this.maybeSwitchShard(st);
   }
 
   /**
@@ -1038,7 +1160,7 @@ export class Engine {
       const now = this.o.clock.now();
       if (now - f.requestedAt >= REFETCH_AFTER_MS) {
         f.requestedAt = now;
-        const replicas = this.o.view.replicasOf(s.shard);
+        const replicas = this.replicasToAsk(s.shard);
         const target = replicas[Math.floor(now / REFETCH_AFTER_MS) % replicas.length]!;
         this.o.transport.send(target, {
           t: "index-fetch",
@@ -1093,7 +1215,7 @@ export class Engine {
           // One engine (the log's first index replica) tells storage to drop the payloads.
           if (sendsDeletes && outcome.deleted.length > 0) {
             const msg: Message = { t: "delete", log: st.log, seqnums: outcome.deleted.slice() };
-            for (const n of this.o.view.config.storages) this.o.transport.send(n, msg);
+            for (const n of this.view.allStorages()) this.o.transport.send(n, msg);
           }
         } else if (p !== undefined) {
           this.cacheOwn(st, seqnum, p);
@@ -1254,6 +1376,15 @@ export class Engine {
       if (st.queueHead < st.queue.length) {
         busy = true;
         this.drain(st);
+      }
+      if (st.switching !== null) {
+        busy = true;
+        if (
+          st.metalog.position < st.switching.end &&
+          now - st.fetchingMetalogAt >= REFETCH_AFTER_MS
+        )
+          this.fetchMetalog(st);
+        this.maybeSwitchShard(st);
       }
       if (!st.synced || st.metalog.position < st.knownTail || st.early.size > 0) {
         busy = true;

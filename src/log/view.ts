@@ -2,6 +2,10 @@
  * A view: the configuration of one term. Which node is the sequencer of each physical log,
  * which storage nodes replicate each shard, and which engines append and index.
  * A shard is one engine's records in one term; its id encodes both.
+ *
+ * Shards of earlier terms stay where their term put them (no data moves on a
+ * reconfiguration), so a view also carries the placement of every earlier term
+ * (`history`): which engine owned each slot and which storage nodes replicate it.
  */
 import type { NodeId } from "../transport/transport.js";
 import type { ShardId } from "./types.js";
@@ -23,11 +27,71 @@ export interface ViewConfig {
   readonly replication: number;
   /** Engines that keep an index of each physical log (default: every engine). */
   readonly indexReplicas?: number;
+  /**
+   * Per physical log, the metalog position where this term begins: the length of the final
+   * metalog of the term before, fixed when it was sealed. Absent (all 0) for a first term.
+   */
+  readonly starts?: readonly number[];
+}
+
+/** Where an earlier term put its shards: enough to find their records. */
+export interface TermPlacement {
+  readonly term: number;
+  readonly storages: readonly NodeId[];
+  readonly engines: readonly NodeId[];
+  readonly replication: number;
+  /** The term's sequencers of each physical log: they hold its metalog entries. */
+  readonly sequencers?: readonly (readonly NodeId[])[];
+  /** Where the term began in each physical log's metalog. */
+  readonly starts?: readonly number[];
+}
+
+/** Most earlier terms a view remembers the placement of (sequence numbers keep 16 bits of term). */
+export const VIEW_HISTORY_MAX = 65_535;
+
+export function placementOf(c: ViewConfig): TermPlacement {
+  return {
+    term: c.term,
+    storages: c.storages,
+    engines: c.engines,
+    replication: c.replication,
+    sequencers: c.sequencers,
+    ...(c.starts === undefined ? {} : { starts: c.starts }),
+  };
 }
 
 export class View {
-  constructor(readonly config: ViewConfig) {
+  private readonly placements = new Map<number, TermPlacement>();
+
+  /** `history`: the placements of earlier terms (any order; later terms override). */
+  constructor(
+    readonly config: ViewConfig,
+    readonly history: readonly TermPlacement[] = [],
+  ) {
     const c = config;
+    if (history.length > VIEW_HISTORY_MAX)
+      throw new InvalidArgumentError(`a view remembers at most ${VIEW_HISTORY_MAX} earlier terms`);
+    for (const h of history) {
+      if (!Number.isSafeInteger(h.term) || h.term < 1 || h.term >= c.term)
+        throw new InvalidArgumentError(`history term ${h.term} is not before term ${c.term}`);
+      if (
+        !Number.isInteger(h.replication) ||
+        h.replication < 1 ||
+        h.replication > h.storages.length
+      )
+        throw new InvalidArgumentError(`history term ${h.term} has an impossible replication`);
+      this.placements.set(h.term, h);
+    }
+    this.placements.set(c.term, placementOf(c));
+    if (
+      c.starts !== undefined &&
+      (c.starts.length !== c.physicalLogs ||
+        c.starts.some((x) => !Number.isSafeInteger(x) || x < 0))
+    ) {
+      throw new InvalidArgumentError(
+        "starts must give a non-negative position for every physical log",
+      );
+    }
     if (!Number.isSafeInteger(c.term) || c.term < 1)
       throw new InvalidArgumentError(`term must be a positive integer, got ${c.term}`);
     if (
@@ -84,13 +148,78 @@ export class View {
     return (this.term * SLOTS_PER_TERM + slot) as ShardId;
   }
 
-  /** Storage replicas of a shard: `replication` consecutive storage nodes starting at the slot. */
+  /** Metalog position where this term begins in `log`. */
+  startOf(log: number): number {
+    return this.config.starts?.[log] ?? 0;
+  }
+
+  /** The placement of the term a shard belongs to (the current one when it is not known). */
+  private placementOfShard(shard: number): TermPlacement {
+    return this.placements.get(termOfShard(shard as ShardId)) ?? placementOf(this.config);
+  }
+
+  /**
+   * Storage replicas of a shard: `replication` consecutive storage nodes starting at the
+   * slot, in the placement of the shard's own term.
+   */
   replicasOf(shard: ShardId): NodeId[] {
+    const p = this.placementOfShard(shard);
     const slot = shard % SLOTS_PER_TERM;
-    const s = this.config.storages;
+    const s = p.storages;
     const out: NodeId[] = [];
-    for (let i = 0; i < this.config.replication; i++) out.push(s[(slot + i) % s.length]!);
+    for (let i = 0; i < p.replication; i++) out.push(s[(slot + i) % s.length]!);
     return out;
+  }
+
+  /** The engine that appended a shard's records. */
+  ownerOf(shard: ShardId): NodeId | undefined {
+    return this.placementOfShard(shard).engines[shard % SLOTS_PER_TERM];
+  }
+
+  /** Sequencers of `log` in this term and the earlier terms it remembers (they hold its metalog). */
+  sequencersEver(log: number): NodeId[] {
+    const out = new Set<NodeId>();
+    for (const p of this.placements.values()) for (const s of p.sequencers?.[log] ?? []) out.add(s);
+    return [...out];
+  }
+
+  /**
+   * Whether a metalog entry a node holds is part of the log's final metalog: an entry of
+   * term t at position p is void when a later term began at or before p (the entry was cut
+   * but never committed before term t was sealed).
+   */
+  isFinalEntry(log: number, entry: { readonly term: number; readonly position: number }): boolean {
+    for (const p of this.placements.values()) {
+      if (p.term <= entry.term) continue;
+      const start = p.starts?.[log];
+      if (start !== undefined && entry.position >= start) return false;
+    }
+    return true;
+  }
+
+  /** Every storage node of this term and of the earlier terms it remembers. */
+  allStorages(): NodeId[] {
+    const out = new Set<NodeId>();
+    for (const p of this.placements.values()) for (const s of p.storages) out.add(s);
+    return [...out];
+  }
+
+  /** Whether `node` has a place in this term. */
+  includes(node: NodeId): boolean {
+    const c = this.config;
+    return (
+      c.engines.includes(node) ||
+      c.storages.includes(node) ||
+      c.sequencers.some((g) => g.includes(node))
+    );
+  }
+
+  /** The view of the next term: `next`, remembering this term and the ones before. */
+  successor(next: ViewConfig): View {
+    return new View(
+      next,
+      [...this.placements.values()].filter((p) => p.term < next.term),
+    );
   }
 
   /** Shards of this term with their replicas, for the sequencer's cut rule. */

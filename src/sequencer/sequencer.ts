@@ -39,6 +39,8 @@ export const CUTS_IN_FLIGHT_MAX = 1;
  * only to find records by sequence number, and fetch it themselves when a read gets ahead.
  */
 export const METALOG_TO_STORAGE_INTERVAL_MS = 20;
+/** Committed entries a primary that starts cutting sends engines and storage at once. */
+export const RECOVERED_ENTRIES_SENT = 64;
 /** How often a primary resends unacknowledged entries and re-asks backups while recovering. */
 export const METALOG_RETRANSMIT_MS = 50;
 
@@ -53,7 +55,13 @@ export interface SequencerOptions {
 
 interface LogState {
   readonly log: number;
+  /** Whether this node is one of the log's sequencers in the current term. */
+  readonly member: boolean;
   readonly primary: boolean;
+  /** The term is sealed here: no more cuts, no more entries accepted, until the next view. */
+  sealed: boolean;
+  /** Metalog position the primary must hold before it cuts: where the current term begins. */
+  readonly target: number;
   readonly backups: readonly NodeId[];
   /** Entries durable on this node's disk, in order. */
   readonly entries: MetalogEntry[];
@@ -66,6 +74,7 @@ interface LogState {
   /** Durable length each backup reported. */
   readonly acked: Map<NodeId, number>;
   /** Backups that answered the recovery fetch with their tail. */
+  // (also: sealed sequencers of earlier terms asked for the entries below `target`)
   readonly recoveredFrom: Set<NodeId>;
   committed: number;
   timer: TimerHandle | null;
@@ -78,12 +87,21 @@ interface LogState {
   storageTimer: TimerHandle | null;
 }
 
+/** What a sequencer reports when it seals one of its logs. */
+export interface SealReport {
+  readonly log: number;
+  readonly term: number;
+  /** Entries it holds durably: the sealed term's entries can end no earlier than this. */
+  readonly length: number;
+}
+
 export class Sequencer {
   readonly id: NodeId;
-  private readonly logs = new Map<number, LogState>();
+  private logs = new Map<number, LogState>();
   private readonly cutIntervalMs: number;
-  private readonly engines: readonly NodeId[];
-  private readonly storages: readonly NodeId[];
+  private view: View;
+  private engines: readonly NodeId[];
+  private storages: readonly NodeId[];
   private closed = false;
   private readonly writes = new Set<Promise<void>>();
   private retransmitTimer: TimerHandle | null = null;
@@ -91,25 +109,58 @@ export class Sequencer {
   constructor(private readonly o: SequencerOptions) {
     this.id = o.transport.self;
     this.cutIntervalMs = o.cutIntervalMs ?? CUT_INTERVAL_MS_DEFAULT;
-    const c = o.view.config;
-    this.engines = c.engines;
-    this.storages = c.storages;
+    this.view = o.view;
+    this.engines = o.view.config.engines;
+    this.storages = o.view.allStorages();
     o.transport.onMessage((from, m) => this.onMessage(from, m));
+  }
+
+  get term(): number {
+    return this.view.term;
   }
 
   /** Loads the persisted metalog of every log this node sequences and starts serving them. */
   start(): void {
-    const c = this.o.view.config;
+    this.openLogs();
+    this.armRetransmit();
+  }
+
+  /**
+   * Opens every log this node holds entries of or sequences in the current view. Entries a
+   * sealed term cut but never committed (at or past where a later term began) are dropped;
+   * later entries overwrite them on disk.
+   */
+  private openLogs(): void {
+    const c = this.view.config;
+    const previous = this.logs;
+    this.logs = new Map();
     for (let log = 0; log < c.physicalLogs; log++) {
       const group = c.sequencers[log]!;
-      if (!group.includes(this.id)) continue;
-      const entries = this.o.store.loadMetalog(log);
+      const member = group.includes(this.id);
+      // A running node takes the entries it holds in memory (the store may not have
+      // checkpointed the latest yet); a starting one reads its disk.
+      const stored = previous.get(log)?.entries ?? this.o.store.loadMetalog(log);
+      const entries: MetalogEntry[] = [];
+      for (const e of stored) {
+        if (e.position !== entries.length || !this.view.isFinalEntry(log, e)) break;
+        entries.push(e);
+      }
+      if (entries.length < stored.length) {
+        this.o.logger.info(
+          { log, kept: entries.length, dropped: stored.length - entries.length },
+          "sequencer dropped metalog entries a sealed term never committed",
+        );
+      }
+      if (!member && entries.length === 0) continue;
       const state = new MetalogState(log);
       for (const e of entries) state.apply(e);
       const st: LogState = {
         log,
-        primary: group[0] === this.id,
-        backups: group.slice(1),
+        member,
+        primary: member && group[0] === this.id,
+        sealed: false,
+        target: this.view.startOf(log),
+        backups: member ? group.slice(1) : [],
         entries,
         writing: [],
         lastWrite: Promise.resolve(),
@@ -128,7 +179,53 @@ export class Sequencer {
       this.logs.set(log, st);
       if (st.primary) this.recover(st);
     }
+  }
+
+  /**
+   * Seals this node's logs in `term`: the primary cuts no more, backups accept no more
+   * entries of the term. Resolves, once every write issued is durable, with how many
+   * entries each log holds. A node already past `term` has nothing to report for it.
+   */
+  async seal(term: number): Promise<SealReport[]> {
+    if (this.closed || term !== this.view.term) return [];
+    const out: SealReport[] = [];
+    for (const st of this.logs.values()) {
+      if (!st.member) continue;
+      st.sealed = true;
+      if (st.timer !== null) this.o.clock.clearTimer(st.timer);
+      st.timer = null;
+    }
+    for (const st of this.logs.values()) {
+      if (!st.member) continue;
+      await this.whenWritten(st);
+      out.push({ log: st.log, term, length: st.entries.length });
+    }
+    this.o.logger.info({ term, logs: out }, "sequencer sealed its logs");
+    return out;
+  }
+
+  /**
+   * Moves to a later term: waits for the writes in flight, then reopens every log under the
+   * new view (a new primary first fetches the sealed term's final entries it lacks from the
+   * sequencers that hold them, then cuts the new term's shards).
+   */
+  async setView(view: View): Promise<void> {
+    if (this.closed || view.term <= this.view.term) return;
+    for (const st of this.logs.values()) {
+      st.sealed = true;
+      if (st.timer !== null) this.o.clock.clearTimer(st.timer);
+      if (st.storageTimer !== null) this.o.clock.clearTimer(st.storageTimer);
+      st.timer = null;
+      st.storageTimer = null;
+    }
+    await Promise.all([...this.writes]);
+    if (this.closed || view.term <= this.view.term) return;
+    this.view = view;
+    this.engines = view.config.engines;
+    this.storages = view.allStorages();
+    this.openLogs();
     this.armRetransmit();
+    this.o.logger.info({ term: view.term }, "sequencer moved to a new term");
   }
 
   /** True when this node is the primary of `log` and may cut. */
@@ -140,10 +237,19 @@ export class Sequencer {
     return Math.floor((st.backups.length + 1) / 2) + 1;
   }
 
-  /** A primary first learns what its backups hold beyond its own disk. */
+  /**
+   * A primary first learns what its backups hold beyond its own disk, and fetches the
+   * entries below where its term begins from every sequencer that held the log.
+   */
   private recover(st: LogState): void {
+    if (st.state.position < st.target) {
+      for (const n of this.view.sequencersEver(st.log)) {
+        if (n !== this.id)
+          this.o.transport.send(n, { t: "metalog-fetch", log: st.log, from: st.state.position });
+      }
+    }
     if (this.majority(st) <= 1) {
-      this.startCutting(st);
+      this.maybeStartCutting(st);
       return;
     }
     for (const b of st.backups) {
@@ -153,18 +259,41 @@ export class Sequencer {
     }
   }
 
+  private maybeStartCutting(st: LogState): void {
+    if (st.state.position < st.target) return;
+    if (st.recoveredFrom.size + 1 < this.majority(st)) return;
+    if (st.writing.length === 0) {
+      this.startCutting(st);
+      return;
+    }
+    void this.whenWritten(st).then(() => {
+      if (!this.closed && st.builder === null && this.logs.get(st.log) === st)
+        this.startCutting(st);
+    });
+  }
+
   private startCutting(st: LogState): void {
     // Everything this primary holds was cut by a primary of this or an earlier term and is
     // now on a majority (it is here, and recovery took the longest tail): committed.
     st.committed = st.entries.length;
     st.builder = new CutBuilder(
       st.log as LogId,
-      this.o.view.term,
-      this.o.view.shards(),
+      this.view.term,
+      this.view.shards(),
       st.state.position,
       st.state.nextSeqnum,
     );
     this.o.logger.debug({ log: st.log, position: st.committed }, "sequencer primary is cutting");
+    // Engines and storage nodes may lack the entries that ended the sealed term: send the
+    // last few (they ask for anything older they miss) and the committed tail.
+    const from = Math.max(0, st.committed - RECOVERED_ENTRIES_SENT);
+    this.broadcast(st, from, st.committed, this.engines);
+    if (st.committed === from) {
+      const msg: Message = { t: "metalog", log: st.log, entries: [], tail: st.committed };
+      for (const n of this.engines) this.o.transport.send(n, msg);
+    }
+    st.sentToStorage = from;
+    if (st.committed > from) this.scheduleStorageSend(st);
   }
 
   private onMessage(from: NodeId, m: Message): void {
@@ -172,7 +301,7 @@ export class Sequencer {
     switch (m.t) {
       case "progress": {
         const st = this.logs.get(m.log);
-        if (st?.builder == null || m.term !== this.o.view.term) return;
+        if (st?.builder == null || st.sealed || m.term !== this.view.term) return;
         for (const [shard, held] of m.held) st.builder.report(from, shard, held);
         this.scheduleCut(st);
         return;
@@ -180,7 +309,8 @@ export class Sequencer {
       case "metalog-fetch": {
         const st = this.logs.get(m.log);
         if (st === undefined) return;
-        // A primary serves committed entries only; a backup serves what it holds.
+        // A primary serves committed entries only; a backup (or a sequencer of an earlier
+        // term) serves what it holds, which a new primary needs when the old one is gone.
         const limit = st.primary ? st.committed : st.entries.length;
         const entries = st.entries.slice(
           m.from,
@@ -198,7 +328,8 @@ export class Sequencer {
       }
       case "metalog-replicate": {
         const st = this.logs.get(m.log);
-        if (st === undefined || st.primary || m.term !== this.o.view.term) return;
+        if (st === undefined || !st.member || st.primary || st.sealed || m.term !== this.view.term)
+          return;
         let accepted = false;
         for (const e of m.entries) {
           if (e.position !== st.state.position) continue;
@@ -217,8 +348,8 @@ export class Sequencer {
       }
       case "metalog-ack": {
         const st = this.logs.get(m.log);
-        if (st?.builder == null || m.term !== this.o.view.term || !st.backups.includes(from))
-          return;
+        if (st?.builder == null || m.term !== this.view.term || !st.backups.includes(from)) return;
+        // (a sealed primary still counts acknowledgements: what a majority holds is committed)
         if (m.durable > (st.acked.get(from) ?? 0)) {
           st.acked.set(from, Math.min(m.durable, st.entries.length + st.writing.length));
           this.advanceCommit(st);
@@ -231,8 +362,12 @@ export class Sequencer {
   }
 
   private onRecoveryEntries(st: LogState, from: NodeId, m: MetalogMsg): void {
+    const backup = st.backups.includes(from);
     for (const e of m.entries) {
       if (e.position !== st.state.position) continue;
+      // Below where this term begins, entries come from anyone who held the log; past it,
+      // only from this term's backups. Entries a sealed term never committed are void.
+      if ((!backup && e.position >= st.target) || !this.view.isFinalEntry(st.log, e)) break;
       const problem = st.state.check(e);
       if (problem !== null) {
         this.o.logger.error(
@@ -244,17 +379,14 @@ export class Sequencer {
       st.state.apply(e);
       this.write(st, e, () => undefined);
     }
-    if (m.tail > st.state.position) {
-      // More to fetch from this backup.
+    const wanted = backup ? m.tail : Math.min(m.tail, st.target);
+    if (wanted > st.state.position && m.entries.length > 0) {
+      // More to fetch from this node.
       this.o.transport.send(from, { t: "metalog-fetch", log: st.log, from: st.state.position });
       return;
     }
-    st.recoveredFrom.add(from);
-    if (st.recoveredFrom.size + 1 >= this.majority(st)) {
-      void this.whenWritten(st).then(() => {
-        if (!this.closed && st.builder === null) this.startCutting(st);
-      });
-    }
+    if (backup) st.recoveredFrom.add(from);
+    this.maybeStartCutting(st);
   }
 
   /** Resolves once every write issued so far for the log is durable. */
@@ -263,11 +395,11 @@ export class Sequencer {
   }
 
   private ackPrimary(st: LogState): void {
-    const primary = this.o.view.config.sequencers[st.log]![0]!;
+    const primary = this.view.config.sequencers[st.log]![0]!;
     this.o.transport.send(primary, {
       t: "metalog-ack",
       log: st.log,
-      term: this.o.view.term,
+      term: this.view.term,
       durable: st.entries.length,
     });
   }
@@ -282,7 +414,7 @@ export class Sequencer {
    * then follows the next commit) or the last cut was under `cutIntervalMs` ago.
    */
   private scheduleCut(st: LogState): void {
-    if (st.cutQueued || st.timer !== null) return;
+    if (st.cutQueued || st.timer !== null || st.sealed) return;
     if (this.inFlight(st) >= CUTS_IN_FLIGHT_MAX) {
       st.cutWanted = true;
       return;
@@ -304,7 +436,7 @@ export class Sequencer {
   }
 
   private cut(st: LogState): void {
-    if (this.closed || st.builder === null) return;
+    if (this.closed || st.builder === null || st.sealed) return;
     if (this.inFlight(st) >= CUTS_IN_FLIGHT_MAX) {
       st.cutWanted = true;
       return;
@@ -318,7 +450,7 @@ export class Sequencer {
       const msg: Message = {
         t: "metalog-replicate",
         log: st.log,
-        term: this.o.view.term,
+        term: this.view.term,
         entries: [entry],
       };
       for (const b of st.backups) this.o.transport.send(b, msg);
@@ -365,9 +497,14 @@ export class Sequencer {
     st.committed = committed;
     if (st.cutWanted) this.scheduleCut(st);
     this.broadcast(st, from, committed, this.engines);
+    this.scheduleStorageSend(st);
+  }
+
+  /** Sends storage nodes the committed entries they were not sent, after a short gathering. */
+  private scheduleStorageSend(st: LogState): void {
     st.storageTimer ??= this.o.clock.setTimer(METALOG_TO_STORAGE_INTERVAL_MS, () => {
       st.storageTimer = null;
-      if (this.closed) return;
+      if (this.closed || this.logs.get(st.log) !== st) return;
       const sent = st.sentToStorage;
       st.sentToStorage = st.committed;
       this.broadcast(st, sent, st.committed, this.storages);
@@ -386,7 +523,9 @@ export class Sequencer {
   /** Resends entries backups have not acknowledged, and re-asks backups while recovering. */
   private armRetransmit(): void {
     if (this.closed || this.retransmitTimer !== null) return;
-    const needed = [...this.logs.values()].some((st) => st.primary && st.backups.length > 0);
+    const needed = [...this.logs.values()].some(
+      (st) => st.primary && (st.backups.length > 0 || st.builder === null),
+    );
     if (!needed) return;
     this.retransmitTimer = this.o.clock.setTimer(METALOG_RETRANSMIT_MS, () => {
       this.retransmitTimer = null;
@@ -403,7 +542,7 @@ export class Sequencer {
           this.o.transport.send(b, {
             t: "metalog-replicate",
             log: st.log,
-            term: this.o.view.term,
+            term: this.view.term,
             entries,
           });
         }

@@ -9,7 +9,7 @@ import type { NodeId, Transport } from "../transport/transport.js";
 import type { StorageBackend } from "./backend.js";
 import type { Logger } from "../util/logger.js";
 import { MetalogState, type MetalogEntry } from "../log/metalog.js";
-import { SLOTS_PER_TERM, type View } from "../log/view.js";
+import { termOfShard, type View } from "../log/view.js";
 import { headerOf } from "../log/record.js";
 import type { SeqNum, ShardId } from "../log/types.js";
 import { INDEX_DATA_BATCH_RECORDS_MAX } from "../log/limits.js";
@@ -84,15 +84,34 @@ export class StorageNode {
   /** Writes still in flight, so close() can wait for them. */
   private readonly writes = new Set<Promise<unknown>>();
 
+  private view: View;
+
   constructor(private readonly o: StorageNodeOptions) {
     this.id = o.transport.self;
+    this.view = o.view;
     this.durability = o.durability ?? "disk";
     o.transport.onMessage((from, m) => this.onMessage(from, m));
   }
 
+  get term(): number {
+    return this.view.term;
+  }
+
+  /** Moves to a later term: new shards to accept, progress to the new primaries. */
+  setView(view: View): void {
+    if (this.closed || view.term <= this.view.term) return;
+    this.view = view;
+    for (let log = 0; log < view.config.physicalLogs; log++) {
+      const st = this.logState(log);
+      st.fetching = false;
+      this.fetchMetalog(log, st);
+    }
+    this.o.logger.info({ term: view.term }, "storage node moved to a new term");
+  }
+
   /** Loads the persisted metalog of every physical log and asks the sequencers for what is newer. */
   start(): void {
-    for (let log = 0; log < this.o.view.config.physicalLogs; log++) {
+    for (let log = 0; log < this.view.config.physicalLogs; log++) {
       const st = this.logState(log);
       for (const e of this.o.backend.loadMetalog(log)) st.metalog.apply(e);
       this.fetchMetalog(log, st);
@@ -280,7 +299,7 @@ export class StorageNode {
     const now = this.o.clock.now();
     if (now - s.fetchedAt < GAP_REFETCH_MS) return;
     s.fetchedAt = now;
-    const peers = this.o.view.replicasOf(shard as ShardId).filter((r) => r !== this.id);
+    const peers = this.view.replicasOf(shard as ShardId).filter((r) => r !== this.id);
     if (peers.length === 0) return;
     const peer = peers[Math.floor(now / GAP_REFETCH_MS) % peers.length]!;
     this.o.transport.send(peer, { t: "replica-fetch", log, shard, from: s.received, to: upTo });
@@ -321,11 +340,11 @@ export class StorageNode {
 
   /** The first replica of a shard tells the log's index replicas (but the shard's owner) about its records. */
   private pushIndexData(log: number, shard: number, first: number, records: Uint8Array[]): void {
-    const replicas = this.o.view.replicasOf(shard as ShardId);
+    const replicas = this.view.replicasOf(shard as ShardId);
     if (replicas[0] !== this.id) return;
-    const owner = this.o.view.config.engines[shard % SLOTS_PER_TERM];
+    const owner = this.view.ownerOf(shard as ShardId);
     let headers: Uint8Array[] | null = null;
-    for (const engine of this.o.view.indexEnginesOf(log)) {
+    for (const engine of this.view.indexEnginesOf(log)) {
       if (engine === owner) continue;
       headers ??= records.map(headerOf);
       this.o.transport.send(engine, { t: "index-data", log, shard, first, headers });
@@ -347,12 +366,16 @@ export class StorageNode {
     if (this.closed) return;
     for (const log of this.dirtyProgress) {
       const st = this.logs.get(log)!;
+      // Only the current term's shards are cut; earlier terms' shards are sealed.
       const held: Array<[number, number]> = [];
-      for (const [shard, s] of st.shards) held.push([shard, s.held]);
-      this.o.transport.send(this.o.view.primarySequencer(log), {
+      for (const [shard, s] of st.shards) {
+        if (termOfShard(shard as ShardId) === this.view.term) held.push([shard, s.held]);
+      }
+      if (held.length === 0) continue;
+      this.o.transport.send(this.view.primarySequencer(log), {
         t: "progress",
         log,
-        term: this.o.view.term,
+        term: this.view.term,
         held,
       });
     }
@@ -442,7 +465,7 @@ export class StorageNode {
   private fetchMetalog(log: number, st: LogState): void {
     if (st.fetching) return;
     st.fetching = true;
-    this.o.transport.send(this.o.view.primarySequencer(log), {
+    this.o.transport.send(this.view.primarySequencer(log), {
       t: "metalog-fetch",
       log,
       from: st.metalog.position,

@@ -58,6 +58,10 @@ export interface InProcCluster {
   storageNodes: StorageNode[];
   gate: Gate;
   book(engine: number, book: number, position?: number): EngineLogBook;
+  /** The view in force. */
+  readonly view: View;
+  /** Hands `next` to every role (as nodes following the coordination store would). */
+  adoptView(next: View): Promise<void>;
   /** Stops engine i and starts a new one with the same id, in the same term. */
   restartEngine(i: number): Promise<void>;
   /** Stops storage node i and starts it again, on its disk or (wipe) on an empty one. */
@@ -82,7 +86,7 @@ export async function startInProcCluster(
   const storages = Array.from({ length: options.storages ?? 1 }, (_, i) => `storage-${i}`);
   const sequencerIds = Array.from({ length: options.sequencers ?? 1 }, (_, i) => `sequencer-${i}`);
   const engineIds = Array.from({ length: options.engines }, (_, i) => `engine-${i}`);
-  const view = new View({
+  let view = new View({
     term: 1,
     physicalLogs: 1,
     sequencers: [sequencerIds],
@@ -156,6 +160,15 @@ export async function startInProcCluster(
     sequencers,
     storageNodes,
     gate,
+    get view() {
+      return view;
+    },
+    adoptView: async (next) => {
+      view = next;
+      await Promise.all(sequencers.map((s) => s.setView(next)));
+      for (const s of storageNodes) s.setView(next);
+      for (const e of engines) e.setView(next);
+    },
     book: (engine, book, position = 0) =>
       new EngineLogBook(engines[engine]!, parseBookId(book), position as MetalogPosition),
     restartEngine: async (i) => {
