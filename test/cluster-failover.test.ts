@@ -32,6 +32,9 @@ const RECOVERY_BOUND_MS = 20_000;
 /** Bound on a restarted node getting a place in a new view again. */
 const REJOIN_BOUND_MS = 30_000;
 
+/** The client's index of engine `engine-<i>`. */
+const engineIndex = (id: string): number => Number(id.slice("engine-".length));
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function eventually<T>(
@@ -83,7 +86,17 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
     procs.set(id, child);
   };
   const startNode = (id: string): void =>
-    spawnTracked(id, nodeCommand(configPath, id, 1, "warn", undefined, storeSpec));
+    spawnTracked(
+      id,
+      nodeCommand(
+        configPath,
+        id,
+        1,
+        process.env.FAILOVER_DEBUG === "1" ? "debug" : "warn",
+        undefined,
+        storeSpec,
+      ),
+    );
   const startController = (id: string): void =>
     spawnTracked(id, [
       BIN,
@@ -120,7 +133,9 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
           const a = { engine, startedAt: Date.now(), okAt: null as number | null };
           attempts.push(a);
           try {
-            const seqnum = await client.book(parseBookId(book), { engine }).append([], text);
+            const seqnum = await client
+              .book(parseBookId(book), { engine: engineIndex(engine) })
+              .append([], text);
             a.okAt = Date.now();
             acked.push({ book, text, seqnum: Number(seqnum) });
           } catch {
@@ -173,7 +188,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
       "both engines append",
       async () => {
         for (const e of ["engine-0", "engine-1"])
-          await client.book(parseBookId(9), { engine: e }).append([], "warm-up");
+          await client.book(parseBookId(9), { engine: engineIndex(e) }).append([], "warm-up");
         return true;
       },
       30_000,
@@ -196,10 +211,10 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
     await sleep(500);
     const times: Record<string, number> = {};
     const victims: Array<{ role: string; pick: () => Promise<string> }> = [
-      { role: "storage", pick: async () => "storage-0" },
+      { role: "storage", pick: () => Promise.resolve("storage-0") },
       { role: "backup sequencer", pick: async () => (await view()).config.sequencers[0]!.at(-1)! },
       { role: "primary sequencer", pick: async () => (await view()).config.sequencers[0]![0]! },
-      { role: "engine", pick: async () => "engine-1" },
+      { role: "engine", pick: () => Promise.resolve("engine-1") },
       {
         role: "controller",
         pick: async () => (await store.leader(CONTROLLER_ELECTION))!.candidateId,
@@ -213,7 +228,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
       const live = engines.filter((e) => e !== id);
       const took = await eventually(
         `appends through every live engine after killing ${id}`,
-        async () => recovered(killedAt, live),
+        () => Promise.resolve(recovered(killedAt, live)),
         RECOVERY_BOUND_MS,
       ).catch((err: unknown) => {
         throw new Error(
@@ -221,6 +236,18 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
         );
       });
       times[`${v.role} (${id})`] = took;
+      if (process.env.FAILOVER_DEBUG === "1") {
+        const okAfter = attempts
+          .filter((a) => a.startedAt >= killedAt && a.okAt !== null)
+          .slice(0, 4);
+        const failedAfter = attempts.filter((a) => a.startedAt >= killedAt && a.okAt === null);
+        console.log(
+          `after ${id}: term ${termBefore} -> ${(await view()).term}; first ok ${JSON.stringify(okAfter.map((a) => [a.engine, a.startedAt - killedAt, a.okAt! - killedAt]))}; failed ${failedAfter.length} ${JSON.stringify(failedAfter.slice(0, 4).map((a) => [a.engine, a.startedAt - killedAt]))}`,
+        );
+        for (const [n, l] of output)
+          if (n.startsWith("controller") || n.startsWith("engine"))
+            console.log(`--- ${n}\n${l.slice(-6).join("\n")}`);
+      }
       if (v.role === "controller") {
         // The standby takes over; the next failure is its to handle.
         await eventually(
@@ -245,7 +272,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
       await kill("storage-1");
       times["storage after controller failover (storage-1)"] = await eventually(
         "appends after killing storage-1 under the new controller",
-        async () => recovered(killedAt, engines),
+        () => Promise.resolve(recovered(killedAt, engines)),
         RECOVERY_BOUND_MS,
       );
     }
@@ -262,7 +289,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
     for (const book of BOOKS) {
       const reads: Array<Array<[number, string]>> = [];
       for (const e of engines) {
-        const b = client.book(parseBookId(book), { engine: e });
+        const b = client.book(parseBookId(book), { engine: engineIndex(e) });
         // Make this handle's position cover every acknowledged append: append a marker first.
         await b.append([], `marker-${e}`);
         const out: Array<[number, string]> = [];

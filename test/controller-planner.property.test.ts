@@ -284,7 +284,12 @@ describe("reconfiguration planner", () => {
         const v = { ...view, starts };
         const text = encodeViewRecord({ view: v, history, cause: "test", publishedAtMs: 5 });
         expect(JSON.parse(text)).toMatchObject({ version: 1 });
-        expect(decodeViewRecord(text)).toEqual({ view: v, history, cause: "test", publishedAtMs: 5 });
+        expect(decodeViewRecord(text)).toEqual({
+          view: v,
+          history,
+          cause: "test",
+          publishedAtMs: 5,
+        });
       }),
       { numRuns: 100 },
     );

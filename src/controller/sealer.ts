@@ -9,6 +9,8 @@
  *    ends at the longest answer: every committed entry is on a majority, and any two
  *    majorities meet, so no committed entry is left out; entries past it were never
  *    committed, and nodes holding them drop them. The next term begins there (`starts`).
+ *    It may begin before term N did: entries a new primary had not yet copied to a majority
+ *    were never committed either (a primary counts them committed only once they are).
  *
  * Waits are bounded (`SEAL_TIMEOUT_MS`); a seal that cannot gather a majority fails, and the
  * controller tries again later.
@@ -57,7 +59,7 @@ export function storeSealer(store: CoordStore, o: StoreSealerOptions = {}): Seal
           continue;
         if (!old.sequencers[log]?.includes(node)) continue;
         let m = lengths.get(log);
-        if (m === undefined) lengths.set(log, (m = new Map()));
+        if (m === undefined) lengths.set(log, (m = new Map<string, number>()));
         m.set(node, length);
       }
       const starts: number[] = [];
@@ -70,7 +72,7 @@ export function storeSealer(store: CoordStore, o: StoreSealerOptions = {}): Seal
           missing = log;
           break;
         }
-        starts.push(Math.max(old.starts?.[log] ?? 0, ...got.values()));
+        starts.push(Math.max(...got.values()));
       }
       if (missing === null) {
         logger.info({ term, starts }, "sealed the term");

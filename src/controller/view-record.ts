@@ -118,7 +118,7 @@ export function decodeViewRecord(text: string): ViewRecord {
     engines,
     replication,
     ...(indexReplicas === undefined ? {} : { indexReplicas }),
-    ...(starts === undefined ? {} : { starts: starts as number[] }),
+    ...(starts === undefined ? {} : { starts }),
   };
   const placements = (history as TermPlacement[]).map(normalPlacement);
   try {

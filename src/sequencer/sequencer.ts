@@ -273,9 +273,14 @@ export class Sequencer {
   }
 
   private startCutting(st: LogState): void {
-    // Everything this primary holds was cut by a primary of this or an earlier term and is
-    // now on a majority (it is here, and recovery took the longest tail): committed.
-    st.committed = st.entries.length;
+    // What a majority holds is committed: this node's entries and the tails the backups
+    // reported. Entries past that (a sealed term's tail only the old primary had, or this
+    // node's own unreplicated ones) are committed once the backups acknowledge them, so a
+    // following seal finds them on a majority.
+    const copies = [st.entries.length, ...st.backups.map((b) => st.acked.get(b) ?? 0)].sort(
+      (a, b) => b - a,
+    );
+    st.committed = Math.min(st.entries.length, copies[this.majority(st) - 1]!);
     st.builder = new CutBuilder(
       st.log as LogId,
       this.view.term,
@@ -385,7 +390,10 @@ export class Sequencer {
       this.o.transport.send(from, { t: "metalog-fetch", log: st.log, from: st.state.position });
       return;
     }
-    if (backup) st.recoveredFrom.add(from);
+    if (backup) {
+      st.recoveredFrom.add(from);
+      st.acked.set(from, Math.max(st.acked.get(from) ?? 0, Math.min(m.tail, st.state.position)));
+    }
     this.maybeStartCutting(st);
   }
 

@@ -57,8 +57,11 @@ export const SEND_QUEUE_BYTES_MAX = 64 * 1024 * 1024;
 export const WRITE_BATCH_BYTES_MAX = 1024 * 1024;
 /** Shortest wait before redialing a peer after a failed or lost connection. */
 export const RECONNECT_BACKOFF_MS_MIN = 50;
-/** Longest wait between dials of an unreachable peer. */
-export const RECONNECT_BACKOFF_MS_MAX = 5_000;
+/**
+ * Longest wait between dials of an unreachable peer. Short, because a peer that comes back
+ * (a restarted node rejoining) is needed at once, and a dial on loopback or a LAN is cheap.
+ */
+export const RECONNECT_BACKOFF_MS_MAX = 1_000;
 /** Longest a dial may take before it counts as failed. */
 export const CONNECT_TIMEOUT_MS = 5_000;
 /** Longest an accepted connection may stay silent before its hello; then it is closed. */
