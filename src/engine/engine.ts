@@ -168,6 +168,8 @@ interface ForeignShard {
   head: number;
   headers: Uint8Array[];
   requestedAt: number;
+  /** Fetches sent for this shard, to rotate over its replicas. */
+  asks: number;
 }
 
 interface LogState {
@@ -1059,7 +1061,7 @@ export class Engine {
   private foreignOf(st: LogState, shard: number): ForeignShard {
     let f = st.foreign.get(shard);
     if (f === undefined) {
-      f = { base: 0, head: 0, headers: [], requestedAt: -Infinity };
+      f = { base: 0, head: 0, headers: [], requestedAt: -Infinity, asks: 0 };
       st.foreign.set(shard, f);
     }
     return f;
@@ -1160,14 +1162,19 @@ export class Engine {
       const now = this.o.clock.now();
       if (now - f.requestedAt >= REFETCH_AFTER_MS) {
         f.requestedAt = now;
+        // The live replicas first, then the others in turn; and everything of the shard the
+        // metalog has ordered so far, not just this span, so catching up takes few fetches.
         const replicas = this.replicasToAsk(s.shard);
-        const target = replicas[Math.floor(now / REFETCH_AFTER_MS) % replicas.length]!;
+        const target = replicas[f.asks++ % replicas.length]!;
         this.o.transport.send(target, {
           t: "index-fetch",
           log: st.log,
           shard: s.shard,
           from: end,
-          to: s.toLocal,
+          to: Math.max(
+            s.toLocal,
+            Math.min(st.metalog.shardEnd(s.shard), end + FOREIGN_HEADERS_MAX),
+          ),
         });
         this.ensureSweep();
       }
