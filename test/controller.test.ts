@@ -17,6 +17,7 @@ import {
 } from "../src/controller/membership.js";
 import {
   Controller,
+  REQUESTS_PREFIX,
   SealingNotImplementedError,
   type ControllerEvent,
   type Sealer,
@@ -214,6 +215,25 @@ describe("membership and the controller", () => {
     expect(ctl.c.currentView?.engines).toEqual(["engine-0"]);
   });
 
+  it("operators' requests in the store (boki reconfigure, boki drain) give a new term, and are consumed", async () => {
+    const { clock, open } = setup();
+    const config = clusterConfig();
+    await registerAll(await open(), config, clock);
+    const ctl = startController(await open(), "controller-a", config, clock, () =>
+      Promise.resolve(),
+    );
+    await ctl.started;
+    await until(clock, () => ctl.c.isLeading() && ctl.c.currentView !== null);
+    const store = await open();
+    await store.put(`${REQUESTS_PREFIX}1`, JSON.stringify({ kind: "reconfigure" }));
+    await until(clock, () => ctl.c.currentView?.term === 2);
+    expect(ctl.c.currentView?.engines).toEqual(["engine-0", "engine-1"]);
+    await store.put(`${REQUESTS_PREFIX}2`, JSON.stringify({ kind: "drain", node: "engine-1" }));
+    await until(clock, () => ctl.c.currentView?.term === 3);
+    expect(ctl.c.currentView?.engines).toEqual(["engine-0"]);
+    expect((await store.list(REQUESTS_PREFIX)).entries).toEqual([]);
+  });
+
   it("two controllers: one leads, the standby takes over when the leader's lease is lost, and no conflicting view is published", async () => {
     const { clock, open } = setup();
     const config = clusterConfig();
@@ -268,7 +288,7 @@ describe("boki status", () => {
       expect(text).toMatch(/sequencer-0\s+sequencer\s+live 127\.0\.0\.1:7100/);
       expect(text).toMatch(/engine-9\s+engine\s+live .*\(not in the view\)/);
       expect(text).toContain(
-        "log 0: primary sequencer-0 (live), metalog position: not available yet",
+        "log 0: primary sequencer-0 (live), term 1 began at metalog position 0",
       );
       await ctl.close();
       await store.close();

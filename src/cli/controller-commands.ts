@@ -1,7 +1,7 @@
 /** `boki status` and `boki controller`: the operator's side of the coordination store. */
 import { hostname } from "node:os";
 import { loadClusterConfig } from "../cluster/config.js";
-import { Controller } from "../controller/controller.js";
+import { Controller, REQUESTS_PREFIX } from "../controller/controller.js";
 import { storeSealer } from "../controller/sealer.js";
 import { formatClusterStatus, openStoreSpec, readClusterStatus } from "../controller/status.js";
 import { createLogger, type LogLevel } from "../util/logger.js";
@@ -46,4 +46,26 @@ export async function controllerCommand(options: {
     await controller.close();
     await store.close();
   });
+}
+
+/** `boki reconfigure` and `boki drain <node>`: a request the leading controller acts on. */
+export async function requestCommand(
+  kind: "reconfigure" | "drain",
+  options: { store: string; node?: string },
+): Promise<void> {
+  const store = await openStoreSpec(options.store);
+  try {
+    const key = `${REQUESTS_PREFIX}${Date.now()}-${process.pid}`;
+    await store.put(
+      key,
+      JSON.stringify(kind === "drain" ? { kind, node: options.node } : { kind }),
+    );
+    console.log(
+      kind === "drain"
+        ? `asked the controller to drain ${options.node}; \`boki status\` shows the new term`
+        : "asked the controller for a new term; `boki status` shows it",
+    );
+  } finally {
+    await store.close();
+  }
 }

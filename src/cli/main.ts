@@ -17,7 +17,12 @@ import { closeOnSignals } from "./signals.js";
 import { DevServer } from "../embedded/dev-server.js";
 import { FUNCTION_TIMEOUT_MS_MAX, WORKERS_MAX } from "../runtime/limits.js";
 import { invokeCommand, DEFAULT_URL } from "./invoke.js";
-import { controllerCommand, statusCommand, STORE_SPEC_DEFAULT } from "./controller-commands.js";
+import {
+  controllerCommand,
+  requestCommand,
+  statusCommand,
+  STORE_SPEC_DEFAULT,
+} from "./controller-commands.js";
 
 const DEFAULT_CLUSTER_CONFIG = "config/local-cluster.json";
 const DEV_PORT_DEFAULT = 8080;
@@ -319,6 +324,26 @@ program
   .option("--id <id>", "candidate id in the election (default: controller@<host>:<pid>)")
   .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
   .action(controllerCommand);
+
+program
+  .command("reconfigure")
+  .description("ask the leading controller to seal the term and publish the next one")
+  .option(
+    "--store <spec>",
+    "coordination store: file:<dir> or etcd:<host:port,...>",
+    STORE_SPEC_DEFAULT,
+  )
+  .action((o: { store: string }) => requestCommand("reconfigure", o));
+
+program
+  .command("drain <node>")
+  .description("ask the leading controller to take a node out of the cluster with a new term")
+  .option(
+    "--store <spec>",
+    "coordination store: file:<dir> or etcd:<host:port,...>",
+    STORE_SPEC_DEFAULT,
+  )
+  .action((node: string, o: { store: string }) => requestCommand("drain", { ...o, node }));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof BokiError) console.error(`error ${err.code}: ${err.message}`);

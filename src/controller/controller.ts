@@ -19,6 +19,13 @@ import { MembershipWatcher, type MemberRecord } from "./membership.js";
 import { nodesOfView, planNextView, PlanRefusedError, type Plan } from "./planner.js";
 import { decodeViewRecord, encodeViewRecord, VIEW_KEY } from "./view-record.js";
 
+/**
+ * Operators' requests (`boki reconfigure`, `boki drain`): one key each under this prefix,
+ * `{ "kind": "reconfigure" }` or `{ "kind": "drain", "node": "<id>" }`. The leading
+ * controller acts on each and deletes it.
+ */
+export const REQUESTS_PREFIX = "/boki/requests/";
+
 /** The election controllers campaign in. */
 export const CONTROLLER_ELECTION = "/boki/controller";
 /** TTL of the controller's leadership lease: a dead leader is replaced within about this. */
@@ -199,7 +206,36 @@ export class Controller {
         }
       },
     });
+    this.requestWatch = await this.store.watch(REQUESTS_PREFIX, (ev) => {
+      if (ev.type === "put" && this.isLeading()) void this.takeRequests();
+    });
     this.running = this.campaignLoop();
+  }
+
+  private requestWatch: { cancel(): void } | null = null;
+
+  /** Acts on the operators' pending requests (leader only) and deletes them. */
+  private async takeRequests(): Promise<void> {
+    const list = await this.store.list(REQUESTS_PREFIX);
+    for (const kv of list.entries) {
+      if (!this.isLeading()) return;
+      let req: { kind?: unknown; node?: unknown };
+      try {
+        req = JSON.parse(valueText(kv)) as { kind?: unknown; node?: unknown };
+      } catch {
+        req = {};
+      }
+      await this.store.delete(kv.key);
+      if (req.kind === "reconfigure") {
+        this.logger.warn({}, "an operator asked for a new term");
+        void this.reconfigure();
+      } else if (req.kind === "drain" && typeof req.node === "string") {
+        this.logger.warn({ node: req.node }, "an operator asked to drain a node");
+        void this.reconfigure([req.node]);
+      } else {
+        this.logger.error({ key: kv.key }, "ignored a malformed operator request");
+      }
+    }
   }
 
   status(): ControllerStatus {
@@ -275,6 +311,9 @@ export class Controller {
         this.logger.info({ term: this.view?.term }, "leading");
         this.emit({ type: "leading", term: this.view?.term ?? 0 });
         void this.evaluate();
+        void this.takeRequests().catch((err: unknown) =>
+          this.logger.warn({ err }, "could not read the operators' requests"),
+        );
         await Promise.race([leadership.lost, this.stopped]);
       } catch (e) {
         this.logger.warn({ err: (e as Error).message }, "could not take up leadership");
@@ -429,6 +468,7 @@ export class Controller {
    */
   abandon(): void {
     this.closed = true;
+    this.requestWatch?.cancel();
     if (this.retryTimer !== null) this.clock.clearTimer(this.retryTimer);
     this.resolveStopped();
     this.abort.abort(new Error("controller abandoned"));
@@ -440,6 +480,7 @@ export class Controller {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.requestWatch?.cancel();
     if (this.retryTimer !== null) this.clock.clearTimer(this.retryTimer);
     this.resolveStopped();
     this.abort.abort(new Error("controller closed"));

@@ -118,7 +118,7 @@ export function formatClusterStatus(s: ClusterStatus): string {
   if (s.logs.length === 0) lines.push("  (none)");
   for (const l of s.logs) {
     lines.push(
-      `  log ${l.log}: primary ${l.primary} (${l.health}), metalog position: not available yet`,
+      `  log ${l.log}: primary ${l.primary} (${l.health}), term ${s.view?.term ?? "?"} began at metalog position ${s.view?.starts?.[l.log] ?? 0}`,
     );
   }
   return lines.join("\n");
