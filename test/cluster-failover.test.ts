@@ -15,6 +15,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tempDir } from "./helpers/tmp.js";
+import { eventually, sleep } from "./helpers/async.js";
+import { recoveryTime, type Attempt } from "./helpers/attempts.js";
 import { writeClusterConfig } from "./helpers/cluster-config.js";
 import { requireEtcd, startEtcd, type EtcdProcess } from "./helpers/etcd-process.js";
 import type { ClusterConfig } from "../src/cluster/config.js";
@@ -24,6 +26,7 @@ import { EtcdStore, type CoordStore } from "../src/coord/index.js";
 import { readPublishedView } from "../src/cluster/view-follower.js";
 import { CONTROLLER_ELECTION } from "../src/controller/controller.js";
 import { parseBookId } from "../src/log/types.js";
+import { nodesOfView } from "../src/log/view.js";
 
 const BIN = fileURLToPath(new URL("../bin/boki.js", import.meta.url));
 const BOOKS = [1, 2, 3, 4];
@@ -35,21 +38,12 @@ const REJOIN_BOUND_MS = 30_000;
 /** The client's index of engine `engine-<i>`. */
 const engineIndex = (id: string): number => Number(id.slice("engine-".length));
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(
+/** `eventually`, counting a check that throws (the cluster not ready yet) as not yet. */
+const eventuallyOk = <T>(
   what: string,
   check: () => Promise<T | null | undefined | false>,
   timeoutMs: number,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check().catch(() => null);
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
+): Promise<T> => eventually(what, () => check().catch(() => null), timeoutMs);
 
 interface Acked {
   readonly book: number;
@@ -86,17 +80,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
     procs.set(id, child);
   };
   const startNode = (id: string): void =>
-    spawnTracked(
-      id,
-      nodeCommand(
-        configPath,
-        id,
-        1,
-        process.env.FAILOVER_DEBUG === "1" ? "debug" : "warn",
-        undefined,
-        storeSpec,
-      ),
-    );
+    spawnTracked(id, nodeCommand(configPath, id, 1, "warn", undefined, storeSpec));
   const startController = (id: string): void =>
     spawnTracked(id, [
       BIN,
@@ -120,7 +104,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
 
   // The load: a few appenders per engine, each on its own books, recording what is acknowledged.
   const acked: Acked[] = [];
-  const attempts: Array<{ engine: string; startedAt: number; okAt: number | null }> = [];
+  const attempts: Attempt[] = [];
   let stopping = false;
   let loaders: Promise<void>[] = [];
   let counter = 0;
@@ -130,7 +114,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
         while (!stopping) {
           const book = BOOKS[counter % BOOKS.length]!;
           const text = `${engine}-${counter++}`;
-          const a = { engine, startedAt: Date.now(), okAt: null as number | null };
+          const a: Attempt = { engine, startedAt: Date.now(), okAt: null };
           attempts.push(a);
           try {
             const seqnum = await client
@@ -145,18 +129,8 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
       }),
     );
   };
-  /** Time from `killedAt` until every engine in `engines` acknowledged an append issued after it. */
-  const recovered = (killedAt: number, engines: readonly string[]): number | null => {
-    let worst = 0;
-    for (const e of engines) {
-      const first = attempts.find(
-        (a) => a.engine === e && a.startedAt >= killedAt && a.okAt !== null,
-      );
-      if (first === undefined) return null;
-      worst = Math.max(worst, first.okAt! - killedAt);
-    }
-    return worst;
-  };
+  const recovered = (killedAt: number, engines: readonly string[]): number | null =>
+    recoveryTime(attempts, killedAt, engines);
 
   beforeAll(async () => {
     requireEtcd();
@@ -174,7 +148,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
       { replication: 3, dataDir: join(t.dir, "data"), durability: "memory" },
     );
     startController("controller-a");
-    await eventually("a view is published", async () => readPublishedView(store), 20_000);
+    await eventuallyOk("a view is published", async () => readPublishedView(store), 20_000);
     startController("controller-b");
     for (const n of config.nodes) startNode(n.id);
     client = await ClusterClient.connect({
@@ -184,7 +158,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
       host: "127.0.0.1",
       requestTimeoutMs: 5_000,
     });
-    await eventually(
+    await eventuallyOk(
       "both engines append",
       async () => {
         for (const e of ["engine-0", "engine-1"])
@@ -226,7 +200,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
       const killedAt = Date.now();
       await kill(id);
       const live = engines.filter((e) => e !== id);
-      const took = await eventually(
+      const took = await eventuallyOk(
         `appends through every live engine after killing ${id}`,
         () => Promise.resolve(recovered(killedAt, live)),
         RECOVERY_BOUND_MS,
@@ -236,21 +210,9 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
         );
       });
       times[`${v.role} (${id})`] = took;
-      if (process.env.FAILOVER_DEBUG === "1") {
-        const okAfter = attempts
-          .filter((a) => a.startedAt >= killedAt && a.okAt !== null)
-          .slice(0, 4);
-        const failedAfter = attempts.filter((a) => a.startedAt >= killedAt && a.okAt === null);
-        console.log(
-          `after ${id}: term ${termBefore} -> ${(await view()).term}; first ok ${JSON.stringify(okAfter.map((a) => [a.engine, a.startedAt - killedAt, a.okAt! - killedAt]))}; failed ${failedAfter.length} ${JSON.stringify(failedAfter.slice(0, 4).map((a) => [a.engine, a.startedAt - killedAt]))}`,
-        );
-        for (const [n, l] of output)
-          if (n.startsWith("controller") || n.startsWith("engine"))
-            console.log(`--- ${n}\n${l.slice(-6).join("\n")}`);
-      }
       if (v.role === "controller") {
         // The standby takes over; the next failure is its to handle.
-        await eventually(
+        await eventuallyOk(
           "the standby controller leads",
           async () => (await store.leader(CONTROLLER_ELECTION))?.candidateId !== id,
           REJOIN_BOUND_MS,
@@ -258,19 +220,23 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
         startController(id);
         continue;
       }
-      await eventually(
+      await eventuallyOk(
         `a view without ${id}`,
         async () => (await view()).term > termBefore,
         REJOIN_BOUND_MS,
       );
       startNode(id);
-      await eventually(`${id} rejoins`, async () => (await view()).includes(id), REJOIN_BOUND_MS);
+      await eventuallyOk(
+        `${id} rejoins`,
+        async () => nodesOfView((await view()).config).has(id),
+        REJOIN_BOUND_MS,
+      );
     }
     // A failure handled by the controller that took over: a storage node once more.
     {
       const killedAt = Date.now();
       await kill("storage-1");
-      times["storage after controller failover (storage-1)"] = await eventually(
+      times["storage after controller failover (storage-1)"] = await eventuallyOk(
         "appends after killing storage-1 under the new controller",
         () => Promise.resolve(recovered(killedAt, engines)),
         RECOVERY_BOUND_MS,

@@ -19,6 +19,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { startInProcCluster, type InProcCluster } from "./helpers/inproc-cluster.js";
 import { tempDir } from "./helpers/tmp.js";
+import { eventually, within } from "./helpers/async.js";
+import { checkLog, startLoad, type Load } from "./helpers/inproc-load.js";
 import { FileStore } from "../src/coord/index.js";
 import { systemClock } from "../src/clock/clock.js";
 import { Controller, type ControllerEvent } from "../src/controller/controller.js";
@@ -32,18 +34,12 @@ import {
 } from "../src/cluster/view-follower.js";
 import type { Role } from "../src/cluster/config.js";
 import type { View } from "../src/log/view.js";
-import { parseBookId } from "../src/log/types.js";
 import type { Logger } from "../src/util/logger.js";
 
-const BOOKS = [1, 2, 3];
 /** Bound on the time from a kill until every live engine serves appends again. */
 const RECOVERY_BOUND_MS = 15_000;
 /** Bound on a standby controller taking over from an abandoned leader. */
 const TAKEOVER_BOUND_MS = 15_000;
-/** Bound on stopping the load (an append waits at most the engine's append timeout). */
-const STOP_BOUND_MS = 15_000;
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** When each controller event was emitted. */
 const eventTimes = new WeakMap<ControllerEvent, number>();
@@ -57,39 +53,6 @@ function eventDelay(
   const e = events.find(pick);
   if (e === undefined) throw new Error("the expected controller event did not occur");
   return eventTimes.get(e)! - from;
-}
-
-/** Rejects when `p` does not settle within `ms`. */
-async function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `check` until it gives a value; throws (with `context()`) after `timeoutMs`. */
-async function eventually<T>(
-  what: string,
-  check: () => Promise<T | null | undefined | false> | T | null | undefined | false,
-  timeoutMs: number,
-  context: () => Promise<string> | string = () => "",
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${timeoutMs} ms\n${await context()}`);
-    }
-    await sleep(20);
-  }
 }
 
 /** A logger keeping its lines (warnings and errors of the controllers and followers) as evidence. */
@@ -110,103 +73,6 @@ function recordingLogger(lines: string[], bindings: Record<string, unknown> = {}
     error: put("error"),
     child: (b) => recordingLogger(lines, { ...bindings, ...b }),
   };
-}
-
-interface Acked {
-  readonly book: number;
-  readonly text: string;
-  readonly seqnum: bigint;
-}
-
-interface Attempt {
-  readonly engine: string;
-  readonly startedAt: number;
-  okAt: number | null;
-}
-
-/** Appends from every engine (two appenders each) until `stop()`; collects the acknowledged ones. */
-function load(c: InProcCluster) {
-  const acked: Acked[] = [];
-  const attempts: Attempt[] = [];
-  const errors: string[] = [];
-  let stopping = false;
-  let n = 0;
-  const workers = c.engines.flatMap((e, i) =>
-    [0, 1].map(async () => {
-      while (!stopping) {
-        const book = BOOKS[n % BOOKS.length]!;
-        const text = `e${i}-${n++}`;
-        const a: Attempt = { engine: e.id, startedAt: Date.now(), okAt: null };
-        attempts.push(a);
-        try {
-          const seqnum = await c.book(i, book).append([], text);
-          a.okAt = Date.now();
-          acked.push({ book, text, seqnum: BigInt(seqnum) });
-        } catch (err) {
-          errors.push(`${e.id} ${text}: ${(err as Error).message}`);
-          await sleep(5);
-        }
-      }
-    }),
-  );
-  return {
-    acked,
-    attempts,
-    errors,
-    /** Time from `killedAt` until every engine of `engines` acknowledged an append issued after it. */
-    recovered(killedAt: number, engines: readonly string[]): number | null {
-      let worst = 0;
-      for (const e of engines) {
-        const first = attempts.find(
-          (a) => a.engine === e && a.startedAt >= killedAt && a.okAt !== null,
-        );
-        if (first === undefined) return null;
-        worst = Math.max(worst, first.okAt! - killedAt);
-      }
-      return worst;
-    },
-    stop: async () => {
-      stopping = true;
-      await within("stopping the load", Promise.all(workers), STOP_BOUND_MS);
-    },
-  };
-}
-
-/** Every record of `book` as seen by engine `i`, in order. */
-async function readBook(
-  c: InProcCluster,
-  i: number,
-  book: number,
-  engines: readonly number[],
-): Promise<Array<[bigint, string]>> {
-  const out: Array<[bigint, string]> = [];
-  // Read at the furthest position any live engine has applied: every acknowledged append is there.
-  const at = Math.max(...engines.map((j) => c.engines[j]!.positionOf(parseBookId(book))));
-  const b = c.book(i, book, at);
-  let next = 0;
-  for (;;) {
-    const r = await b.readNext(0, next);
-    if (r === null) return out;
-    out.push([BigInt(r.seqnum), new TextDecoder().decode(r.data)]);
-    next = Number(r.seqnum) + 1;
-  }
-}
-
-/** Every acknowledged append is read exactly once, at its seqnum, the same way from every live engine. */
-async function checkLog(c: InProcCluster, acked: readonly Acked[], dead: ReadonlySet<string>) {
-  const live = c.engines.map((e, i) => [e, i] as const).filter(([e]) => !dead.has(e.id));
-  const liveIndexes = live.map(([, i]) => i);
-  for (const book of BOOKS) {
-    const views = await Promise.all(live.map(([, i]) => readBook(c, i, book, liveIndexes)));
-    for (const v of views.slice(1)) expect(v).toEqual(views[0]);
-    const seen = new Map<string, bigint[]>();
-    for (const [seqnum, text] of views[0]!) seen.set(text, [...(seen.get(text) ?? []), seqnum]);
-    const seqnums = views[0]!.map(([s]) => s);
-    expect(new Set(seqnums).size).toBe(seqnums.length);
-    const mine = acked.filter((x) => x.book === book);
-    expect(mine.length).toBeGreaterThan(0);
-    for (const a of mine) expect(seen.get(a.text), `record ${a.text}`).toEqual([a.seqnum]);
-  }
 }
 
 interface NodeHandle {
@@ -365,7 +231,7 @@ async function withFileStoreCluster(
  */
 async function killAndRecover(
   h: Harness,
-  l: ReturnType<typeof load>,
+  l: Load,
   victim: string,
   events: ControllerEvent[],
 ): Promise<{ recoveryMs: number; failedMs: number; publishedMs: number }> {
@@ -407,17 +273,56 @@ async function expectRolesAt(h: Harness, term: number, victim: string): Promise<
   expect(h.nodes.get(victim)!.object.term, `${victim} was cut off and stays in term 1`).toBe(1);
 }
 
+/** Starts controller `id` and waits until it leads. */
+async function leadingController(
+  h: Harness,
+  id: string,
+  events: ControllerEvent[],
+): Promise<Controller> {
+  const controller = await h.startController(id, events);
+  await eventually(`${id} leads`, () => controller.isLeading(), 10_000, h.context);
+  return controller;
+}
+
+/**
+ * Runs `fn` under load through every engine (after the first 50 appends); then checks that
+ * no append failed and that the log holds every acknowledged one.
+ */
+async function underLoad(h: Harness, fn: (l: Load) => Promise<void>): Promise<void> {
+  const l = startLoad(h.c, { appenders: 2 });
+  try {
+    await eventually("appends before the kill", () => l.acked.length >= 50, 10_000);
+    await fn(l);
+  } finally {
+    await l.stop();
+  }
+  expect(l.errors).toEqual([]);
+  await checkLog(h.c, l.acked);
+}
+
+/** Appends keep being acknowledged through every engine from now on. */
+async function expectAppendsGoOn(h: Harness, l: Load): Promise<void> {
+  const after = Date.now();
+  await eventually(
+    "more appends through every engine in term 2",
+    () =>
+      l.recovered(
+        after,
+        h.c.engines.map((e) => e.id),
+      ),
+    RECOVERY_BOUND_MS,
+    h.context,
+  );
+}
+
 describe("failover with the file coordination store (in-process cluster, real disks)", () => {
   const shape = { engines: 2, storages: 4, sequencers: 3, replication: 3 };
 
   it("with the file coordination store, a storage node cut off and its lease lost: the controller seals term 1 and publishes term 2 without it; appends go on through every engine and nothing acknowledged is lost", async () => {
     await withFileStoreCluster(shape, async (h) => {
       const events: ControllerEvent[] = [];
-      const controller = await h.startController("controller-a", events);
-      await eventually("controller-a leads", () => controller.isLeading(), 10_000, h.context);
-      const l = load(h.c);
-      try {
-        await eventually("appends before the kill", () => l.acked.length >= 50, 10_000);
+      await leadingController(h, "controller-a", events);
+      await underLoad(h, async (l) => {
         const t = await killAndRecover(h, l, "storage-0", events);
         console.log(
           `file store, storage-0 killed: failure noticed after ${t.failedMs} ms, term 2 published after ${t.publishedMs} ms, recovery (kill → appends through every engine) ${t.recoveryMs} ms`,
@@ -433,30 +338,17 @@ describe("failover with the file coordination store (in-process cluster, real di
         expect(v.starts).toHaveLength(1);
         await expectRolesAt(h, 2, "storage-0");
         // Appends keep going in term 2 through both engines.
-        const after = Date.now();
-        await eventually(
-          "more appends through every engine in term 2",
-          () => l.recovered(after, ["engine-0", "engine-1"]),
-          RECOVERY_BOUND_MS,
-          h.context,
-        );
+        await expectAppendsGoOn(h, l);
         expect(t.recoveryMs).toBeLessThan(RECOVERY_BOUND_MS);
-      } finally {
-        await l.stop();
-      }
-      expect(l.errors).toEqual([]);
-      await checkLog(h.c, l.acked, new Set());
+      });
     });
   }, 40_000);
 
   it("with the file coordination store, the primary sequencer cut off and its lease lost: the two backups seal term 1 and term 2's sequencer group is the two of them, led by sequencer-1; appends go on through every engine and nothing acknowledged is lost", async () => {
     await withFileStoreCluster(shape, async (h) => {
       const events: ControllerEvent[] = [];
-      const controller = await h.startController("controller-a", events);
-      await eventually("controller-a leads", () => controller.isLeading(), 10_000, h.context);
-      const l = load(h.c);
-      try {
-        await eventually("appends before the kill", () => l.acked.length >= 50, 10_000);
+      await leadingController(h, "controller-a", events);
+      await underLoad(h, async (l) => {
         const t = await killAndRecover(h, l, "sequencer-0", events);
         console.log(
           `file store, sequencer-0 (primary) killed: failure noticed after ${t.failedMs} ms, term 2 published after ${t.publishedMs} ms, recovery (kill → appends through every engine) ${t.recoveryMs} ms`,
@@ -470,19 +362,9 @@ describe("failover with the file coordination store (in-process cluster, real di
         // Only the two live sequencers answered the seal of term 1.
         expect(await sealAnswers(h, 1)).toEqual(["sequencer-1", "sequencer-2"]);
         await expectRolesAt(h, 2, "sequencer-0");
-        const after = Date.now();
-        await eventually(
-          "more appends through every engine in term 2",
-          () => l.recovered(after, ["engine-0", "engine-1"]),
-          RECOVERY_BOUND_MS,
-          h.context,
-        );
+        await expectAppendsGoOn(h, l);
         expect(t.recoveryMs).toBeLessThan(RECOVERY_BOUND_MS);
-      } finally {
-        await l.stop();
-      }
-      expect(l.errors).toEqual([]);
-      await checkLog(h.c, l.acked, new Set());
+      });
     });
   }, 40_000);
 
@@ -490,15 +372,12 @@ describe("failover with the file coordination store (in-process cluster, real di
     await withFileStoreCluster(shape, async (h) => {
       const eventsA: ControllerEvent[] = [];
       const eventsB: ControllerEvent[] = [];
-      const a = await h.startController("controller-a", eventsA);
-      await eventually("controller-a leads", () => a.isLeading(), 10_000, h.context);
+      const a = await leadingController(h, "controller-a", eventsA);
       const b = await h.startController("controller-b", eventsB);
       // B stands by while A leads.
       await eventually("controller-b stands by", () => eventsB.length > 0, 5_000, h.context);
       expect(b.isLeading()).toBe(false);
-      const l = load(h.c);
-      try {
-        await eventually("appends before the failover", () => l.acked.length >= 50, 10_000);
+      await underLoad(h, async (l) => {
         const abandonedAt = Date.now();
         a.abandon();
         expect(a.isLeading()).toBe(false);
@@ -523,11 +402,7 @@ describe("failover with the file coordination store (in-process cluster, real di
         expect(await sealAnswers(h, 1)).toEqual(["sequencer-0", "sequencer-1", "sequencer-2"]);
         await expectRolesAt(h, 2, "storage-0");
         expect(t.recoveryMs).toBeLessThan(RECOVERY_BOUND_MS);
-      } finally {
-        await l.stop();
-      }
-      expect(l.errors).toEqual([]);
-      await checkLog(h.c, l.acked, new Set());
+      });
     });
   }, 50_000);
 });

@@ -7,11 +7,8 @@
 import { describe, expect, it } from "vitest";
 import { withInProcCluster, type InProcCluster } from "./helpers/inproc-cluster.js";
 import type { ViewConfig } from "../src/log/view.js";
-import { parseBookId } from "../src/log/types.js";
-
-const BOOKS = [1, 2, 3];
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+import { sleep } from "./helpers/async.js";
+import { checkLog, startLoad } from "./helpers/inproc-load.js";
 
 /** Cuts a node off the network for good. */
 function kill(c: InProcCluster, dead: Set<string>, id: string): void {
@@ -50,84 +47,13 @@ async function reconfigure(c: InProcCluster, dead: ReadonlySet<string>): Promise
   await c.adoptView(c.view.successor(next));
 }
 
-interface Acked {
-  book: number;
-  text: string;
-  seqnum: bigint;
-}
-
-/** Appends from every live engine until `stop()`; collects the acknowledged ones. */
-function load(c: InProcCluster, dead: ReadonlySet<string>) {
-  const acked: Acked[] = [];
-  let stopping = false;
-  let n = 0;
-  const errors: string[] = [];
-  const workers = c.engines.map(async (e, i) => {
-    while (!stopping) {
-      if (dead.has(e.id)) return;
-      const book = BOOKS[n % BOOKS.length]!;
-      const text = `e${i}-${n++}`;
-      try {
-        const seqnum = await c.book(i, book).append([], text);
-        acked.push({ book, text, seqnum: BigInt(seqnum) });
-      } catch (err) {
-        errors.push((err as Error).message);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    }
-  });
-  return {
-    acked,
-    errors,
-    stop: async () => {
-      stopping = true;
-      await Promise.all(workers);
-    },
-  };
-}
-
-/** Every record of `book` as seen by engine `i`, in order. */
-async function readBook(
-  c: InProcCluster,
-  i: number,
-  book: number,
-): Promise<Array<[bigint, string]>> {
-  const out: Array<[bigint, string]> = [];
-  // Read at the furthest position any engine has applied: every acknowledged append is there.
-  const at = Math.max(...c.engines.map((e) => e.positionOf(parseBookId(book))));
-  const b = c.book(i, book, at);
-  let next = 0;
-  for (;;) {
-    const r = await b.readNext(0, next);
-    if (r === null) return out;
-    out.push([BigInt(r.seqnum), new TextDecoder().decode(r.data)]);
-    next = Number(r.seqnum) + 1;
-  }
-}
-
-/** Every acknowledged append is read exactly once, at its seqnum, the same way from every live engine. */
-async function checkLog(c: InProcCluster, acked: readonly Acked[], dead: ReadonlySet<string>) {
-  const live = c.engines.map((e, i) => [e, i] as const).filter(([e]) => !dead.has(e.id));
-  for (const book of BOOKS) {
-    const views = await Promise.all(live.map(([, i]) => readBook(c, i, book)));
-    for (const v of views.slice(1)) expect(v).toEqual(views[0]);
-    const seen = new Map<string, bigint[]>();
-    for (const [seqnum, text] of views[0]!) seen.set(text, [...(seen.get(text) ?? []), seqnum]);
-    const seqnums = views[0]!.map(([s]) => s);
-    expect(new Set(seqnums).size).toBe(seqnums.length);
-    for (const a of acked.filter((x) => x.book === book)) {
-      expect(seen.get(a.text), `record ${a.text}`).toEqual([a.seqnum]);
-    }
-  }
-}
-
 describe("sealing and new terms (in-process cluster, real disks)", () => {
   it("a storage node cut off: the term is sealed, term 2 goes on without it, and nothing acknowledged is lost", async () => {
     await withInProcCluster(
       { engines: 2, storages: 4, sequencers: 3, replication: 3 },
       async (c) => {
         const dead = new Set<string>();
-        const l = load(c, dead);
+        const l = startLoad(c, { dead });
         await sleep(200);
         kill(c, dead, "storage-0");
         await sleep(100);
@@ -147,7 +73,7 @@ describe("sealing and new terms (in-process cluster, real disks)", () => {
       { engines: 3, storages: 4, sequencers: 3, replication: 3 },
       async (c) => {
         const dead = new Set<string>();
-        const l = load(c, dead);
+        const l = startLoad(c, { dead });
         for (const victim of ["storage-1", "sequencer-0", "engine-2"]) {
           await sleep(150);
           kill(c, dead, victim);
@@ -169,7 +95,7 @@ describe("sealing and new terms (in-process cluster, real disks)", () => {
       { engines: 2, storages: 3, sequencers: 3, replication: 3 },
       async (c) => {
         const dead = new Set<string>();
-        const l = load(c, dead);
+        const l = startLoad(c, { dead });
         await sleep(150);
         // The backups stop hearing from the primary: what it cuts now is never committed.
         c.gate.dropIf = (from, to) => from === "sequencer-0" && to.startsWith("sequencer");

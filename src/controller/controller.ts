@@ -14,7 +14,13 @@ import { BokiError } from "../log/errors.js";
 import { placementOf, type TermPlacement, type ViewConfig } from "../log/view.js";
 import type { NodeId } from "../transport/transport.js";
 import { silentLogger, type Logger } from "../util/logger.js";
-import { valueText, type CoordStore, type Leadership, type Revision } from "../coord/store.js";
+import {
+  valueText,
+  type CoordStore,
+  type Leadership,
+  type Revision,
+  type Watch,
+} from "../coord/store.js";
 import { MembershipWatcher, type MemberRecord } from "./membership.js";
 import { nodesOfView, planNextView, PlanRefusedError, type Plan } from "./planner.js";
 import { decodeViewRecord, encodeViewRecord, VIEW_KEY } from "./view-record.js";
@@ -212,7 +218,7 @@ export class Controller {
     this.running = this.campaignLoop();
   }
 
-  private requestWatch: { cancel(): void } | null = null;
+  private requestWatch: Watch | null = null;
 
   /** Acts on the operators' pending requests (leader only) and deletes them. */
   private async takeRequests(): Promise<void> {

@@ -22,7 +22,7 @@
  */
 import type { NodeId } from "../transport/transport.js";
 import type { Role } from "../cluster/config.js";
-import { View, type ViewConfig } from "../log/view.js";
+import { nodesOfView, View, type ViewConfig } from "../log/view.js";
 import { BokiError } from "../log/errors.js";
 
 /** Why a plan was refused. */
@@ -75,10 +75,7 @@ export interface Plan {
   readonly added: readonly NodeId[];
 }
 
-/** Nodes of a view, each once: sequencers, storage nodes and engines. */
-export function nodesOfView(v: ViewConfig): Set<NodeId> {
-  return new Set<NodeId>([...v.sequencers.flat(), ...v.storages, ...v.engines]);
-}
+export { nodesOfView } from "../log/view.js";
 
 /** The role a view gives a node, or undefined. */
 export function roleInView(v: ViewConfig, id: NodeId): Role | undefined {

@@ -254,10 +254,15 @@ export class Engine {
   }
 
   private view: View;
+  /** Whether the view in force gives this engine a shard to append to. */
+  private placed = true;
+  /** Storage nodes of the view in force; replicas outside it are asked last. */
+  private liveStorages: ReadonlySet<NodeId>;
 
   constructor(private readonly o: EngineOptions) {
     this.id = o.transport.self;
     this.view = o.view;
+    this.liveStorages = new Set(o.view.config.storages);
     this.appendTimeoutMs = o.appendTimeoutMs ?? APPEND_TIMEOUT_MS;
     const n = o.view.config.physicalLogs;
     const cacheBytes = Math.floor((o.cacheBytes ?? CACHE_BYTES_DEFAULT) / n);
@@ -378,7 +383,9 @@ export class Engine {
   setView(view: View): void {
     if (this.closed || view.term <= this.view.term) return;
     this.view = view;
-    const next = view.config.engines.includes(this.id) ? view.shardOf(this.id) : null;
+    this.placed = view.config.engines.includes(this.id);
+    this.liveStorages = new Set(view.config.storages);
+    const next = this.placed ? view.shardOf(this.id) : null;
     for (const st of this.logs) {
       st.indexEngines = view.indexEnginesOf(st.log);
       st.switching = { end: view.startOf(st.log), next };
@@ -442,13 +449,18 @@ export class Engine {
         continue;
       }
       p.deadline = Math.max(p.deadline, deadline);
-      st.pending.push(p);
-      if (st.outgoing.length === 0) st.outgoingFirst = st.nextLocal;
-      st.nextLocal++;
-      st.outgoing.push(p.encoded);
-      st.outgoingBytes += p.encoded.length;
+      this.enqueue(st, p);
     }
     this.flush(st);
+  }
+
+  /** Gives `p` the shard's next local id and queues its record for the next flush. */
+  private enqueue(st: LogState, p: PendingAppend): void {
+    st.pending.push(p);
+    if (st.outgoing.length === 0) st.outgoingFirst = st.nextLocal;
+    st.nextLocal++;
+    st.outgoing.push(p.encoded);
+    st.outgoingBytes += p.encoded.length;
   }
 
   // ---- appends ------------------------------------------------------------------------
@@ -456,7 +468,7 @@ export class Engine {
   append(meta: RecordMeta, data: Uint8Array): Promise<AppendResult> {
     if (this.closed) return Promise.reject(new LogClosedError());
     const st = this.logs[this.logOf(meta.book)]!;
-    if (!this.view.config.engines.includes(this.id)) {
+    if (!this.placed) {
       return Promise.reject(
         new AppendDiscardedError(`engine ${this.id} has no place in term ${this.view.term}`),
       );
@@ -473,7 +485,7 @@ export class Engine {
     return new Promise<AppendResult>((resolve, reject) => {
       // Appends batched together share one reading of the clock.
       if (st.outgoing.length === 0) st.batchDeadline = this.o.clock.now() + this.appendTimeoutMs;
-      st.pending.push({
+      this.enqueue(st, {
         meta,
         encoded,
         deadline: st.batchDeadline,
@@ -482,10 +494,6 @@ export class Engine {
         reject,
         settled: false,
       });
-      if (st.outgoing.length === 0) st.outgoingFirst = st.nextLocal;
-      st.nextLocal++;
-      st.outgoing.push(encoded);
-      st.outgoingBytes += encoded.length;
       if (
         st.outgoing.length >= REPLICATE_BATCH_RECORDS_MAX ||
         st.outgoingBytes >= REPLICATE_BATCH_BYTES_MAX
@@ -860,8 +868,8 @@ export class Engine {
    */
   private replicasToAsk(shard: ShardId): NodeId[] {
     const all = this.view.replicasOf(shard);
-    const current = new Set(this.view.config.storages);
-    return [...all.filter((r) => current.has(r)), ...all.filter((r) => !current.has(r))];
+    const live = this.liveStorages;
+    return [...all.filter((r) => live.has(r)), ...all.filter((r) => !live.has(r))];
   }
 
   /** Asks the next replica that has not said it lacks the record, under a fresh request id. */

@@ -49,6 +49,11 @@ export interface TermPlacement {
 /** Most earlier terms a view remembers the placement of (sequence numbers keep 16 bits of term). */
 export const VIEW_HISTORY_MAX = 65_535;
 
+/** Nodes of a view, each once: sequencers, storage nodes and engines. */
+export function nodesOfView(v: ViewConfig): Set<NodeId> {
+  return new Set<NodeId>([...v.sequencers.flat(), ...v.storages, ...v.engines]);
+}
+
 export function placementOf(c: ViewConfig): TermPlacement {
   return {
     term: c.term,
@@ -155,7 +160,9 @@ export class View {
 
   /** The placement of the term a shard belongs to (the current one when it is not known). */
   private placementOfShard(shard: number): TermPlacement {
-    return this.placements.get(termOfShard(shard as ShardId)) ?? placementOf(this.config);
+    return (
+      this.placements.get(termOfShard(shard as ShardId)) ?? this.placements.get(this.config.term)!
+    );
   }
 
   /**
@@ -202,16 +209,6 @@ export class View {
     const out = new Set<NodeId>();
     for (const p of this.placements.values()) for (const s of p.storages) out.add(s);
     return [...out];
-  }
-
-  /** Whether `node` has a place in this term. */
-  includes(node: NodeId): boolean {
-    const c = this.config;
-    return (
-      c.engines.includes(node) ||
-      c.storages.includes(node) ||
-      c.sequencers.some((g) => g.includes(node))
-    );
   }
 
   /** The view of the next term: `next`, remembering this term and the ones before. */

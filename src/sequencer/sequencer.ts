@@ -74,7 +74,6 @@ interface LogState {
   /** Durable length each backup reported. */
   readonly acked: Map<NodeId, number>;
   /** Backups that answered the recovery fetch with their tail. */
-  // (also: sealed sequencers of earlier terms asked for the entries below `target`)
   readonly recoveredFrom: Set<NodeId>;
   committed: number;
   timer: TimerHandle | null;
@@ -189,12 +188,7 @@ export class Sequencer {
   async seal(term: number): Promise<SealReport[]> {
     if (this.closed || term !== this.view.term) return [];
     const out: SealReport[] = [];
-    for (const st of this.logs.values()) {
-      if (!st.member) continue;
-      st.sealed = true;
-      if (st.timer !== null) this.o.clock.clearTimer(st.timer);
-      st.timer = null;
-    }
+    for (const st of this.logs.values()) if (st.member) this.sealLog(st);
     for (const st of this.logs.values()) {
       if (!st.member) continue;
       await this.whenWritten(st);
@@ -202,6 +196,13 @@ export class Sequencer {
     }
     this.o.logger.info({ term, logs: out }, "sequencer sealed its logs");
     return out;
+  }
+
+  /** No more cuts of `st`, and no more entries accepted for it. */
+  private sealLog(st: LogState): void {
+    st.sealed = true;
+    if (st.timer !== null) this.o.clock.clearTimer(st.timer);
+    st.timer = null;
   }
 
   /**
@@ -212,10 +213,8 @@ export class Sequencer {
   async setView(view: View): Promise<void> {
     if (this.closed || view.term <= this.view.term) return;
     for (const st of this.logs.values()) {
-      st.sealed = true;
-      if (st.timer !== null) this.o.clock.clearTimer(st.timer);
+      this.sealLog(st);
       if (st.storageTimer !== null) this.o.clock.clearTimer(st.storageTimer);
-      st.timer = null;
       st.storageTimer = null;
     }
     await Promise.all([...this.writes]);
@@ -293,10 +292,6 @@ export class Sequencer {
     // last few (they ask for anything older they miss) and the committed tail.
     const from = Math.max(0, st.committed - RECOVERED_ENTRIES_SENT);
     this.broadcast(st, from, st.committed, this.engines);
-    if (st.committed === from) {
-      const msg: Message = { t: "metalog", log: st.log, entries: [], tail: st.committed };
-      for (const n of this.engines) this.o.transport.send(n, msg);
-    }
     st.sentToStorage = from;
     if (st.committed > from) this.scheduleStorageSend(st);
   }
