@@ -4,8 +4,10 @@
  * a time is killed with SIGKILL (a storage node, a backup sequencer, the primary sequencer,
  * an engine, the active controller); after each, the cluster must serve appends through
  * every live engine again within a bound, and the killed node is restarted on its disk and
- * must rejoin. At the end every acknowledged append is read exactly once, at its sequence
- * number, in the same order from every engine.
+ * must rejoin. Then two spare nodes of the config (a storage node and an engine, with empty
+ * disks) start and must be placed in a new term. At the end every acknowledged append is
+ * read exactly once, at its sequence number, in the same order from every engine, the new
+ * one included.
  *
  * The recovery times are printed (kill → first append through every live engine that was
  * issued after the kill and succeeded).
@@ -144,13 +146,16 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
         ...["sequencer", "sequencer", "sequencer"],
         ...["storage", "storage", "storage", "storage"],
         ...["engine", "engine"],
+        // New empty nodes that join at the end.
+        { role: "storage", spare: true },
+        { role: "engine", spare: true },
       ],
       { replication: 3, dataDir: join(t.dir, "data"), durability: "memory" },
     );
     startController("controller-a");
     await eventuallyOk("a view is published", async () => readPublishedView(store), 20_000);
     startController("controller-b");
-    for (const n of config.nodes) startNode(n.id);
+    for (const n of config.nodes) if (n.spare !== true) startNode(n.id);
     client = await ClusterClient.connect({
       engines: config.nodes
         .filter((n) => n.role === "engine")
@@ -179,7 +184,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
     t.remove();
   }, 30_000);
 
-  it("kill -9 a storage node, a backup sequencer, the primary sequencer, an engine and the active controller in turn: the cluster recovers each time, the killed node rejoins, and no acknowledged append is lost or reordered", async () => {
+  it("kill -9 a storage node, a backup sequencer, the primary sequencer, an engine and the active controller in turn: the cluster recovers each time, the killed node rejoins, new empty nodes join, and no acknowledged append is lost or reordered", async () => {
     const engines = ["engine-0", "engine-1"];
     runLoad(engines);
     await sleep(500);
@@ -242,6 +247,28 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
         RECOVERY_BOUND_MS,
       );
     }
+    // New empty nodes join: a storage node, whose disk then holds new shards, and an engine
+    // that serves appends and reads the whole log.
+    for (const id of ["storage-4", "engine-2"]) {
+      startNode(id);
+      const joinedAt = Date.now();
+      await eventuallyOk(
+        `${id} joins`,
+        async () => nodesOfView((await view()).config).has(id),
+        REJOIN_BOUND_MS,
+      );
+      times[`new ${id} placed`] = Date.now() - joinedAt;
+    }
+    {
+      const v = await view();
+      const shards = v.config.engines.map((e) => v.shardOf(e));
+      expect(shards.some((s) => v.replicasOf(s).includes("storage-4"))).toBe(true);
+      await eventuallyOk(
+        "an append through the new engine",
+        () => client.book(parseBookId(1), { engine: engineIndex("engine-2") }).append([], "new"),
+        REJOIN_BOUND_MS,
+      );
+    }
     await sleep(300);
     stopping = true;
     await Promise.all(loaders);
@@ -254,7 +281,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
     // Every acknowledged append exactly once, at its seqnum, the same from every engine.
     for (const book of BOOKS) {
       const reads: Array<Array<[number, string]>> = [];
-      for (const e of engines) {
+      for (const e of [...engines, "engine-2"]) {
         const b = client.book(parseBookId(book), { engine: engineIndex(e) });
         // Make this handle's position cover every acknowledged append: append a marker first.
         await b.append([], `marker-${e}`);
@@ -269,7 +296,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
         }
         reads.push(out);
       }
-      expect(reads[1]).toEqual(reads[0]);
+      for (const r of reads.slice(1)) expect(r).toEqual(reads[0]);
       const seqnums = reads[0]!.map(([s]) => s);
       expect(new Set(seqnums).size).toBe(seqnums.length);
       const at = new Map<string, number[]>();

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { FileStore, valueText, type CoordStore } from "../src/coord/index.js";
-import { parseClusterConfig, type ClusterConfig } from "../src/cluster/config.js";
+import { parseClusterConfig, viewOf, type ClusterConfig } from "../src/cluster/config.js";
 import {
   MembershipWatcher,
   NODE_LEASE_TTL_MS,
@@ -324,3 +324,34 @@ function runBoki(args: string[]): Promise<{ code: number | null; stdout: string;
     });
   });
 }
+
+describe("spare nodes in the cluster config", () => {
+  const nodes = [
+    { id: "sequencer-0", role: "sequencer", port: 7100 },
+    { id: "storage-0", role: "storage", port: 7110 },
+    { id: "storage-1", role: "storage", port: 7111, spare: true },
+    { id: "engine-0", role: "engine", port: 7120 },
+    { id: "engine-1", role: "engine", port: 7121, spare: true },
+  ];
+
+  it("spares have no place in the first view, and defaults count only the others", () => {
+    const config = parseClusterConfig({ nodes }, "test config", "/tmp");
+    const view = viewOf(config, 1).config;
+    expect(view.storages).toEqual(["storage-0"]);
+    expect(view.engines).toEqual(["engine-0"]);
+    expect(config.replication).toBe(1);
+    expect(config.indexReplicas).toBe(1);
+    expect(config.nodes.find((n) => n.id === "engine-1")?.spare).toBe(true);
+  });
+
+  it("refuses a spare gateway, a spare flag that is not a boolean, and a config whose only engine is a spare", () => {
+    const parse = (ns: unknown[]) => () => parseClusterConfig({ nodes: ns }, "test config", "/tmp");
+    expect(parse([...nodes, { id: "g", role: "gateway", port: 8090, spare: true }])).toThrow(
+      /a gateway cannot be a spare/,
+    );
+    expect(parse([...nodes.slice(0, 4), { ...nodes[4], spare: "yes" }])).toThrow(
+      /spare must be true or false/,
+    );
+    expect(parse(nodes.filter((n) => n.id !== "engine-0"))).toThrow(/at least one engine/);
+  });
+});

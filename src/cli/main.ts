@@ -104,7 +104,7 @@ function clusterUp(options: { config: string; functions?: string; store?: string
     const pid = sup.children.get(n.id)?.pid;
     const where = n.role === "gateway" ? `http://${n.host}:${n.port}` : `${n.host}:${n.port}`;
     console.log(
-      `  ${n.role.padEnd(9)} ${n.id.padEnd(14)} ${where}  ${pid === undefined ? "not started (no --functions)" : `pid ${pid}`}`,
+      `  ${n.role.padEnd(9)} ${n.id.padEnd(14)} ${where}  ${pid !== undefined ? `pid ${pid}` : n.spare === true ? "spare, not started (no --store)" : "not started (no --functions)"}`,
     );
   }
   if (functions !== undefined) console.log(`Functions from ${functions}.`);

@@ -27,6 +27,12 @@ export interface NodeConfig {
    * on `port`). Absent: the node serves no metrics.
    */
   readonly metricsPort?: number;
+  /**
+   * A spare has an address but no place in the first view. Started with a coordination
+   * store, it registers and the controller gives it a place in a new term (a new empty
+   * node joining). Without a store it is not started.
+   */
+  readonly spare?: boolean;
 }
 
 export interface ClusterConfig {
@@ -105,8 +111,12 @@ export function parseClusterConfig(
       fail(file, `nodes[${i}].port must be an integer in [1, 65535]`);
     if (ports.has(`${host}:${port}`)) fail(file, `${host}:${port} is used by two nodes`);
     ports.add(`${host}:${port}`);
+    const spare = x["spare"] ?? false;
+    if (typeof spare !== "boolean") fail(file, `nodes[${i}].spare must be true or false`);
+    if (spare && role === "gateway") fail(file, `nodes[${i}]: a gateway cannot be a spare`);
+    const base = { id, role: role as Role, host, port, ...(spare ? { spare } : {}) };
     const metricsPort = x["metricsPort"];
-    if (metricsPort === undefined) return { id, role: role as Role, host, port };
+    if (metricsPort === undefined) return base;
     if (
       typeof metricsPort !== "number" ||
       !Number.isInteger(metricsPort) ||
@@ -117,9 +127,10 @@ export function parseClusterConfig(
     if (ports.has(`${host}:${metricsPort}`))
       fail(file, `${host}:${metricsPort} is used by two nodes`);
     ports.add(`${host}:${metricsPort}`);
-    return { id, role: role as Role, host, port, metricsPort };
+    return { ...base, metricsPort };
   });
-  const count = (r: Role): number => nodes.filter((n) => n.role === r).length;
+  // The first view is made of the nodes that are not spares.
+  const count = (r: Role): number => nodes.filter((n) => n.role === r && n.spare !== true).length;
   for (const r of REQUIRED_ROLES) if (count(r) === 0) fail(file, `needs at least one ${r} node`);
   const replication = int(
     "replication",
@@ -166,12 +177,17 @@ export function nodesOf(config: ClusterConfig, role: Role): NodeId[] {
   return config.nodes.filter((n) => n.role === role).map((n) => n.id);
 }
 
+/** Nodes of `role` in the first view: all but the spares. */
+function firstViewNodes(config: ClusterConfig, role: Role): NodeId[] {
+  return config.nodes.filter((n) => n.role === role && n.spare !== true).map((n) => n.id);
+}
+
 /**
  * The view of `term`. Physical log L is sequenced by `sequencersPerLog` consecutive
  * sequencer nodes starting at L, so primaries spread over the sequencer nodes.
  */
 export function viewOf(config: ClusterConfig, term: number): View {
-  const seqs = nodesOf(config, "sequencer");
+  const seqs = firstViewNodes(config, "sequencer");
   const sequencers = Array.from({ length: config.physicalLogs }, (_, log) =>
     Array.from({ length: config.sequencersPerLog }, (_, k) => seqs[(log + k) % seqs.length]!),
   );
@@ -179,8 +195,8 @@ export function viewOf(config: ClusterConfig, term: number): View {
     term,
     physicalLogs: config.physicalLogs,
     sequencers,
-    storages: nodesOf(config, "storage"),
-    engines: nodesOf(config, "engine"),
+    storages: firstViewNodes(config, "storage"),
+    engines: firstViewNodes(config, "engine"),
     replication: config.replication,
     indexReplicas: config.indexReplicas,
   });

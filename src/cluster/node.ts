@@ -321,8 +321,9 @@ async function startGateway(
     );
   }
   const client = await ClusterClient.connect({
+    // Spares are left out: a gateway balances over the engines of the first view.
     engines: config.nodes
-      .filter((n) => n.role === "engine")
+      .filter((n) => n.role === "engine" && n.spare !== true)
       .map((n) => ({ id: n.id, host: n.host, port: n.port })),
     host: node.host,
     logger,

@@ -87,6 +87,8 @@ export function superviseCluster(
   for (const n of nodes) {
     // A gateway serves functions; without function modules there is nothing to serve.
     if (n.role === "gateway" && functions === undefined) continue;
+    // A spare joins through the coordination store; without one it has no place to take.
+    if (n.spare === true && store === undefined) continue;
     const withFunctions = n.role === "engine" || n.role === "gateway" ? functions : undefined;
     const args = nodeCommand(configPath, n.id, term, logLevel, withFunctions, store);
     const child = spawn(process.execPath, args, {
