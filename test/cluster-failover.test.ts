@@ -27,6 +27,7 @@ import { ClusterClient } from "../src/cluster/client.js";
 import { EtcdStore, type CoordStore } from "../src/coord/index.js";
 import { readPublishedView } from "../src/cluster/view-follower.js";
 import { CONTROLLER_ELECTION } from "../src/controller/controller.js";
+import { formatClusterStatus, readClusterStatus } from "../src/controller/status.js";
 import { parseBookId } from "../src/log/types.js";
 import { nodesOfView } from "../src/log/view.js";
 
@@ -269,6 +270,21 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
         REJOIN_BOUND_MS,
       );
     }
+    // `boki status` shows each log's committed position, as the current primary reports it.
+    const final = await view();
+    const status = await eventuallyOk(
+      "the primary reports its log's position",
+      async () => {
+        const st = await readClusterStatus(store);
+        const p = st.logs[0]?.position;
+        return p !== null && p !== undefined && p.term === final.term ? st : null;
+      },
+      REJOIN_BOUND_MS,
+    );
+    expect(status.logs[0]!.position!.position).toBeGreaterThanOrEqual(final.startOf(0));
+    expect(formatClusterStatus(status)).toContain(
+      `committed position ${status.logs[0]!.position!.position}`,
+    );
     await sleep(300);
     stopping = true;
     await Promise.all(loaders);

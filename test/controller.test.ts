@@ -288,7 +288,7 @@ describe("boki status", () => {
       expect(text).toMatch(/sequencer-0\s+sequencer\s+live 127\.0\.0\.1:7100/);
       expect(text).toMatch(/engine-9\s+engine\s+live .*\(not in the view\)/);
       expect(text).toContain(
-        "log 0: primary sequencer-0 (live), term 1 began at metalog position 0",
+        "log 0: primary sequencer-0 (live), term 1 began at metalog position 0, no position reported yet",
       );
       await ctl.close();
       await store.close();

@@ -35,6 +35,14 @@ export function sealReplyKey(term: number, log: number, node: NodeId): string {
   return `${SEAL_REPLIES_PREFIX}${term}/${log}/${node}`;
 }
 
+/**
+ * `/boki/logs/<log>`: `{ "position", "term", "node", "atMs" }`, the committed metalog length
+ * of the log as its primary last reported it (for `boki status`).
+ */
+export const LOG_POSITIONS_PREFIX = "/boki/logs/";
+/** How often a primary sequencer reports its logs' committed positions (when they moved). */
+export const POSITION_REPORT_MS = 1_000;
+
 /** Attempts to re-read and re-watch after a watch ended, before the follower gives up. */
 export const REWATCH_ATTEMPTS_MAX = 20;
 /** Pause before re-watching; doubles per attempt up to `REWATCH_BACKOFF_MS_MAX`. */
@@ -47,6 +55,8 @@ export interface FollowingRole {
   setView(view: View): void | Promise<void>;
   /** Sequencers only: seal `term`, reporting each log's durable length. */
   seal?(term: number): Promise<ReadonlyArray<{ log: number; length: number }>>;
+  /** Sequencers only: committed metalog lengths of the logs this node is the primary of. */
+  committedPositions?(): ReadonlyArray<{ log: number; position: number }>;
 }
 
 /** Reads the published view, or null when none is published yet. */
@@ -95,6 +105,7 @@ export class ViewFollower {
   /** Hands views and seal requests to `role` from now on (the latest view at once, if newer). */
   attach(role: FollowingRole): void {
     this.role = role;
+    if (role.committedPositions !== undefined) this.reportPositions();
     const v = this.latest;
     if (v !== null) this.enqueue(() => this.giveView(v));
     this.enqueue(() => this.checkSealRequest());
@@ -207,8 +218,42 @@ export class ViewFollower {
     this.o.logger.info({ term, reports }, "answered the seal request");
   }
 
+  private positionTimer: ReturnType<Clock["setTimer"]> | null = null;
+  private readonly reported = new Map<number, number>();
+
+  /** Puts the role's committed positions that moved since the last report; again later. */
+  private reportPositions(): void {
+    this.positionTimer = this.clock.setTimer(POSITION_REPORT_MS, () => {
+      this.positionTimer = null;
+      if (this.closed) return;
+      const role = this.role;
+      const moved = (role?.committedPositions?.() ?? []).filter(
+        (p) => this.reported.get(p.log) !== p.position,
+      );
+      void Promise.all(
+        moved.map(async (p) => {
+          await this.o.store.put(
+            `${LOG_POSITIONS_PREFIX}${p.log}`,
+            JSON.stringify({
+              position: p.position,
+              term: role!.term,
+              node: this.o.node,
+              atMs: Date.now(),
+            }),
+          );
+          this.reported.set(p.log, p.position);
+        }),
+      )
+        .catch((err: unknown) => this.o.logger.warn({ err }, "could not report log positions"))
+        .finally(() => {
+          if (!this.closed) this.reportPositions();
+        });
+    });
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    if (this.positionTimer !== null) this.clock.clearTimer(this.positionTimer);
     for (const w of this.watches) w.cancel();
     await this.chain;
   }

@@ -13,6 +13,7 @@ import { CONTROLLER_ELECTION } from "./controller.js";
 import { NODES_PREFIX, parseMemberRecord, type MemberRecord } from "./membership.js";
 import { roleInView } from "./planner.js";
 import { decodeViewRecord, VIEW_KEY } from "./view-record.js";
+import { LOG_POSITIONS_PREFIX } from "../cluster/view-follower.js";
 
 /**
  * Opens a store from `file:<dir>` or `etcd:<host:port>[,<host:port>...]`. The file store
@@ -55,6 +56,12 @@ export interface ClusterStatus {
     readonly log: number;
     readonly primary: string;
     readonly health: Health;
+    /** Committed metalog length as a primary last reported it, and when. */
+    readonly position: {
+      readonly position: number;
+      readonly term: number;
+      readonly atMs: number;
+    } | null;
   }[];
 }
 
@@ -67,6 +74,18 @@ export async function readClusterStatus(store: CoordStore): Promise<ClusterStatu
   for (const e of (await store.list(NODES_PREFIX)).entries) {
     const m = parseMemberRecord(e);
     if (m !== null) members.set(m.id, m);
+  }
+  const positions = new Map<number, { position: number; term: number; atMs: number }>();
+  for (const e of (await store.list(LOG_POSITIONS_PREFIX)).entries) {
+    try {
+      const o = JSON.parse(valueText(e)) as Record<string, unknown>;
+      const log = Number(e.key.slice(LOG_POSITIONS_PREFIX.length));
+      const { position, term, atMs } = o;
+      if (typeof position === "number" && typeof term === "number" && typeof atMs === "number")
+        positions.set(log, { position, term, atMs });
+    } catch {
+      // A malformed report is shown as none.
+    }
   }
   const ids = new Set<string>(members.keys());
   if (view !== null)
@@ -92,6 +111,7 @@ export async function readClusterStatus(store: CoordStore): Promise<ClusterStatu
         log,
         primary: s[0]!,
         health: members.has(s[0]!) ? "live" : "missing",
+        position: positions.get(log) ?? null,
       })) ?? [],
   };
 }
@@ -118,7 +138,10 @@ export function formatClusterStatus(s: ClusterStatus): string {
   if (s.logs.length === 0) lines.push("  (none)");
   for (const l of s.logs) {
     lines.push(
-      `  log ${l.log}: primary ${l.primary} (${l.health}), term ${s.view?.term ?? "?"} began at metalog position ${s.view?.starts?.[l.log] ?? 0}`,
+      `  log ${l.log}: primary ${l.primary} (${l.health}), term ${s.view?.term ?? "?"} began at metalog position ${s.view?.starts?.[l.log] ?? 0}, ` +
+        (l.position === null
+          ? "no position reported yet"
+          : `committed position ${l.position.position} (term ${l.position.term}, reported ${new Date(l.position.atMs).toISOString()})`),
     );
   }
   return lines.join("\n");

@@ -227,6 +227,15 @@ export class Sequencer {
     this.o.logger.info({ term: view.term }, "sequencer moved to a new term");
   }
 
+  /** The committed metalog length of every log this node is the cutting primary of. */
+  committedPositions(): Array<{ log: number; position: number }> {
+    const out: Array<{ log: number; position: number }> = [];
+    for (const st of this.logs.values()) {
+      if (st.builder !== null && !st.sealed) out.push({ log: st.log, position: st.committed });
+    }
+    return out;
+  }
+
   /** True when this node is the primary of `log` and may cut. */
   isCutting(log: number): boolean {
     return this.logs.get(log)?.builder != null;
