@@ -39,6 +39,13 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     tail: n,
   }),
   fc.record({
+    t: fc.constant("metalog" as const),
+    log: n,
+    entries: fc.array(entry, { maxLength: 4 }),
+    tail: n,
+    term: n,
+  }),
+  fc.record({
     t: fc.constant("metalog-replicate" as const),
     log: n,
     term: n,

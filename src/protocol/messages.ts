@@ -28,6 +28,8 @@ export interface MetalogMsg {
   entries: MetalogEntry[];
   /** The sender's committed metalog length when it sent this message. */
   tail: number;
+  /** A sequencer answering a fetch: the term of its view (its tail counts for that term only). */
+  term?: number;
 }
 
 /** Engine or storage → sequencer: send committed entries from `from` on. */

@@ -185,6 +185,7 @@ const parsers: Parsers = {
     log: count(t, o, "log"),
     entries: metalogEntries(t, o, "entries"),
     tail: count(t, o, "tail"),
+    ...(o["term"] === undefined ? {} : { term: count(t, o, "term") }),
   }),
   "metalog-fetch": (t, o) => ({ t, log: count(t, o, "log"), from: count(t, o, "from") }),
   "index-data": (t, o) => ({

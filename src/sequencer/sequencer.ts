@@ -325,7 +325,13 @@ export class Sequencer {
           m.from,
           Math.min(limit, m.from + METALOG_BATCH_ENTRIES_MAX),
         );
-        this.o.transport.send(from, { t: "metalog", log: m.log, entries, tail: limit });
+        this.o.transport.send(from, {
+          t: "metalog",
+          log: m.log,
+          entries,
+          tail: limit,
+          term: this.view.term,
+        });
         return;
       }
       case "metalog": {
@@ -372,6 +378,7 @@ export class Sequencer {
 
   private onRecoveryEntries(st: LogState, from: NodeId, m: MetalogMsg): void {
     const backup = st.backups.includes(from);
+    const before = st.state.position;
     for (const e of m.entries) {
       if (e.position !== st.state.position) continue;
       // Below where this term begins, entries come from anyone who held the log; past it,
@@ -389,12 +396,14 @@ export class Sequencer {
       this.write(st, e, () => undefined);
     }
     const wanted = backup ? m.tail : Math.min(m.tail, st.target);
-    if (wanted > st.state.position && m.entries.length > 0) {
-      // More to fetch from this node.
+    if (wanted > st.state.position && st.state.position > before) {
+      // More to fetch from this node (the retransmit timer asks again if this batch gave nothing).
       this.o.transport.send(from, { t: "metalog-fetch", log: st.log, from: st.state.position });
       return;
     }
-    if (backup) {
+    // A backup's tail counts once it answers in this term: before it has moved here, its
+    // tail may include entries a sealed term never committed.
+    if (backup && m.term === this.view.term) {
       st.recoveredFrom.add(from);
       st.acked.set(from, Math.max(st.acked.get(from) ?? 0, Math.min(m.tail, st.state.position)));
     }
