@@ -13,7 +13,7 @@
  * issued after the kill and succeeded).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { tempDir } from "./helpers/tmp.js";
@@ -185,7 +185,7 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
     t.remove();
   }, 30_000);
 
-  it("kill -9 a storage node, a backup sequencer, the primary sequencer, the active controller and an engine in turn: the cluster recovers each time, the killed node rejoins, new empty nodes join, and no acknowledged append is lost or reordered", async () => {
+  it("kill -9 a storage node, a backup sequencer, the primary sequencer, the active controller and an engine in turn: the cluster recovers each time, the killed node rejoins, new empty nodes join, boki reconfigure and boki drain work, and no acknowledged append is lost or reordered", async () => {
     const engines = ["engine-0", "engine-1"];
     runLoad(engines);
     await sleep(500);
@@ -280,6 +280,32 @@ describe("failures of a real cluster (processes, TCP, lmdb, etcd)", () => {
       await eventuallyOk(
         "an append through the new engine",
         () => client.book(parseBookId(1), { engine: engineIndex("engine-2") }).append([], "new"),
+        REJOIN_BOUND_MS,
+      );
+    }
+    // The operator's commands: `boki reconfigure` gives a new term with the same nodes,
+    // `boki drain` one without the node.
+    {
+      const before = await view();
+      const cli = (...args: string[]): string =>
+        execFileSync(process.execPath, [BIN, ...args, "--store", storeSpec], {
+          encoding: "utf8",
+          timeout: 20_000,
+        });
+      expect(cli("reconfigure")).toContain("asked the controller for a new term");
+      const next = await eventuallyOk(
+        "a new term after boki reconfigure",
+        async () => {
+          const v = await view();
+          return v.term > before.term ? v : null;
+        },
+        REJOIN_BOUND_MS,
+      );
+      expect(nodesOfView(next.config)).toEqual(nodesOfView(before.config));
+      expect(cli("drain", "storage-4")).toContain("drain storage-4");
+      await eventuallyOk(
+        "storage-4 drained",
+        async () => !nodesOfView((await view()).config).has("storage-4"),
         REJOIN_BOUND_MS,
       );
     }

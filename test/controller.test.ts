@@ -231,6 +231,10 @@ describe("membership and the controller", () => {
     await store.put(`${REQUESTS_PREFIX}2`, JSON.stringify({ kind: "drain", node: "engine-1" }));
     await until(clock, () => ctl.c.currentView?.term === 3);
     expect(ctl.c.currentView?.engines).toEqual(["engine-0"]);
+    // The drained engine still runs, but a later term does not take it back.
+    await store.put(`${REQUESTS_PREFIX}3`, JSON.stringify({ kind: "reconfigure" }));
+    await until(clock, () => ctl.c.currentView?.term === 4);
+    expect(ctl.c.currentView?.engines).toEqual(["engine-0"]);
     expect((await store.list(REQUESTS_PREFIX)).entries).toEqual([]);
   });
 

@@ -76,6 +76,8 @@ export interface ControllerState {
   readonly failed: ReadonlySet<NodeId>;
   /** Nodes an operator asked to take out. */
   readonly drain: ReadonlySet<NodeId>;
+  /** Nodes taken out by a drain that still run: no plan places them until they register anew. */
+  readonly drained?: ReadonlySet<NodeId>;
   /** An operator asked for a new term even without a failure. */
   readonly forced: boolean;
   /** Targets from the cluster configuration, when it is known. */
@@ -95,7 +97,8 @@ export function decide(state: ControllerState): Decision {
   const failed = [...state.failed].filter((id) => inView.has(id)).sort();
   const drain = [...state.drain].filter((id) => inView.has(id)).sort();
   // Live log nodes the view does not include (a failed node back, or a new one).
-  const joined = [...state.live.values()]
+  const live = [...state.live.values()].filter((m) => state.drained?.has(m.id) !== true);
+  const joined = live
     .filter((m) => m.role !== "gateway" && !inView.has(m.id) && !state.failed.has(m.id))
     .map((m) => m.id)
     .sort();
@@ -109,9 +112,7 @@ export function decide(state: ControllerState): Decision {
   try {
     const planned = planNextView({
       current: state.view,
-      live: [...state.live.values()]
-        .filter((m) => !state.failed.has(m.id))
-        .map((m) => ({ id: m.id, role: m.role })),
+      live: live.filter((m) => !state.failed.has(m.id)).map((m) => ({ id: m.id, role: m.role })),
       drain,
       ...(state.sequencersPerLog === undefined ? {} : { sequencersPerLog: state.sequencersPerLog }),
       ...(state.indexReplicas === undefined ? {} : { indexReplicas: state.indexReplicas }),
@@ -180,6 +181,7 @@ export class Controller {
   private viewRevision: Revision | null = null;
   private readonly failed = new Set<NodeId>();
   private readonly drain = new Set<NodeId>();
+  private readonly drained = new Set<NodeId>();
   private forced = false;
   private pendingPlan: ViewConfig | null = null;
   private lastError: string | null = null;
@@ -208,6 +210,7 @@ export class Controller {
       onEvent: (e) => {
         if (e.type === "joined") {
           this.failed.delete(e.member.id);
+          this.drained.delete(e.member.id);
           void this.evaluate();
         }
       },
@@ -388,6 +391,7 @@ export class Controller {
       live: this.watcher?.members() ?? new Map(),
       failed: this.failed,
       drain: this.drain,
+      drained: this.drained,
       forced: this.forced,
       ...(cfg === undefined
         ? {}
@@ -451,7 +455,7 @@ export class Controller {
     this.forced = false;
     for (const id of plan.removed) {
       this.failed.delete(id);
-      this.drain.delete(id);
+      if (this.drain.delete(id)) this.drained.add(id);
     }
     this.logger.warn({ term: plan.view.term, cause }, "published the next view");
     this.emit({ type: "view-published", view: plan.view, cause });
