@@ -34,6 +34,20 @@ export const CLIENT_TIMEOUT_MS = 15_000;
 /** Longest a cluster may take to accept an append through every engine. */
 export const CLUSTER_READY_TIMEOUT_MS = 60_000;
 
+/**
+ * The local cluster the benchmarks and profiles run: 3 sequencers (one group sequencing one
+ * physical log, as the cluster config defaults to), 3 storage nodes with replication 3, and
+ * 2 engines. Callers add the index replicas.
+ */
+export const LOCAL_TOPOLOGY = {
+  sequencers: 3,
+  storages: 3,
+  engines: 2,
+  physicalLogs: 1,
+  replication: 3,
+  sequencersPerLog: 3,
+} as const;
+
 export interface BokiClusterOptions {
   /** Directory for the config file and the nodes' data (`<dir>/data/<node id>`). */
   readonly dir: string;

@@ -9,7 +9,7 @@ import { Command } from "commander";
 import { readFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startBokiCluster } from "../lib/boki-cluster.js";
+import { LOCAL_TOPOLOGY, startBokiCluster } from "../lib/boki-cluster.js";
 import { runClosedLoop } from "../lib/runner.js";
 import { parseBookId } from "../../src/log/types.js";
 
@@ -52,13 +52,9 @@ const dir = mkdtempSync(join(tmpdir(), "boki-cpu-"));
 const c = await startBokiCluster({
   dir,
   durability: opts.durability as "memory" | "disk",
+  ...LOCAL_TOPOLOGY,
   physicalLogs: Number(opts.logs),
-  replication: 3,
-  sequencersPerLog: 3,
   indexReplicas: Number(process.env.PROBE_INDEX_REPLICAS ?? 2),
-  sequencers: 3,
-  storages: 3,
-  engines: 2,
   metrics: process.env.PROBE_METRICS !== "0",
   ...(opts.cut === undefined ? {} : { cutIntervalMs: Number(opts.cut) }),
   say: (m) => process.stderr.write(m + "\n"),

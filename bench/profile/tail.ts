@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { monitorEventLoopDelay, performance, PerformanceObserver } from "node:perf_hooks";
-import { startBokiCluster } from "../lib/boki-cluster.js";
+import { LOCAL_TOPOLOGY, startBokiCluster } from "../lib/boki-cluster.js";
 import { parseBookId } from "../../src/log/types.js";
 
 const opts = new Command()
@@ -36,13 +36,8 @@ const dir = mkdtempSync(join(tmpdir(), "boki-tail-"));
 const c = await startBokiCluster({
   dir,
   durability: opts.durability as "memory" | "disk",
-  physicalLogs: 1,
-  replication: 3,
-  sequencersPerLog: 3,
+  ...LOCAL_TOPOLOGY,
   indexReplicas: Number(process.env.PROBE_INDEX_REPLICAS ?? 2),
-  sequencers: 3,
-  storages: 3,
-  engines: 2,
   metrics: true,
   nodeArgs: () => [
     "--trace-gc",

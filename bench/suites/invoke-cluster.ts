@@ -7,7 +7,7 @@
  * log operations go to its engine's own log.
  */
 import { measurement, CONCURRENCY, FUNCTIONS, WORKLOADS, type Target } from "./invoke.js";
-import { startBokiCluster, type BokiCluster } from "../lib/boki-cluster.js";
+import { LOCAL_TOPOLOGY, startBokiCluster, type BokiCluster } from "../lib/boki-cluster.js";
 import {
   FULL_PHASES,
   QUICK_PHASES,
@@ -48,13 +48,8 @@ export async function runInvokeCluster(options: SuiteOptions): Promise<SuiteOutp
     cluster = await startBokiCluster({
       dir,
       durability: "memory",
-      physicalLogs: 1,
-      replication: 3,
-      sequencersPerLog: 3,
+      ...LOCAL_TOPOLOGY,
       indexReplicas: 2,
-      sequencers: 3,
-      storages: 3,
-      engines: 2,
       gateways: 1,
       functions: { path: FUNCTIONS },
       say: progress,

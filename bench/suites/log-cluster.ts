@@ -37,7 +37,7 @@ import { join } from "node:path";
 import type { RemoteLogBook } from "../../src/cluster/client.js";
 import { logOfBook } from "../../src/log/mapping.js";
 import type { BookId, SeqNum } from "../../src/log/types.js";
-import { startBokiCluster, type BokiCluster } from "../lib/boki-cluster.js";
+import { LOCAL_TOPOLOGY, startBokiCluster, type BokiCluster } from "../lib/boki-cluster.js";
 import {
   FULL_PHASES,
   round,
@@ -65,16 +65,7 @@ export const CLUSTER_QUICK_PHASES: Phases = { warmupMs: 250, measureMs: 750, run
 export const CLUSTER_CONCURRENCY = [1, 16, 64, 256] as const;
 export const CLUSTER_PAYLOAD_BYTES = [100, 1024] as const;
 
-const TOPOLOGY = {
-  sequencers: 3,
-  storages: 3,
-  engines: 2,
-  // One log per whole sequencer group, as the cluster config defaults to.
-  physicalLogs: 1,
-  replication: 3,
-  sequencersPerLog: 3,
-  indexReplicas: 1,
-} as const;
+const TOPOLOGY = { ...LOCAL_TOPOLOGY, indexReplicas: 1 } as const;
 
 /** Books the appenders use, spread evenly over the physical logs. */
 const APPEND_BOOK_COUNT = 8;
