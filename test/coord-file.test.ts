@@ -46,6 +46,23 @@ describe("file store: the coordination store contract", () => {
   }));
 });
 
+describe("in-memory store: the coordination store contract", () => {
+  let clock: ManualClock;
+  beforeAll(() => {
+    clock = new ManualClock();
+  });
+  coordContract(() => ({
+    open: () => FileStore.openInMemory({ name: "contract", clock }),
+    elapse: async (ms) => {
+      for (let left = ms; left > 0; left -= 50) {
+        clock.advance(Math.min(50, left));
+        await turns(2);
+      }
+    },
+    settleMs: 2_000,
+  }));
+});
+
 describe("file store", () => {
   let dirs: Array<{ dir: string; remove: () => void }> = [];
   let stores: CoordStore[] = [];

@@ -144,7 +144,7 @@ export async function runCampaign(
       if (!all.some((kv) => kv.createRevision < mine.createRevision)) {
         watch.cancel();
         watch = null;
-        return new LeadershipImpl(store, election, lease, mine, listed.revision);
+        return new LeadershipImpl(store, clock, election, lease, mine, listed.revision);
       }
       const w = await woken;
       switch (w.kind) {
@@ -189,6 +189,7 @@ class LeadershipImpl implements Leadership {
 
   constructor(
     private readonly store: CoordStore,
+    private readonly clock: Clock,
     election: string,
     lease: Lease,
     kv: KeyValue,
@@ -248,7 +249,7 @@ class LeadershipImpl implements Leadership {
         fromRevision = null;
       } catch (e) {
         if (e instanceof StoreClosedError) return;
-        await new Promise((r) => setTimeout(r, REWATCH_BACKOFF_MS));
+        await new Promise<void>((r) => this.clock.setTimer(REWATCH_BACKOFF_MS, r));
       }
     }
   }

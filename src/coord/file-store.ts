@@ -20,6 +20,10 @@
  *
  * The state is rewritten whole on every batch, so it is meant for configuration-sized data
  * (`FILE_STATE_BYTES_MAX`), not for bulk.
+ *
+ * `FileStore.openInMemory` gives the same store without the file: state lives as long as the
+ * process, shared by every client opened with the same name. With a simulated clock it is
+ * fully deterministic (batches are written on `clock.afterTurn`), which the simulator uses.
  */
 import {
   closeSync,
@@ -85,6 +89,13 @@ export const FILE_LOCK_NAME = "coord.lock";
 const FORMAT = 1;
 /** Estimated bytes of a stored entry besides its key and value. */
 const ENTRY_OVERHEAD_BYTES = 64;
+
+export interface InMemoryStoreOptions {
+  /** Clients opened with the same name share one state. */
+  readonly name: string;
+  /** As for `FileStoreOptions.clock`. */
+  readonly clock?: Clock;
+}
 
 export interface FileStoreOptions {
   /** The directory holding `coord.json` and `coord.lock` (created if missing). */
@@ -173,15 +184,26 @@ function fsyncDir(dir: string): void {
 class FileCore {
   private static readonly open = new Map<string, FileCore>();
 
-  static acquire(options: FileStoreOptions): FileCore {
-    if (typeof options?.dir !== "string" || options.dir.length === 0) {
-      throw new InvalidArgumentError("FileStore.open needs a directory (dir)");
+  static acquire(options: FileStoreOptions | InMemoryStoreOptions): FileCore {
+    let dir: string;
+    let persist: boolean;
+    if ("name" in options) {
+      if (typeof options.name !== "string" || options.name.length === 0) {
+        throw new InvalidArgumentError("FileStore.openInMemory needs a name");
+      }
+      dir = `memory:${options.name}`;
+      persist = false;
+    } else {
+      if (typeof options?.dir !== "string" || options.dir.length === 0) {
+        throw new InvalidArgumentError("FileStore.open needs a directory (dir)");
+      }
+      mkdirSync(options.dir, { recursive: true });
+      dir = realpathSync(options.dir);
+      persist = true;
     }
-    mkdirSync(options.dir, { recursive: true });
-    const dir = realpathSync(options.dir);
     let core = FileCore.open.get(dir);
     if (core === undefined) {
-      core = new FileCore(dir, options.clock ?? systemClock);
+      core = new FileCore(dir, options.clock ?? systemClock, persist);
       FileCore.open.set(dir, core);
     } else if (options.clock !== undefined && options.clock !== core.clock) {
       throw new InvalidArgumentError(
@@ -213,11 +235,14 @@ class FileCore {
   private constructor(
     private readonly dir: string,
     clock: Clock,
+    /** False for an in-memory store: no lock, no file. */
+    readonly persist: boolean,
   ) {
     this.clock = clock;
     this.statePath = join(dir, FILE_STATE_NAME);
     this.tmpPath = join(dir, `${FILE_STATE_NAME}.tmp`);
     this.lockPath = join(dir, FILE_LOCK_NAME);
+    if (!persist) return;
     takeLock(this.lockPath);
     try {
       rmSync(this.tmpPath, { force: true });
@@ -326,7 +351,7 @@ class FileCore {
       this.ops.push({ apply, resolve: resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        this.clock.afterTurn(() => this.flush());
       }
     });
   }
@@ -352,7 +377,7 @@ class FileCore {
     }
     const events = this.events;
     this.events = [];
-    if (this.dirty && this.failure === null) {
+    if (this.dirty && this.failure === null && this.persist) {
       this.dirty = false;
       try {
         this.write();
@@ -595,7 +620,7 @@ class FileCore {
       rec.timer = null;
     }
     for (const w of [...this.watches]) w.queue.end({ reason: "closed" });
-    rmSync(this.lockPath, { force: true });
+    if (this.persist) rmSync(this.lockPath, { force: true });
   }
 }
 
@@ -656,12 +681,14 @@ class FileLease implements Lease {
 }
 
 export class FileStore implements CoordStore {
-  readonly backend = "file" as const;
+  readonly backend: "file" | "memory";
   private closed = false;
   private readonly leases = new Set<FileLease>();
   private readonly watches = new Set<WatchQueue>();
 
-  private constructor(private readonly core: FileCore) {}
+  private constructor(private readonly core: FileCore) {
+    this.backend = core.persist ? "file" : "memory";
+  }
 
   /**
    * Opens the store in `options.dir`. Opens of the same directory in one process share the
@@ -669,6 +696,15 @@ export class FileStore implements CoordStore {
    */
   // eslint-disable-next-line @typescript-eslint/require-await -- throws become rejections
   static async open(options: FileStoreOptions): Promise<FileStore> {
+    return new FileStore(FileCore.acquire(options));
+  }
+
+  /**
+   * Opens a client of the in-memory store `options.name` (created on first open, gone when
+   * its last client closes).
+   */
+  // eslint-disable-next-line @typescript-eslint/require-await -- throws become rejections
+  static async openInMemory(options: InMemoryStoreOptions): Promise<FileStore> {
     return new FileStore(FileCore.acquire(options));
   }
 

@@ -191,7 +191,7 @@ export interface Leadership extends LeaderInfo {
 }
 
 export interface CoordStore {
-  readonly backend: "etcd" | "file";
+  readonly backend: "etcd" | "file" | "memory";
 
   get(key: string): Promise<KeyValue | null>;
   /** Keys starting with `prefix`, in key order; more than `LIST_ENTRIES_MAX` is an error. */
