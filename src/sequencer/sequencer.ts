@@ -23,7 +23,7 @@ import type { Logger } from "../util/logger.js";
 import type { MetalogStore } from "./metalog-store.js";
 import { CutBuilder, MetalogState, type MetalogEntry } from "../log/metalog.js";
 import type { View } from "../log/view.js";
-import type { LogId } from "../log/types.js";
+import type { LogId, ShardId } from "../log/types.js";
 import { CUT_INTERVAL_MS_DEFAULT } from "../log/limits.js";
 
 /** Most entries sent in one metalog message (answering a fetch, or to a backup). */
@@ -295,6 +295,8 @@ export class Sequencer {
       this.view.shards(),
       st.state.position,
       st.state.nextSeqnum,
+      // A primary restarted within the term resumes from what its metalog ordered already.
+      (shard) => st.state.shardEnd(shard as ShardId),
     );
     this.o.logger.debug({ log: st.log, position: st.committed }, "sequencer primary is cutting");
     // Engines and storage nodes may lack the entries that ended the sealed term: send the

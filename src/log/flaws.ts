@@ -1,0 +1,15 @@
+/**
+ * Deliberate protocol flaws, each behind a switch that is off unless a test turns it on. They
+ * exist to show that the deterministic simulator (`src/sim/`) notices when the protocol is
+ * broken; nothing in a running system sets them.
+ */
+export const flaws = {
+  /**
+   * The primary sequencer cuts a shard up to the furthest replica's progress instead of the
+   * nearest one's: records count as ordered (and their appends as acknowledged) while fewer
+   * than R replicas hold them.
+   */
+  cutWithoutAllReplicas: false,
+};
+
+export type FlawName = keyof typeof flaws;
