@@ -67,6 +67,11 @@ export const EARLY_ENTRIES_MAX = 4096;
 export const DISCARDED_RETRIES_MAX = 3;
 /** How long a storage read waits for one replica before asking the next. */
 export const STORAGE_READ_TRY_MS = 500;
+/**
+ * How long an index query waits for an answer (beyond a blocking read's own wait) before it
+ * is sent to the next engine that may index the log.
+ */
+export const INDEX_QUERY_TRY_MS = 1_000;
 /** Most failed conditional appends an index remembers for remote `cond` queries. */
 export const COND_FAILURES_REMEMBERED_MAX = 65_536;
 /** How often the engine checks deadlines and retries missing index data. */
@@ -131,6 +136,13 @@ interface RemoteQuery {
   readonly deadline: number;
   readonly resolve: (a: QueryAnswer) => void;
   readonly reject: (e: Error) => void;
+  readonly st: LogState;
+  readonly msg: IndexQueryMsg;
+  /** When the current engine was asked, and how many asks so far. */
+  askedAt: number;
+  asks: number;
+  /** How long an ask may go unanswered before the next engine is asked. */
+  readonly tryMs: number;
 }
 
 /** What an index answers: a sequence number (or none), its position, and for `cond` the failure. */
@@ -175,7 +187,7 @@ interface ForeignShard {
 interface LogState {
   readonly log: number;
   readonly metalog: MetalogState;
-  readonly index: LogIndex;
+  index: LogIndex;
   readonly cache: RecordCache;
   shard: ShardId;
   replicas: NodeId[];
@@ -222,8 +234,11 @@ interface LogState {
   runBase: number;
   waiting: WaitingRead[];
   blocking: Set<BlockingRead>;
-  /** Whether this engine keeps an index of the log; if not, it asks `indexEngines`. */
-  readonly indexed: boolean;
+  /**
+   * Whether this engine keeps an index of the log; if not, it asks `indexEngines`. An engine
+   * keeps indexing a log once it has begun (a later view may name other engines).
+   */
+  indexed: boolean;
   indexEngines: readonly NodeId[];
   /** Recent failed conditional appends (seqnum → sub-stream position found), for remote `cond` queries. */
   readonly condFailures: Map<number, number>;
@@ -388,12 +403,35 @@ export class Engine {
     const next = this.placed ? view.shardOf(this.id) : null;
     for (const st of this.logs) {
       st.indexEngines = view.indexEnginesOf(st.log);
+      if (!st.indexed && st.indexEngines.includes(this.id)) this.startIndexing(st);
       st.switching = { end: view.startOf(st.log), next };
       if (st.metalog.position < st.switching.end) this.fetchMetalog(st);
       this.maybeSwitchShard(st);
     }
     this.ensureSweep();
     this.o.logger.info({ term: view.term }, "engine moved to a new term");
+  }
+
+  /**
+   * Begins indexing a log this engine has so far left to others (a new view names it as one
+   * of the log's index replicas): the index is built again from the metalog's start with
+   * record headers fetched from storage, as at an engine's start. Reads of the log on this
+   * engine wait until it has caught up; appends in flight are settled by the new index.
+   */
+  private startIndexing(st: LogState): void {
+    this.o.logger.info(
+      { log: st.log, position: st.index.position },
+      "engine builds an index of the log from storage",
+    );
+    const applied = st.index.position;
+    st.indexed = true;
+    st.index = new LogIndex();
+    st.foreign.clear();
+    // This run's records already ordered are read from storage like any other shard's.
+    st.runBase = Math.max(st.runBase, st.pendingBase);
+    st.queue = [...st.metalog.appliedBelow(applied), ...st.queue.slice(st.queueHead)];
+    st.queueHead = 0;
+    this.drain(st);
   }
 
   /** Switches to the new term's shard once the sealed term's entries are all applied. */
@@ -706,14 +744,7 @@ export class Engine {
       );
     }
     const id = this.nextReadId++;
-    const target = st.indexEngines[id % st.indexEngines.length]!;
     return new Promise((resolve, reject) => {
-      this.remoteQueries.set(id, {
-        deadline:
-          this.o.clock.now() + STORAGE_READ_TIMEOUT_MS + READ_CATCH_UP_TIMEOUT_MS + q.timeoutMs,
-        resolve,
-        reject,
-      });
       const msg: IndexQueryMsg = {
         t: "index-query",
         id,
@@ -725,9 +756,34 @@ export class Engine {
         position,
         timeoutMs: q.timeoutMs,
       };
-      this.o.transport.send(target, msg);
+      const r: RemoteQuery = {
+        deadline:
+          this.o.clock.now() + STORAGE_READ_TIMEOUT_MS + READ_CATCH_UP_TIMEOUT_MS + q.timeoutMs,
+        resolve,
+        reject,
+        st,
+        msg,
+        askedAt: 0,
+        asks: id,
+        tryMs: INDEX_QUERY_TRY_MS + q.timeoutMs,
+      };
+      this.remoteQueries.set(id, r);
+      this.askIndex(r);
       this.ensureSweep();
     });
+  }
+
+  /**
+   * Sends a query to the next engine that may index its log: the view's index replicas in
+   * turn, then the view's other engines (an engine keeps an index it once built).
+   */
+  private askIndex(r: RemoteQuery): void {
+    const named = r.st.indexEngines;
+    const others = this.view.config.engines.filter((e) => e !== this.id && !named.includes(e));
+    const candidates = [...named.filter((e) => e !== this.id), ...others];
+    if (candidates.length === 0) return;
+    r.askedAt = this.o.clock.now();
+    this.o.transport.send(candidates[r.asks++ % candidates.length]!, r.msg);
   }
 
   /** A read through a remote index; the record comes from this engine's cache or storage. */
@@ -752,7 +808,10 @@ export class Engine {
         error,
       });
     if (st === undefined || !st.indexed) {
-      reply(null, { code: "NOT_FOUND", message: `engine ${this.id} does not index log ${m.log}` });
+      reply(null, {
+        code: "UNAVAILABLE",
+        message: `engine ${this.id} does not index log ${m.log}`,
+      });
       return;
     }
     let q: IndexQuery;
@@ -968,6 +1027,11 @@ export class Engine {
       case "index-reply": {
         const q = this.remoteQueries.get(m.id);
         if (q === undefined) return;
+        if (m.error?.code === "UNAVAILABLE") {
+          // That engine does not index the log: the next sweep asks another.
+          q.askedAt = -Infinity;
+          return;
+        }
         this.remoteQueries.delete(m.id);
         if (m.error !== null) q.reject(errorFromWire(m.error));
         else
@@ -1411,7 +1475,7 @@ export class Engine {
       if (q.deadline <= now) {
         this.remoteQueries.delete(id);
         q.reject(new TimeoutError("no index replica answered a query in time"));
-      }
+      } else if (now - q.askedAt >= q.tryMs) this.askIndex(q);
     }
     for (const [id, r] of this.storageReads) {
       if (r.deadline > now && now - r.askedAt >= STORAGE_READ_TRY_MS) {

@@ -53,6 +53,8 @@ export class MetalogState {
   /** Start sequence numbers of non-empty entries, ascending, for `locate`. */
   private readonly starts: number[] = [];
   private readonly spansOf: Span[][] = [];
+  /** Metalog positions of the non-empty entries (parallel to `starts`). */
+  private readonly positions: number[] = [];
 
   /** `log`: the physical log this state belongs to; entries of other logs are rejected. */
   constructor(readonly log?: number) {}
@@ -114,10 +116,46 @@ export class MetalogState {
     if (spans.length > 0) {
       this.starts.push(this.seqnumNext);
       this.spansOf.push(spans);
+      this.positions.push(entry.position);
     }
     this.next = entry.position + 1;
     this.seqnumNext = cursor;
     return { entry, spans, endSeqnum: cursor as SeqNum };
+  }
+
+  /**
+   * The entries applied below metalog position `end`, as the index needs them (their spans;
+   * an entry's cut is left empty), for an index built after the fact. Entries that ordered
+   * nothing are left out, except that the last one returned is always at `end - 1`.
+   */
+  appliedBelow(end: number): AppliedEntry[] {
+    const out: AppliedEntry[] = [];
+    const log = (this.log ?? 0) as LogId;
+    for (let k = 0; k < this.positions.length && this.positions[k]! < end; k++) {
+      const spans = this.spansOf[k]!;
+      const last = spans[spans.length - 1]!;
+      out.push({
+        entry: {
+          log,
+          term: 0,
+          position: this.positions[k]!,
+          startSeqnum: this.starts[k]!,
+          cut: [],
+        },
+        spans,
+        endSeqnum: (last.startSeqnum + (last.toLocal - last.fromLocal)) as SeqNum,
+      });
+    }
+    const tail = out[out.length - 1];
+    if (end > 0 && tail?.entry.position !== end - 1) {
+      const seqnum = tail?.endSeqnum ?? (0 as SeqNum);
+      out.push({
+        entry: { log, term: 0, position: end - 1, startSeqnum: seqnum, cut: [] },
+        spans: [],
+        endSeqnum: seqnum,
+      });
+    }
+    return out;
   }
 
   /** The shard and local id of an ordered sequence number, or null if none was given out. */

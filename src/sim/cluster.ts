@@ -92,6 +92,8 @@ export class SimCluster {
   readonly views = new Map<number, View>();
   private readonly storeName: string;
   private sharedStore: FileStore | null = null;
+  /** Every store client opened, to close at the end. */
+  private readonly innerStores: FileStore[] = [];
   private static runs = 0;
 
   constructor(
@@ -183,6 +185,7 @@ export class SimCluster {
     const logger = this.trace.logger(node.id);
     void (async () => {
       const inner = await FileStore.openInMemory({ name: this.storeName, clock: this.scheduler });
+      this.innerStores.push(inner);
       const store = new SimStoreClient(inner, clock);
       node.store = store;
       if (node.kind === "controller") {
@@ -294,6 +297,26 @@ export class SimCluster {
     node.engine = null;
     node.controller = null;
     this.trace.add(node.id, "crashed");
+  }
+
+  /**
+   * Stops every node and closes every store client, so that the shared in-memory store is
+   * released. Needs the scheduler to run while it is pending (see run.ts).
+   */
+  async dispose(): Promise<void> {
+    const inner = [...this.innerStores];
+    this.innerStores.length = 0;
+    for (const n of this.nodes.values()) {
+      if (n.up) {
+        n.up = false;
+        n.clock?.crash();
+        n.store?.crash();
+        this.network.disconnect(n.id);
+      }
+    }
+    await Promise.allSettled(inner.map((s) => s.close()));
+    await this.sharedStore?.close();
+    this.sharedStore = null;
   }
 
   /** The controller that leads now, if any. */

@@ -122,6 +122,11 @@ export async function runSimulation(
     );
   } finally {
     if (o.flaw !== undefined) flaws[o.flaw] = false;
+    trace.echo = null;
+    const disposed = c.dispose().catch(() => undefined);
+    let done = false;
+    void disposed.then(() => (done = true));
+    await scheduler.run(scheduler.now() + 10_000, () => done).catch(() => undefined);
     process.off("unhandledRejection", unhandled);
   }
   const acked = workload.appends.filter((a) => a.outcome === "ok").length;
@@ -177,7 +182,7 @@ async function until<T>(
     return undefined;
   }
   if (error !== null) {
-    const message = error instanceof Error ? error.message : String(error);
+    const message = error instanceof Error ? error.message : JSON.stringify(error);
     checker.fail("operations succeed once faults end", `${what}: ${message}`);
     return undefined;
   }
