@@ -127,7 +127,13 @@ export class SimCluster {
       const disk =
         n.role === "engine"
           ? null
-          : new SimDisk({ clock: scheduler, latencyMs: () => this.latency(n.id), name: n.id });
+          : new SimDisk({
+              clock: scheduler,
+              latencyMs: () => this.latency(n.id),
+              name: n.id,
+              // As on lmdb: synced only with "disk" durability.
+              sync: t.durability === "disk",
+            });
       this.nodes.set(n.id, new SimNode(n.id, n.role, disk));
     }
     for (let i = 0; i < t.controllers; i++) {

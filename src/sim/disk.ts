@@ -8,6 +8,10 @@
  * earlier, so one disk's writes complete in issue order. A write's promise resolves when
  * it is durable. A slow disk is just a large latency.
  *
+ * Without `sync` (lmdb without fsync, as storage and sequencers run with "memory"
+ * durability) a write's promise resolves at once, while the write becomes durable only
+ * `UNSYNCED_FLUSH_MS` after its latency, when the operating system would have written it.
+ *
  * `crash()` is a power loss: writes not yet durable are lost, reads see only what was
  * durable, and the lost writes' promises never settle. Until `reopen()`, writes are
  * refused (their promises never settle and they change nothing); reads still work and see
@@ -25,7 +29,12 @@ export interface SimDiskOptions {
   /** How long the next write takes, in milliseconds; called once per accepted write. */
   readonly latencyMs: () => number;
   readonly name?: string;
+  /** Whether a write resolves only once durable (default true). */
+  readonly sync?: boolean;
 }
+
+/** How long an unsynced write stays in memory only, after its latency. */
+export const UNSYNCED_FLUSH_MS = 500;
 
 export interface SimDiskStats {
   /** Writes accepted (not refused). */
@@ -103,6 +112,7 @@ export class SimDisk implements StorageBackend, MetalogStore {
   readonly name: string;
   private readonly clock: Clock;
   private readonly latencyMs: () => number;
+  private readonly sync: boolean;
   /** What reads see: the durable state with every pending write applied, in issue order. */
   private visible = new DiskState();
   private readonly durable = new DiskState();
@@ -121,6 +131,7 @@ export class SimDisk implements StorageBackend, MetalogStore {
     this.clock = options.clock;
     this.latencyMs = options.latencyMs;
     this.name = options.name ?? "disk";
+    this.sync = options.sync ?? true;
   }
 
   get crashed(): boolean {
@@ -175,12 +186,13 @@ export class SimDisk implements StorageBackend, MetalogStore {
       return NEVER;
     }
     const latency = this.latencyMs();
-    let at = this.clock.now() + Math.max(0, latency);
+    let at = this.clock.now() + Math.max(0, latency) + (this.sync ? 0 : UNSYNCED_FLUSH_MS);
     if (this.pendingWrites > 0) at = Math.max(at, this.queue[this.queue.length - 1]!.at);
     apply(this.visible);
     this.issued++;
     return new Promise<void>((resolve) => {
-      this.queue.push({ at, apply, resolve });
+      if (!this.sync) this.clock.afterTurn(resolve);
+      this.queue.push({ at, apply, resolve: this.sync ? resolve : () => undefined });
       if (this.timer === null) this.arm();
     });
   }

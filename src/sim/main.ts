@@ -13,6 +13,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { randomInt } from "node:crypto";
 import { flaws, type FlawName } from "../log/flaws.js";
 import { checkSeed, SEED_MAX } from "./random.js";
+import type { Durability } from "../storage/storage-node.js";
+import { SIM_TOPOLOGY } from "./cluster.js";
 import { RUN_DEFAULTS, runSimulation, type RunResult } from "./run.js";
 
 function count(value: string): number {
@@ -33,6 +35,12 @@ function seedArg(value: string): number {
 function ms(value: string): number {
   if (!/^[0-9]{1,8}$/.test(value)) throw new CliArgumentError("must be a whole number of ms");
   return Number(value);
+}
+
+function durabilityArg(value: string): Durability {
+  if (value !== "disk" && value !== "memory")
+    throw new CliArgumentError('must be "disk" or "memory"');
+  return value;
 }
 
 function flawArg(value: string): FlawName {
@@ -64,6 +72,7 @@ interface Options {
   quietMs: number;
   sessions: number;
   flaw?: FlawName;
+  durability?: Durability;
   traceTail?: number;
   json?: string;
 }
@@ -73,6 +82,9 @@ async function main(o: Options): Promise<number> {
     faultMs: o.faultMs,
     quietMs: o.quietMs,
     sessions: o.sessions,
+    ...(o.durability === undefined
+      ? {}
+      : { topology: { ...SIM_TOPOLOGY, durability: o.durability } }),
     ...(o.flaw === undefined ? {} : { flaw: o.flaw }),
   };
   if (o.seed !== undefined) {
@@ -141,6 +153,7 @@ const program = new Command()
     RUN_DEFAULTS.quietMs,
   )
   .option("--sessions <n>", "client sessions", count, RUN_DEFAULTS.sessions)
+  .option("--durability <mode>", "the storage's durability: disk or memory", durabilityArg)
   .option(
     "--flaw <name>",
     "switch a deliberate protocol flaw on (to see the checks catch it)",
