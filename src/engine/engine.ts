@@ -72,6 +72,8 @@ export const STORAGE_READ_TRY_MS = 500;
  * is sent to the next engine that may index the log.
  */
 export const INDEX_QUERY_TRY_MS = 1_000;
+/** The shard of an engine the view gives no place: no record is in it. */
+const NO_SHARD = -1 as ShardId;
 /** Most failed conditional appends an index remembers for remote `cond` queries. */
 export const COND_FAILURES_REMEMBERED_MAX = 65_536;
 /** How often the engine checks deadlines and retries missing index data. */
@@ -456,6 +458,10 @@ export class Engine {
     st.shardEnds = null;
     st.runBase = 0;
     if (sw.next === null) {
+      // No shard of its own: every record of the log is another engine's now, including
+      // those of the shard it had (an index built later reads them from storage).
+      st.shard = NO_SHARD;
+      st.replicas = [];
       for (const p of leftovers) {
         p.settled = true;
         p.reject(

@@ -16,6 +16,8 @@ export interface FaultOptions {
   readonly partitions: boolean;
   readonly network: boolean;
   readonly slowDisks: boolean;
+  /** Nodes cut off from the coordination store while they run on (zombies to fence). */
+  readonly storeCuts: boolean;
 }
 
 export const ALL_FAULTS: FaultOptions = {
@@ -24,6 +26,7 @@ export const ALL_FAULTS: FaultOptions = {
   partitions: true,
   network: true,
   slowDisks: true,
+  storeCuts: true,
 };
 
 export const NO_FAULTS: FaultOptions = {
@@ -32,6 +35,7 @@ export const NO_FAULTS: FaultOptions = {
   partitions: false,
   network: false,
   slowDisks: false,
+  storeCuts: false,
 };
 
 /** A crashed node stays down for a time in this range, ms (below and above the 3 s lease). */
@@ -39,11 +43,13 @@ export const DOWNTIME_MS: readonly [number, number] = [300, 8_000];
 export const PARTITION_MS: readonly [number, number] = [200, 5_000];
 export const NETWORK_CHAOS_MS: readonly [number, number] = [500, 5_000];
 export const SLOW_DISK_MS: readonly [number, number] = [500, 5_000];
+/** A cut from the store lasts this long, ms (below and above the 3 s leases). */
+export const STORE_CUT_MS: readonly [number, number] = [500, 8_000];
 
 export class FaultInjector {
   private active = false;
   private readonly pendingRestarts = new Set<SimNode>();
-  counts = { crashes: 0, partitions: 0, network: 0, slowDisks: 0 };
+  counts = { crashes: 0, partitions: 0, network: 0, slowDisks: 0, storeCuts: 0 };
 
   constructor(
     private readonly cluster: SimCluster,
@@ -62,6 +68,7 @@ export class FaultInjector {
     if (this.o.partitions) k.push(() => this.partition());
     if (this.o.network) k.push(() => this.chaos());
     if (this.o.slowDisks) k.push(() => this.slowDisk());
+    if (this.o.storeCuts) k.push(() => this.storeCut());
     return k;
   }
 
@@ -160,6 +167,22 @@ export class FaultInjector {
     });
   }
 
+  private storeCut(): void {
+    const up = [...this.cluster.nodes.values()].filter(
+      (n) => n.up && n.store !== null && !n.store.isCutOff,
+    );
+    if (up.length === 0) return;
+    const node = this.random.pick(up);
+    const store = node.store!;
+    this.counts.storeCuts++;
+    this.trace.add("faults", `${node.id} cut off from the store`);
+    store.cutOff();
+    this.later(this.random.between(...STORE_CUT_MS), () => {
+      this.trace.add("faults", `${node.id} reaches the store again`);
+      store.reconnect();
+    });
+  }
+
   /** Ends the fault phase: heals the network, restores disks, restarts every crashed node. */
   stop(): void {
     this.active = false;
@@ -168,6 +191,7 @@ export class FaultInjector {
     c.network.faults = CALM_NETWORK;
     for (const n of c.nodes.values()) {
       n.slowDisk = false;
+      n.store?.reconnect();
       if (!n.up) c.startNode(n);
     }
     this.pendingRestarts.clear();

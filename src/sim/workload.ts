@@ -241,7 +241,15 @@ export class Workload {
   }
 
   private saw(s: Session, r: LogRecord | null, what: string): void {
-    if (r !== null) this.checker.record(s.book, r.seqnum, text(r), `client-${s.id} ${what}`);
+    if (r === null) return;
+    this.checker.record(s.book, r.seqnum, text(r), `client-${s.id} ${what}`);
+    // Aux data is best effort, but never another record's.
+    const aux = r.auxData === null ? null : decoder.decode(r.auxData);
+    if (aux !== null && !aux.startsWith(`aux:${r.seqnum}:`))
+      this.checker.fail(
+        "aux data belongs to its record",
+        `client-${s.id} ${what}: record ${r.seqnum} carries "${aux}"`,
+      );
   }
 
   private async step(s: Session, node: SimNode, book: EngineLogBook): Promise<void> {
@@ -250,7 +258,38 @@ export class Workload {
     if (x < 0.35) return this.append(s, node, book, [s.ownTag, SHARED_TAG]);
     if (x < 0.45) return this.append(s, node, book, [s.trimTag]);
     if (x < 0.55) return this.append(s, node, book, [COND_TAG], s.condGuess);
-    if (x < 0.65) {
+    if (x < 0.58) {
+      const mine = s.acked.get(s.ownTag) ?? [];
+      if (mine.length === 0) return;
+      const seqnum = this.random.pick(mine);
+      const r = await this.call(
+        s,
+        node,
+        "setAuxData",
+        book.setAuxData(seqnum, `aux:${seqnum}:${s.id}:${s.n++}`),
+      );
+      if (r === "crashed") return;
+      return;
+    }
+    if (x < 0.6) {
+      // A blocking read returns a record at or after its start, or nothing when it times out.
+      const from = s.sharedTail + 1;
+      const r = await this.call(
+        s,
+        node,
+        "readNextBlocking",
+        book.readNextBlocking(SHARED_TAG, from, 200),
+      );
+      if (r === "crashed") return;
+      this.saw(s, r, "readNextBlocking");
+      if (r !== null && r.seqnum < from)
+        this.checker.fail(
+          "reads return what they asked for",
+          `${who}: readNextBlocking(shared, ${from}) gave ${r.seqnum}`,
+        );
+      return;
+    }
+    if (x < 0.67) {
       // Read-your-writes: an own acknowledged record is where it was acknowledged.
       const mine = s.acked.get(s.ownTag) ?? [];
       if (mine.length === 0) return;
