@@ -188,7 +188,7 @@ export class SimCluster {
     const clock = new NodeClock(this.scheduler);
     node.clock = clock;
     node.disk?.reopen();
-    const logger = this.trace.logger(node.id);
+    const logger = this.trace.logger(node.id, {}, () => !clock.isDead);
     void (async () => {
       const inner = await FileStore.openInMemory({ name: this.storeName, clock: this.scheduler });
       this.innerStores.push(inner);

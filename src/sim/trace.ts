@@ -46,11 +46,19 @@ export class Trace {
     return this.hash.digest("hex").slice(0, 16);
   }
 
-  /** A logger for node `who`: info and above go into the trace. */
-  logger(who: string, bindings: Record<string, unknown> = {}): Logger {
+  /**
+   * A logger for node `who`: info and above go into the trace, while `alive()` holds (a
+   * crashed node's leftover continuations log nothing).
+   */
+  logger(
+    who: string,
+    bindings: Record<string, unknown> = {},
+    alive: () => boolean = () => true,
+  ): Logger {
     const line =
       (level: string) =>
       (obj: object, msg?: string): void => {
+        if (!alive()) return;
         const details = { ...bindings, ...obj };
         this.add(
           who,
@@ -63,7 +71,7 @@ export class Trace {
       info: line("info"),
       warn: line("warn"),
       error: line("error"),
-      child: (b) => this.logger(who, { ...bindings, ...b }),
+      child: (b) => this.logger(who, { ...bindings, ...b }, alive),
     };
   }
 }

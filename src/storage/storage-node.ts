@@ -62,6 +62,8 @@ interface ShardState {
   stash: Map<number, Uint8Array[]>;
   /** When records missing before a stashed batch were last asked of another replica. */
   fetchedAt: number;
+  /** Gap fetches so far: each asks the next peer replica in turn. */
+  fetches: number;
 }
 
 interface LogState {
@@ -129,6 +131,10 @@ export class StorageNode {
         this.fetchMetalog(log, st);
       }
       if (st.waiting.length > 0) this.retryWaiting(log, st);
+      // A gap before stashed records is asked for again until a peer fills it.
+      for (const [shard, sh] of st.shards) {
+        if (sh.stash.size > 0) this.fetchGap(log, shard, sh, Math.min(...sh.stash.keys()));
+      }
     }
     this.sendProgress();
     this.heartbeatTimer = this.o.clock.setTimer(PROGRESS_HEARTBEAT_MS, () => this.heartbeat());
@@ -161,6 +167,7 @@ export class StorageNode {
         buffer: [],
         stash: new Map(),
         fetchedAt: -Infinity,
+        fetches: 0,
       };
       st.shards.set(shard, s);
     }
@@ -301,7 +308,7 @@ export class StorageNode {
     s.fetchedAt = now;
     const peers = this.view.replicasOf(shard as ShardId).filter((r) => r !== this.id);
     if (peers.length === 0) return;
-    const peer = peers[Math.floor(now / GAP_REFETCH_MS) % peers.length]!;
+    const peer = peers[s.fetches++ % peers.length]!;
     this.o.transport.send(peer, { t: "replica-fetch", log, shard, from: s.received, to: upTo });
   }
 
