@@ -27,6 +27,31 @@ export default tseslint.config(
     },
   },
   {
+    // The roles run under the deterministic simulator: time, timers and randomness come
+    // from the injected Clock (and the simulator's seeded source), never from globals.
+    files: [
+      "src/log/**/*.ts",
+      "src/engine/engine.ts",
+      "src/sequencer/sequencer.ts",
+      "src/storage/storage-node.ts",
+      "src/sim/**/*.ts",
+    ],
+    ignores: ["src/sim/clock.ts", "src/sim/main.ts"],
+    rules: {
+      "no-restricted-globals": [
+        "error",
+        ...["setTimeout", "setInterval", "setImmediate", "queueMicrotask", "performance"].map(
+          (name) => ({ name, message: "use the injected Clock (deterministic simulation)" }),
+        ),
+      ],
+      "no-restricted-properties": [
+        "error",
+        { object: "Date", property: "now", message: "use the injected Clock" },
+        { object: "Math", property: "random", message: "use the simulator's seeded source" },
+      ],
+    },
+  },
+  {
     files: ["bin/**/*.js", "**/*.mjs", "eslint.config.js"],
     ...tseslint.configs.disableTypeChecked,
   },
