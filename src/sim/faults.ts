@@ -1,8 +1,9 @@
 /**
  * The faults a run injects while its fault phase lasts, each drawn from the run's random
  * source: node crashes with restarts, controller failover, partitions that heal, periods of
- * message loss, duplication, delay spikes and reordering, and slow disks. At most one node
- * of each role is down at a time, so that the cluster can always recover once faults end.
+ * message loss, duplication, delay spikes and reordering, slow disks, and nodes cut off from
+ * the coordination store. At most `maxDownPerRole` nodes of a role are down at a time (one
+ * by default); every node comes back when the faults end, so the cluster can recover.
  */
 import type { SimCluster, SimNode, SimRole } from "./cluster.js";
 import { CALM_NETWORK, type NetworkFaults } from "./network.js";
@@ -18,6 +19,8 @@ export interface FaultOptions {
   readonly slowDisks: boolean;
   /** Nodes cut off from the coordination store while they run on (zombies to fence). */
   readonly storeCuts: boolean;
+  /** Most nodes of one role down at once. */
+  readonly maxDownPerRole: number;
 }
 
 export const ALL_FAULTS: FaultOptions = {
@@ -27,6 +30,7 @@ export const ALL_FAULTS: FaultOptions = {
   network: true,
   slowDisks: true,
   storeCuts: true,
+  maxDownPerRole: 1,
 };
 
 export const NO_FAULTS: FaultOptions = {
@@ -36,6 +40,7 @@ export const NO_FAULTS: FaultOptions = {
   network: false,
   slowDisks: false,
   storeCuts: false,
+  maxDownPerRole: 1,
 };
 
 /** A crashed node stays down for a time in this range, ms (below and above the 3 s lease). */
@@ -95,13 +100,16 @@ export class FaultInjector {
   private crash(): void {
     const c = this.cluster;
     const all = [...c.nodes.values()];
-    const downKinds = new Set<SimRole>(all.filter((n) => !n.up).map((n) => n.kind));
-    const candidates = all.filter((n) => n.up && !downKinds.has(n.kind));
+    const down = new Map<SimRole, number>();
+    for (const n of all) if (!n.up) down.set(n.kind, (down.get(n.kind) ?? 0) + 1);
+    const full = (kind: SimRole): boolean =>
+      (down.get(kind) ?? 0) >= (kind === "controller" ? 1 : this.o.maxDownPerRole);
+    const candidates = all.filter((n) => n.up && !full(n.kind));
     if (candidates.length === 0) return;
     // Now and then, the controller that leads (a failover).
     const leader = c.leader();
     const node =
-      leader !== null && !downKinds.has("controller") && this.random.chance(0.2)
+      leader !== null && !full("controller") && this.random.chance(0.2)
         ? leader
         : this.random.pick(candidates);
     this.counts.crashes++;

@@ -15,6 +15,7 @@ import { flaws, type FlawName } from "../log/flaws.js";
 import { checkSeed, SEED_MAX } from "./random.js";
 import type { Durability } from "../storage/storage-node.js";
 import { SIM_TOPOLOGY } from "./cluster.js";
+import { ALL_FAULTS } from "./faults.js";
 import { RUN_DEFAULTS, runSimulation, type RunResult } from "./run.js";
 
 function count(value: string): number {
@@ -73,6 +74,8 @@ interface Options {
   sessions: number;
   flaw?: FlawName;
   durability?: Durability;
+  maxDown?: number;
+  faultGapMs?: number;
   traceTail?: number;
   json?: string;
 }
@@ -82,6 +85,15 @@ async function main(o: Options): Promise<number> {
     faultMs: o.faultMs,
     quietMs: o.quietMs,
     sessions: o.sessions,
+    ...(o.maxDown === undefined && o.faultGapMs === undefined
+      ? {}
+      : {
+          faults: {
+            ...ALL_FAULTS,
+            ...(o.maxDown === undefined ? {} : { maxDownPerRole: o.maxDown }),
+            ...(o.faultGapMs === undefined ? {} : { meanGapMs: o.faultGapMs }),
+          },
+        }),
     ...(o.durability === undefined
       ? {}
       : { topology: { ...SIM_TOPOLOGY, durability: o.durability } }),
@@ -154,6 +166,8 @@ const program = new Command()
   )
   .option("--sessions <n>", "client sessions", count, RUN_DEFAULTS.sessions)
   .option("--durability <mode>", "the storage's durability: disk or memory", durabilityArg)
+  .option("--max-down <n>", "most nodes of one role down at once (default 1)", count)
+  .option("--fault-gap-ms <ms>", "mean time between faults (default 1500)", ms)
   .option(
     "--flaw <name>",
     "switch a deliberate protocol flaw on (to see the checks catch it)",
