@@ -3,9 +3,11 @@ import fc from "fast-check";
 import {
   RecordKind,
   decodeMeta,
+  droppedPayloadOf,
   encodeRecord,
   headerBytes,
   headerOf,
+  isPayloadDropped,
   payloadOf,
   type RecordMeta,
 } from "../src/log/record.js";
@@ -84,6 +86,24 @@ function checkRoundTrip(meta: RecordMeta, data: Uint8Array): void {
 }
 
 describe("record encoding", () => {
+  it("a record whose payload was dropped keeps its header and meta, and is told apart from one with empty data", () => {
+    fc.assert(
+      fc.property(metaArb, payloadArb, (meta, payload) => {
+        const full = encodeRecord(meta, payload);
+        const dropped = droppedPayloadOf(full);
+        expect(isPayloadDropped(dropped)).toBe(true);
+        expect(isPayloadDropped(full)).toBe(false);
+        expect(isPayloadDropped(encodeRecord(meta, new Uint8Array(0)))).toBe(false);
+        expect(decodeMeta(dropped)).toEqual(decodeMeta(full));
+        expect(headerOf(dropped).length).toBe(headerOf(full).length);
+        expect(payloadOf(dropped).length).toBe(0);
+        // The original is left as it was.
+        expect(isPayloadDropped(full)).toBe(false);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it("round-trips the header and payload of every kind through encodeRecord, decodeMeta, headerOf and payloadOf", () => {
     fc.assert(fc.property(metaArb, payloadArb, checkRoundTrip), { numRuns: 500 });
   });

@@ -2,7 +2,15 @@ import { describe, expect, it } from "vitest";
 import { SimDisk } from "../src/sim/disk.js";
 import { ManualClock } from "./helpers/manual-clock.js";
 import type { MetalogEntry } from "../src/log/metalog.js";
-import { decodeMeta, encodeRecord, headerOf, payloadOf, RecordKind } from "../src/log/record.js";
+import {
+  payloadOf,
+  decodeMeta,
+  droppedPayloadOf,
+  headerOf,
+  isPayloadDropped,
+  encodeRecord,
+  RecordKind,
+} from "../src/log/record.js";
 import type { BookId, Tag } from "../src/log/types.js";
 
 /** Latencies handed out in order; the test fails if the disk asks for more. */
@@ -216,7 +224,11 @@ describe("simulated disk", () => {
       ]),
     );
     const cut = disk.readRecord(1, 0, 0)!;
-    expect(Buffer.from(cut).equals(Buffer.from(headerOf(full)))).toBe(true);
+    // The header stays, marked as having lost its payload (a trimmed record).
+    expect(Buffer.from(cut).equals(Buffer.from(droppedPayloadOf(full)))).toBe(true);
+    expect(cut.length).toBe(headerOf(full).length);
+    expect(isPayloadDropped(cut)).toBe(true);
+    expect(isPayloadDropped(disk.readRecord(1, 0, 1)!)).toBe(false);
     expect(payloadOf(cut).length).toBe(0);
     expect(decodeMeta(cut)).toEqual(meta);
     expect(disk.readRecord(1, 0, 1)).toBe(other);

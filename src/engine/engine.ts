@@ -26,6 +26,7 @@ import { RecordCache } from "../log/cache.js";
 import {
   decodeMeta,
   encodeRecord,
+  isPayloadDropped,
   payloadOf,
   RecordKind,
   type LogRecord,
@@ -72,6 +73,19 @@ export const STORAGE_READ_TRY_MS = 500;
  * is sent to the next engine that may index the log.
  */
 export const INDEX_QUERY_TRY_MS = 1_000;
+/** Reads of one record that storage finds trimmed before the reader's index has seen the trim. */
+export const TRIMMED_READ_ATTEMPTS_MAX = 5;
+
+/** Storage dropped the record's payload (it was trimmed); `answeredAt` is the read's position. */
+class PayloadDroppedError extends Error {
+  constructor(
+    readonly seqnum: number,
+    readonly answeredAt: number,
+  ) {
+    super(`the payload of the record with seqnum ${seqnum} was dropped by a trim`);
+  }
+}
+
 /** The shard of an engine the view gives no place: no record is in it. */
 const NO_SHARD = -1 as ShardId;
 /** Most failed conditional appends an index remembers for remote `cond` queries. */
@@ -631,7 +645,41 @@ export class Engine {
     if (seqnum === null) return { record: null, position: at };
     const hit = st.cache.get(seqnum);
     if (hit !== undefined) return { record: hit, position: at };
-    return this.readFromStorage(st, seqnum).then((record) => ({ record, position: at }));
+    return this.readFromStorage(st, seqnum).then(
+      (record) => ({ record, position: at }),
+      (err: unknown) => {
+        throw err instanceof PayloadDroppedError ? new PayloadDroppedError(seqnum, at) : err;
+      },
+    );
+  }
+
+  /**
+   * Runs a read at `position`, and again at a later position when the record it found turns
+   * out to have been trimmed meanwhile: storage had dropped its payload for a trim this
+   * read's index had not applied yet. The read at the later position sees the trim.
+   */
+  private readAgainIfTrimmed(
+    st: LogState,
+    position: number,
+    read: (position: number) => ReadResult | Promise<ReadResult>,
+    attempt = 1,
+  ): ReadResult | Promise<ReadResult> {
+    const r = read(position);
+    if (!(r instanceof Promise)) return r;
+    return r.catch((err: unknown) => {
+      if (!(err instanceof PayloadDroppedError)) throw err;
+      if (attempt >= TRIMMED_READ_ATTEMPTS_MAX) {
+        throw new DataLostError(
+          `the payload of the record with seqnum ${err.seqnum} was dropped, but no trim hides it`,
+        );
+      }
+      const later = Math.max(err.answeredAt + 1, st.knownTail);
+      this.o.logger.debug(
+        { seqnum: err.seqnum, position: later },
+        "a read found a trimmed record; reading again at a later position",
+      );
+      return this.readAgainIfTrimmed(st, later, read, attempt + 1);
+    });
   }
 
   readNext(
@@ -641,10 +689,10 @@ export class Engine {
     position: number,
   ): ReadResult | Promise<ReadResult> {
     const st = this.logs[this.logOf(book)]!;
-    if (!st.indexed)
-      return this.remoteRead(st, { op: "next", book, tag, seqnum: min, timeoutMs: 0 }, position);
-    return this.atPosition(st, position, () =>
-      this.withRecord(st, st.index.readNext(book, tag, min)),
+    return this.readAgainIfTrimmed(st, position, (at) =>
+      !st.indexed
+        ? this.remoteRead(st, { op: "next", book, tag, seqnum: min, timeoutMs: 0 }, at)
+        : this.atPosition(st, at, () => this.withRecord(st, st.index.readNext(book, tag, min))),
     );
   }
 
@@ -655,10 +703,10 @@ export class Engine {
     position: number,
   ): ReadResult | Promise<ReadResult> {
     const st = this.logs[this.logOf(book)]!;
-    if (!st.indexed)
-      return this.remoteRead(st, { op: "prev", book, tag, seqnum: max, timeoutMs: 0 }, position);
-    return this.atPosition(st, position, () =>
-      this.withRecord(st, st.index.readPrev(book, tag, max)),
+    return this.readAgainIfTrimmed(st, position, (at) =>
+      !st.indexed
+        ? this.remoteRead(st, { op: "prev", book, tag, seqnum: max, timeoutMs: 0 }, at)
+        : this.atPosition(st, at, () => this.withRecord(st, st.index.readPrev(book, tag, max))),
     );
   }
 
@@ -670,13 +718,15 @@ export class Engine {
     timeoutMs: number,
   ): Promise<ReadResult> {
     const st = this.logs[this.logOf(book)]!;
-    if (!st.indexed)
-      return this.remoteRead(st, { op: "blocking", book, tag, seqnum: min, timeoutMs }, position);
     return Promise.resolve(
-      this.atPosition(st, position, () =>
-        Promise.resolve(this.waitForNext(st, book, tag, min, timeoutMs)).then((seqnum) =>
-          this.withRecord(st, seqnum),
-        ),
+      this.readAgainIfTrimmed(st, position, (at) =>
+        !st.indexed
+          ? this.remoteRead(st, { op: "blocking", book, tag, seqnum: min, timeoutMs }, at)
+          : this.atPosition(st, at, () =>
+              Promise.resolve(this.waitForNext(st, book, tag, min, timeoutMs)).then((seqnum) =>
+                this.withRecord(st, seqnum),
+              ),
+            ),
       ),
     );
   }
@@ -1012,6 +1062,10 @@ export class Engine {
             return;
           }
           this.askNextReplica(r);
+          return;
+        }
+        if (isPayloadDropped(m.record)) {
+          r.reject(new PayloadDroppedError(r.seqnum, 0));
           return;
         }
         const meta = decodeMeta(m.record);

@@ -83,7 +83,7 @@ function asBuffer(bytes: Uint8Array): Buffer {
 export function decodeMeta(bytes: Uint8Array): RecordMeta {
   const buf = asBuffer(bytes);
   invariant(buf.length >= 6, "record shorter than its fixed header");
-  const kind = buf[0];
+  const kind = buf[0]! & ~PAYLOAD_DROPPED;
   const book = buf.readUInt32BE(1) as BookId;
   const n = buf[5]!;
   invariant(buf.length >= 6 + 8 * n, "record shorter than its tags");
@@ -129,8 +129,27 @@ export function decodeMeta(bytes: Uint8Array): RecordMeta {
 export function headerOf(bytes: Uint8Array): Uint8Array {
   const n = bytes[5]!;
   let len = 6 + 8 * n;
-  if (bytes[0] !== RecordKind.Data) len += 16;
+  if ((bytes[0]! & ~PAYLOAD_DROPPED) !== RecordKind.Data) len += 16;
   return bytes.subarray(0, len);
+}
+
+/**
+ * Set in the kind byte of a record whose payload storage has dropped (the record was
+ * trimmed): only its header is left, so that an index can still be rebuilt, but it must
+ * not be read as a record with empty data.
+ */
+export const PAYLOAD_DROPPED = 0x80;
+
+/** A trimmed record as storage keeps it: a copy of its header, marked payload-dropped. */
+export function droppedPayloadOf(bytes: Uint8Array): Uint8Array {
+  const h = Buffer.from(headerOf(bytes));
+  h[0] = h[0]! | PAYLOAD_DROPPED;
+  return h;
+}
+
+/** Whether storage dropped this record's payload. */
+export function isPayloadDropped(bytes: Uint8Array): boolean {
+  return (bytes[0]! & PAYLOAD_DROPPED) !== 0;
 }
 
 /** The payload of an encoded record (a view, not a copy). */

@@ -20,7 +20,7 @@
  */
 import type { Clock, TimerHandle } from "../clock/clock.js";
 import type { MetalogEntry } from "../log/metalog.js";
-import { headerOf } from "../log/record.js";
+import { droppedPayloadOf } from "../log/record.js";
 import type { MetalogStore } from "../sequencer/metalog-store.js";
 import type { StorageBackend } from "../storage/backend.js";
 
@@ -252,7 +252,7 @@ export class SimDisk implements StorageBackend, MetalogStore {
     for (const [shard, localId] of records) {
       const r = this.visible.record(log, shard, localId);
       // A copy, so that the payload's memory is not kept.
-      if (r !== undefined) headers.push([shard, localId, Buffer.from(headerOf(r))]);
+      if (r !== undefined) headers.push([shard, localId, droppedPayloadOf(r)]);
     }
     return this.issue((s) => {
       for (const [shard, localId, header] of headers) {

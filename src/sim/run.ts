@@ -16,7 +16,7 @@ import { ALL_FAULTS, FaultInjector, type FaultOptions } from "./faults.js";
 import { SimNetwork } from "./network.js";
 import { checkSeed, SimRandom } from "./random.js";
 import { Trace } from "./trace.js";
-import { COND_TAG, SIM_BOOKS, Workload, type AppendRecord } from "./workload.js";
+import { COND_TAG, SIM_BOOKS, TRIM_BOOK, Workload, type AppendRecord } from "./workload.js";
 
 /**
  * After the quiet phase (which follows the end of the faults), every engine must serve an
@@ -284,7 +284,7 @@ async function finalChecks(
   const engines = c.view.config.engines.map((id) => c.nodes.get(id)!);
   const byData = new Map<string, AppendRecord>();
   for (const a of w.appends) byData.set(a.data, a);
-  for (const book of SIM_BOOKS) {
+  for (const book of [...SIM_BOOKS, TRIM_BOOK]) {
     const position = Math.max(
       w.positions.get(book) ?? 0,
       ...engines.map((n) => n.engine!.positionOf(parseBookId(book))),
@@ -334,8 +334,20 @@ async function finalChecks(
       else if (a.outcome === "failed")
         checker.fail("a failed append is never visible", `book ${book}: "${data}" at ${seqnum}`);
     }
+    if (book === TRIM_BOOK) {
+      // Everything below an acknowledged trim of the whole book is gone for good.
+      for (const [seqnum, data] of first) {
+        if (seqnum < w.trimAcked)
+          checker.fail(
+            "trimmed records never come back",
+            `book ${book}: "${data}" at ${seqnum}, below a trim at ${w.trimAcked}`,
+          );
+      }
+    }
     for (const a of w.appends) {
       if (a.book !== book || a.outcome !== "ok") continue;
+      // A trim may have hidden it.
+      if (book === TRIM_BOOK && a.seqnum! < w.trimIssued) continue;
       const s = at.get(a.data);
       if (s !== a.seqnum)
         checker.fail(

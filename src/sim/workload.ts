@@ -20,6 +20,13 @@ import type { Trace } from "./trace.js";
 
 /** The books sessions use (they hash onto the physical logs). */
 export const SIM_BOOKS = [1, 2, 3, 4];
+/**
+ * A book whose sessions trim the whole book (tag 0): storage drops the payloads of what
+ * they trim, and the final check expects exactly the records above the trims.
+ */
+export const TRIM_BOOK = 5;
+/** Sessions that append to and trim `TRIM_BOOK`, besides the others. */
+export const TRIMMER_SESSIONS = 2;
 export const SHARED_TAG = 7;
 export const COND_TAG = 9;
 const OWN_TAG_BASE = 1000;
@@ -48,6 +55,8 @@ interface Session {
   readonly book: number;
   readonly ownTag: number;
   readonly trimTag: number;
+  /** Appends to and trims the whole of `TRIM_BOOK`. */
+  readonly trimmer: boolean;
   node: SimNode | null;
   incarnation: number;
   position: number;
@@ -74,6 +83,9 @@ export class Workload {
   private running = 0;
   ops = 0;
   opsFailed = 0;
+  /** Highest tag-0 trim of `TRIM_BOOK` issued, and acknowledged. */
+  trimIssued = 0;
+  trimAcked = 0;
   /** Highest metalog position any session reached, per book. */
   readonly positions = new Map<number, number>();
 
@@ -86,12 +98,14 @@ export class Workload {
   ) {}
 
   start(): void {
-    for (let i = 0; i < this.o.sessions; i++) {
+    for (let i = 0; i < this.o.sessions + TRIMMER_SESSIONS; i++) {
+      const trimmer = i >= this.o.sessions;
       const s: Session = {
         id: i,
-        book: SIM_BOOKS[i % SIM_BOOKS.length]!,
+        book: trimmer ? TRIM_BOOK : SIM_BOOKS[i % SIM_BOOKS.length]!,
         ownTag: OWN_TAG_BASE + i,
         trimTag: TRIM_TAG_BASE + i,
+        trimmer,
         node: null,
         incarnation: 0,
         position: 0,
@@ -226,7 +240,7 @@ export class Workload {
     a.outcome = "ok";
     a.seqnum = r;
     this.checker.record(s.book, r, data, `client-${s.id} append`);
-    for (const t of tags) {
+    for (const t of [0, ...tags]) {
       const list = s.acked.get(t) ?? [];
       const last = list[list.length - 1];
       if (last !== undefined && r <= last)
@@ -252,7 +266,42 @@ export class Workload {
       );
   }
 
+  /** A trimmer's step: appends, trims of the whole book, and reads of it. */
+  private async trimmerStep(s: Session, node: SimNode, book: EngineLogBook): Promise<void> {
+    const who = `client-${s.id}`;
+    const x = this.random.float();
+    const mine = s.acked.get(0) ?? [];
+    const last = mine[mine.length - 1];
+    if (x < 0.6 || last === undefined) return this.append(s, node, book, []);
+    if (x < 0.75) {
+      if (last <= s.trimmedBelow) return;
+      this.trimIssued = Math.max(this.trimIssued, last);
+      const r = await this.call(s, node, "trim", book.trim(0, last));
+      if (r === "crashed") return;
+      s.trimmedBelow = last;
+      this.trimAcked = Math.max(this.trimAcked, last);
+      this.trace.add(who, `trimmed book ${s.book} below ${last}`);
+      return;
+    }
+    const want = x < 0.88 ? 0 : last;
+    const r = await this.call(s, node, "readNext", book.readNext(0, want));
+    if (r === "crashed") return;
+    this.saw(s, r, "readNext");
+    if (r !== null && r.seqnum < Math.max(want, s.trimmedBelow))
+      this.checker.fail(
+        "trimmed records never come back",
+        `${who}: readNext(0, ${want}) gave ${r.seqnum}, trimmed below ${s.trimmedBelow}`,
+      );
+    // Its own last record is there, unless some session's trim may have hidden it.
+    if (want === last && r?.seqnum !== last && last >= this.trimIssued)
+      this.checker.fail(
+        "read-your-writes",
+        `${who}: readNext(0, ${last}) gave ${r === null ? "nothing" : r.seqnum}`,
+      );
+  }
+
   private async step(s: Session, node: SimNode, book: EngineLogBook): Promise<void> {
+    if (s.trimmer) return this.trimmerStep(s, node, book);
     const who = `client-${s.id}`;
     const x = this.random.float();
     if (x < 0.35) return this.append(s, node, book, [s.ownTag, SHARED_TAG]);

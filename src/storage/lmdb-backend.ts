@@ -21,7 +21,7 @@ import { pack, unpack } from "msgpackr";
 import { join } from "node:path";
 import { Wal, WAL_SEGMENT_BYTES_DEFAULT } from "./wal.js";
 import { invariant } from "../log/assert.js";
-import { headerOf } from "../log/record.js";
+import { droppedPayloadOf } from "../log/record.js";
 
 export interface LmdbOptions {
   /** When false, commits are not fsync'ed: faster, but a machine crash may lose acknowledged data. */
@@ -381,9 +381,9 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
         b = { head: found.head, records: frameRecords(found.frame).map((r) => r.slice()) };
         batches.set(id, b);
       }
-      b.records[localId - found.head.first] = headerOf(
+      b.records[localId - found.head.first] = droppedPayloadOf(
         b.records[localId - found.head.first]!,
-      ).slice();
+      );
     }
     let last: Promise<unknown> = Promise.resolve();
     for (const { head, records: rs } of batches.values()) {
