@@ -5,6 +5,7 @@
  */
 import { spawn } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
+import { SEAL_REQUEST_KEY } from "../src/cluster/view-follower.js";
 import { FileStore, valueText, type CoordStore } from "../src/coord/index.js";
 import { parseClusterConfig, viewOf, type ClusterConfig } from "../src/cluster/config.js";
 import {
@@ -236,6 +237,30 @@ describe("membership and the controller", () => {
     await until(clock, () => ctl.c.currentView?.term === 4);
     expect(ctl.c.currentView?.engines).toEqual(["engine-0"]);
     expect((await store.list(REQUESTS_PREFIX)).entries).toEqual([]);
+  });
+
+  it("a new leader publishes the next view when its predecessor died between sealing the term and publishing", async () => {
+    const { clock, open } = setup();
+    const config = clusterConfig();
+    await registerAll(await open(), config, clock);
+    const a = startController(await open(), "controller-a", config, clock, () => Promise.resolve());
+    await a.started;
+    await until(clock, () => a.c.isLeading() && a.c.currentView?.term === 1);
+    // The leader asked the sequencers to seal term 1, then died before publishing term 2:
+    // the sequencers stay sealed, and nothing failed that would call for a new term.
+    const store = await open();
+    await store.put(SEAL_REQUEST_KEY, JSON.stringify({ term: 1 }));
+    a.c.abandon();
+    const sealed: number[] = [];
+    const b = startController(await open(), "controller-b", config, clock, (o) => {
+      sealed.push(o.term);
+      return Promise.resolve();
+    });
+    await b.started;
+    await until(clock, () => b.c.isLeading() && b.c.currentView?.term === 2);
+    expect(sealed).toEqual([1]);
+    expect(b.c.currentView?.engines).toEqual(["engine-0", "engine-1"]);
+    expect(decodeViewRecord(valueText((await store.get(VIEW_KEY))!)).view.term).toBe(2);
   });
 
   it("two controllers: one leads, the standby takes over when the leader's lease is lost, and no conflicting view is published", async () => {

@@ -24,6 +24,7 @@ import {
 import { MembershipWatcher, type MemberRecord } from "./membership.js";
 import { nodesOfView, planNextView, PlanRefusedError, type Plan } from "./planner.js";
 import { decodeViewRecord, encodeViewRecord, VIEW_KEY } from "./view-record.js";
+import { SEAL_REQUEST_KEY } from "../cluster/view-follower.js";
 
 /**
  * Operators' requests (`boki reconfigure`, `boki drain`): one key each under this prefix,
@@ -317,6 +318,7 @@ export class Controller {
       this.leadership = leadership;
       try {
         await this.loadView();
+        await this.takeOverSealedTerm();
         this.logger.info({ term: this.view?.term }, "leading");
         this.emit({ type: "leading", term: this.view?.term ?? 0 });
         void this.evaluate();
@@ -335,6 +337,28 @@ export class Controller {
         this.emit({ type: "leadership-lost" });
       }
     }
+  }
+
+  /**
+   * A leader that died between sealing a term and publishing the next view left the term's
+   * sequencers sealed: they order nothing until a later view comes. The new leader publishes
+   * one even when nothing else calls for it.
+   */
+  private async takeOverSealedTerm(): Promise<void> {
+    const kv = await this.store.get(SEAL_REQUEST_KEY);
+    if (kv === null || this.view === null) return;
+    let term: unknown;
+    try {
+      term = (JSON.parse(valueText(kv)) as { term?: unknown }).term;
+    } catch {
+      return;
+    }
+    if (term !== this.view.term) return;
+    this.logger.warn(
+      { term },
+      "the term in force was sealed and no later view published; publishing the next",
+    );
+    this.forced = true;
   }
 
   /** Reads the published view, publishing term 1 from the configuration when there is none. */
