@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { tempDir } from "./helpers/tmp.js";
-import { settledWithin } from "./helpers/async.js";
+import { settledWithin, sleep } from "./helpers/async.js";
 import {
   startInProcCluster,
   withInProcCluster,
@@ -226,6 +226,32 @@ describe("an engine that restarts in the same term", () => {
           }
           expect(got).toEqual(expected);
         }
+      },
+    );
+  }, 30_000);
+
+  it("appends made before its replicas tell it where its shard ends are sent once, and appear once", async () => {
+    await withInProcCluster(
+      { engines: 2, storages: 3, sequencers: 3, replication: 3 },
+      async (c) => {
+        await c.book(0, 12).append([], "first-run");
+        // The replicas' answers about the shard's end are lost for a while: the engine must
+        // hold its appends (not resend them at guessed local ids) until it knows.
+        c.gate.dropIf = (_from, to, m) => to === "engine-0" && m.t === "shard-end";
+        await c.restartEngine(0);
+        const b = c.book(0, 12);
+        const pending = [0, 1, 2].map((i) => b.append([], `second-run-${i}`));
+        await sleep(700);
+        c.gate.dropIf = null;
+        const seqnums = await Promise.all(pending);
+        const all = await readAll(c.book(1, 12, b.position));
+        expect(all.map((x) => x.split(":")[1])).toEqual([
+          "first-run",
+          "second-run-0",
+          "second-run-1",
+          "second-run-2",
+        ]);
+        expect(all.slice(1).map((x) => Number(x.split(":")[0]))).toEqual(seqnums);
       },
     );
   }, 30_000);

@@ -1558,6 +1558,10 @@ export class Engine {
 
   /** Sends every unordered record of the engine's shard to its replicas again; they drop duplicates. */
   private resend(st: LogState): void {
+    // Not while the shard's end is unknown: records sent now would take local ids the
+    // replicas' answers then count as an earlier run's, and the records would be appended
+    // twice. Nor while switching shards: the old shard orders nothing more.
+    if (st.shardEnds !== null || st.switching !== null) return;
     let batch: Uint8Array[] = [];
     let bytes = 0;
     let first = st.pendingBase;
