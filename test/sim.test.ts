@@ -6,7 +6,7 @@
  */
 import { randomInt } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { runSimulation, type RunResult } from "../src/sim/run.js";
+import { runSimulation, type RunOptions, type RunResult } from "../src/sim/run.js";
 import { SEED_MAX } from "../src/sim/random.js";
 import { SIM_TOPOLOGY } from "../src/sim/cluster.js";
 import { ALL_FAULTS } from "../src/sim/faults.js";
@@ -21,6 +21,18 @@ function explain(r: RunResult): string {
   return `seed ${r.seed} (replay: npm run sim -- --seed ${r.seed}):\n${r.violations
     .map((v) => `  ${v.invariant} at ${(v.atMs / 1000).toFixed(3)} s: ${v.message}`)
     .join("\n")}\n${r.trace.slice(-30).join("\n")}`;
+}
+
+/** Runs `seeds` with `options`; fails the test with every failing seed's explanation. */
+async function expectClean(
+  seeds: readonly number[],
+  options: Partial<RunOptions> = {},
+): Promise<RunResult[]> {
+  const results: RunResult[] = [];
+  for (const seed of seeds) results.push(await runSimulation({ ...options, seed }));
+  const failed = results.filter((r) => !r.ok).map(explain);
+  expect(failed, failed.join("\n\n")).toEqual([]);
+  return results;
 }
 
 describe("deterministic simulation of the whole cluster", () => {
@@ -43,17 +55,13 @@ describe("deterministic simulation of the whole cluster", () => {
   it(
     `the CI seeds ${CI_SEEDS.join(", ")} keep every invariant under crashes, partitions, message faults and slow disks`,
     async () => {
-      const failed: string[] = [];
       let faults = 0;
       let terms = 0;
-      for (const seed of CI_SEEDS) {
-        const r = await runSimulation({ seed });
-        if (!r.ok) failed.push(explain(r));
+      for (const r of await expectClean(CI_SEEDS)) {
         faults += r.stats.faults.crashes + r.stats.faults.partitions + r.stats.faults.network;
         terms += r.stats.terms - 1;
-        expect(r.stats.appendsAcked, `seed ${seed} made progress`).toBeGreaterThan(1000);
+        expect(r.stats.appendsAcked, `seed ${r.seed} made progress`).toBeGreaterThan(1000);
       }
-      expect(failed, failed.join("\n\n")).toEqual([]);
       // The seeds did exercise faults and reconfigurations.
       expect(faults).toBeGreaterThan(CI_SEEDS.length * 5);
       expect(terms).toBeGreaterThan(CI_SEEDS.length);
@@ -64,16 +72,10 @@ describe("deterministic simulation of the whole cluster", () => {
   it(
     'with the "memory" durability (unsynced disks), CI seeds keep every invariant, with two nodes of a role down at once',
     async () => {
-      const failed: string[] = [];
-      for (const seed of CI_SEEDS.slice(0, 3)) {
-        const r = await runSimulation({
-          seed,
-          topology: { ...SIM_TOPOLOGY, durability: "memory" },
-          faults: { ...ALL_FAULTS, maxDownPerRole: 2 },
-        });
-        if (!r.ok) failed.push(explain(r));
-      }
-      expect(failed, failed.join("\n\n")).toEqual([]);
+      await expectClean(CI_SEEDS.slice(0, 3), {
+        topology: { ...SIM_TOPOLOGY, durability: "memory" },
+        faults: { ...ALL_FAULTS, maxDownPerRole: 2 },
+      });
     },
     TEST_TIMEOUT_MS,
   );
@@ -83,12 +85,7 @@ describe("deterministic simulation of the whole cluster", () => {
     async () => {
       const seeds = Array.from({ length: RANDOM_SEEDS }, () => randomInt(0, SEED_MAX));
       console.log(`simulation: random seeds ${seeds.join(", ")}`);
-      const failed: string[] = [];
-      for (const seed of seeds) {
-        const r = await runSimulation({ seed });
-        if (!r.ok) failed.push(explain(r));
-      }
-      expect(failed, failed.join("\n\n")).toEqual([]);
+      await expectClean(seeds);
     },
     TEST_TIMEOUT_MS,
   );
