@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { runSimulation, type RunOptions, type RunResult } from "../src/sim/run.js";
 import { SEED_MAX } from "../src/sim/random.js";
 import { SIM_TOPOLOGY } from "../src/sim/cluster.js";
-import { ALL_FAULTS } from "../src/sim/faults.js";
+import { ALL_FAULTS, NO_FAULTS } from "../src/sim/faults.js";
 
 /** The seeds every CI run checks. */
 export const CI_SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
@@ -76,6 +76,21 @@ describe("deterministic simulation of the whole cluster", () => {
         topology: { ...SIM_TOPOLOGY, durability: "memory" },
         faults: { ...ALL_FAULTS, maxDownPerRole: 2 },
       });
+    },
+    TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "a node whose disk fails its writes exits, is replaced, and appends go on",
+    async () => {
+      const runs = await expectClean([1, 2], {
+        faults: { ...NO_FAULTS, diskErrors: true, meanGapMs: 1_000 },
+        faultMs: 10_000,
+      });
+      for (const r of runs) {
+        expect(r.stats.faults.diskErrors).toBeGreaterThan(0);
+        expect(r.trace.some((l) => l.includes("exits: its disk failed"))).toBe(true);
+      }
     },
     TEST_TIMEOUT_MS,
   );

@@ -71,6 +71,9 @@ async function register(
   return () => registration.close();
 }
 
+/** Exit code of a node process that stopped because its disk failed. */
+export const NODE_DISK_FAILED_EXIT_CODE = 74;
+
 /** Longest an engine that has no place in the published view waits for a view that gives it one. */
 export const PLACEMENT_WAIT_MS = 120_000;
 
@@ -168,6 +171,12 @@ async function startRoleNode(
     logger: log,
   });
   const clock = systemClock;
+  // A role whose disk failed stops; the process exits so that its lease lapses and the
+  // controller replaces the node (a supervisor may start it again).
+  const onFatal = (err: unknown): void => {
+    log.error({ err }, "the node's disk failed; exiting");
+    process.exit(NODE_DISK_FAILED_EXIT_CODE);
+  };
   let closeRole: () => Promise<void>;
   let role: FollowingRole;
   let engineStats: (() => { appends: number; cacheHits: number; cacheMisses: number }) | undefined;
@@ -187,6 +196,7 @@ async function startRoleNode(
         view,
         logger: log,
         cutIntervalMs: config.cutIntervalMs,
+        onFatal,
       });
       s.start();
       role = s;
@@ -210,6 +220,7 @@ async function startRoleNode(
         view,
         logger: log,
         durability: config.durability,
+        onFatal,
       });
       s.start();
       role = s;

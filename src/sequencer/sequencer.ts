@@ -51,6 +51,11 @@ export interface SequencerOptions {
   readonly view: View;
   readonly logger: Logger;
   readonly cutIntervalMs?: number;
+  /**
+   * Called once when the sequencer stops for good because its disk failed. The node should
+   * then exit, so that its lease lapses and the controller replaces it.
+   */
+  readonly onFatal?: (err: unknown) => void;
 }
 
 interface LogState {
@@ -501,7 +506,10 @@ export class Sequencer {
       (err: unknown) => {
         // A sequencer that cannot persist its metalog must not order or acknowledge anything more.
         this.o.logger.error({ err, log: st.log }, "metalog persist failed; sequencer stops");
-        this.closed = true;
+        if (!this.closed) {
+          this.closed = true;
+          this.o.onFatal?.(err);
+        }
       },
     );
     st.lastWrite = p;

@@ -52,6 +52,8 @@ export const SIM_TOPOLOGY: SimTopology = {
 
 /** Longest an engine without a place in the view waits for one before it gives up. */
 export const SIM_PLACEMENT_WAIT_MS = 120_000;
+/** A node that exited because its disk failed is started again after this, ms. */
+export const FAIL_STOP_RESTART_MS = 1_000;
 /** How often a waiting engine looks for its place. */
 const PLACEMENT_POLL_MS = 100;
 
@@ -185,6 +187,7 @@ export class SimCluster {
     node.up = true;
     node.ready = false;
     node.incarnation++;
+    const incarnation = node.incarnation;
     const clock = new NodeClock(this.scheduler);
     node.clock = clock;
     node.disk?.reopen();
@@ -239,6 +242,7 @@ export class SimCluster {
             view,
             logger,
             cutIntervalMs: this.config.cutIntervalMs,
+            onFatal: () => this.failStop(node, incarnation),
           });
           s.start();
           role = s;
@@ -252,6 +256,7 @@ export class SimCluster {
             view,
             logger,
             durability: this.config.durability,
+            onFatal: () => this.failStop(node, incarnation),
           });
           s.start();
           role = s;
@@ -287,6 +292,21 @@ export class SimCluster {
         else clock.setTimer(PLACEMENT_POLL_MS, check);
       };
       check();
+    });
+  }
+
+  /**
+   * A role stopped because its disk failed: the node exits (as `cluster/node.ts` does) and a
+   * supervisor starts it again `FAIL_STOP_RESTART_MS` later.
+   */
+  private failStop(node: SimNode, incarnation: number): void {
+    if (!node.up || node.incarnation !== incarnation) return;
+    this.trace.add(node.id, "exits: its disk failed");
+    this.crash(node);
+    this.scheduler.setTimer(FAIL_STOP_RESTART_MS, () => {
+      if (node.incarnation !== incarnation || node.up) return;
+      this.trace.add(node.id, "restarted by its supervisor");
+      this.startNode(node);
     });
   }
 

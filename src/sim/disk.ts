@@ -12,6 +12,9 @@
  * durability) a write's promise resolves at once, while the write becomes durable only
  * `UNSYNCED_FLUSH_MS` after its latency, when the operating system would have written it.
  *
+ * While `failing` is set, the disk is broken: every write fails with an I/O error after its
+ * latency and changes nothing.
+ *
  * `crash()` is a power loss: writes not yet durable are lost, reads see only what was
  * durable, and the lost writes' promises never settle. Until `reopen()`, writes are
  * refused (their promises never settle and they change nothing); reads still work and see
@@ -122,6 +125,8 @@ export class SimDisk implements StorageBackend, MetalogStore {
   /** Armed for the first pending write. */
   private timer: TimerHandle | null = null;
   private isCrashed = false;
+  /** Writes fail (a broken disk) while set. */
+  failing = false;
   private issued = 0;
   private completed = 0;
   private lost = 0;
@@ -186,6 +191,13 @@ export class SimDisk implements StorageBackend, MetalogStore {
       return NEVER;
     }
     const latency = this.latencyMs();
+    if (this.failing) {
+      return new Promise<void>((_, reject) => {
+        this.clock.setTimer(Math.max(0, latency), () =>
+          reject(new Error(`${this.name}: write failed: I/O error`)),
+        );
+      });
+    }
     let at = this.clock.now() + Math.max(0, latency) + (this.sync ? 0 : UNSYNCED_FLUSH_MS);
     if (this.pendingWrites > 0) at = Math.max(at, this.queue[this.queue.length - 1]!.at);
     apply(this.visible);

@@ -19,6 +19,8 @@ export interface FaultOptions {
   readonly slowDisks: boolean;
   /** Nodes cut off from the coordination store while they run on (zombies to fence). */
   readonly storeCuts: boolean;
+  /** Disks that fail their writes for a while (their node must stop and be replaced). */
+  readonly diskErrors: boolean;
   /** Most nodes of one role down at once. */
   readonly maxDownPerRole: number;
 }
@@ -30,6 +32,7 @@ export const ALL_FAULTS: FaultOptions = {
   network: true,
   slowDisks: true,
   storeCuts: true,
+  diskErrors: true,
   maxDownPerRole: 1,
 };
 
@@ -40,6 +43,7 @@ export const NO_FAULTS: FaultOptions = {
   network: false,
   slowDisks: false,
   storeCuts: false,
+  diskErrors: false,
   maxDownPerRole: 1,
 };
 
@@ -50,11 +54,13 @@ export const NETWORK_CHAOS_MS: readonly [number, number] = [500, 5_000];
 export const SLOW_DISK_MS: readonly [number, number] = [500, 5_000];
 /** A cut from the store lasts this long, ms (below and above the 3 s leases). */
 export const STORE_CUT_MS: readonly [number, number] = [500, 8_000];
+/** A disk fails its writes for this long, ms. */
+export const DISK_ERROR_MS: readonly [number, number] = [200, 3_000];
 
 export class FaultInjector {
   private active = false;
   private readonly pendingRestarts = new Set<SimNode>();
-  counts = { crashes: 0, partitions: 0, network: 0, slowDisks: 0, storeCuts: 0 };
+  counts = { crashes: 0, partitions: 0, network: 0, slowDisks: 0, storeCuts: 0, diskErrors: 0 };
 
   constructor(
     private readonly cluster: SimCluster,
@@ -74,6 +80,7 @@ export class FaultInjector {
     if (this.o.network) k.push(() => this.chaos());
     if (this.o.slowDisks) k.push(() => this.slowDisk());
     if (this.o.storeCuts) k.push(() => this.storeCut());
+    if (this.o.diskErrors) k.push(() => this.diskError());
     return k;
   }
 
@@ -175,6 +182,23 @@ export class FaultInjector {
     });
   }
 
+  private diskError(): void {
+    // One failing disk at a time: its node stops, and the others must carry on.
+    const all = [...this.cluster.nodes.values()];
+    if (all.some((n) => n.disk?.failing === true)) return;
+    const withDisks = all.filter((n) => n.disk !== null && n.up);
+    if (withDisks.length === 0) return;
+    const node = this.random.pick(withDisks);
+    const disk = node.disk!;
+    this.counts.diskErrors++;
+    this.trace.add("faults", `disk of ${node.id} fails its writes`);
+    disk.failing = true;
+    this.later(this.random.between(...DISK_ERROR_MS), () => {
+      disk.failing = false;
+      this.trace.add("faults", `disk of ${node.id} works again`);
+    });
+  }
+
   private storeCut(): void {
     const up = [...this.cluster.nodes.values()].filter(
       (n) => n.up && n.store !== null && !n.store.isCutOff,
@@ -199,6 +223,7 @@ export class FaultInjector {
     c.network.faults = CALM_NETWORK;
     for (const n of c.nodes.values()) {
       n.slowDisk = false;
+      if (n.disk !== null) n.disk.failing = false;
       n.store?.reconnect();
       if (!n.up) c.startNode(n);
     }

@@ -59,7 +59,7 @@ function summary(r: RunResult, realMs: number): string {
     `${(r.simMs / 1000).toFixed(1)} s simulated`,
     `${s.appendsAcked} appends acked (${s.appendsUnknown} unknown)`,
     `${s.terms} terms`,
-    `faults ${f.crashes}c/${f.partitions}p/${f.network}n/${f.slowDisks}d/${f.storeCuts}s`,
+    `faults ${f.crashes}c/${f.partitions}p/${f.network}n/${f.slowDisks}d/${f.storeCuts}s/${f.diskErrors}e`,
     `${(realMs / 1000).toFixed(1)} s`,
     `trace ${r.fingerprint}`,
   ].join("  ");

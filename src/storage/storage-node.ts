@@ -49,6 +49,11 @@ export interface StorageNodeOptions {
    * disk environment with the sequencer, which already persists them in the same place.
    */
   readonly persistMetalog?: boolean;
+  /**
+   * Called once when the node stops for good because writing records to its disk failed.
+   * The node should then exit, so that its lease lapses and the controller replaces it.
+   */
+  readonly onFatal?: (err: unknown) => void;
 }
 
 interface ShardState {
@@ -339,7 +344,14 @@ export class StorageNode {
         }
         if (this.durability === "disk") this.markHeld(log, s, end);
       },
-      (err: unknown) => this.o.logger.error({ err, log, shard }, "storage write failed"),
+      (err: unknown) => {
+        // A node that cannot hold what it receives must not look alive: it stops.
+        this.o.logger.error({ err, log, shard }, "storage write failed; the node stops");
+        if (this.closed) return;
+        this.closed = true;
+        if (this.heartbeatTimer !== null) this.o.clock.clearTimer(this.heartbeatTimer);
+        this.o.onFatal?.(err);
+      },
     );
     this.track(w);
     void st;
