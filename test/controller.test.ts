@@ -5,7 +5,9 @@
  */
 import { spawn } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
-import { SEAL_REQUEST_KEY } from "../src/cluster/view-follower.js";
+import { SEAL_REQUEST_KEY, sealReplyKey } from "../src/cluster/view-follower.js";
+import { storeSealer } from "../src/controller/sealer.js";
+import type { ViewConfig } from "../src/log/view.js";
 import { FileStore, valueText, type CoordStore } from "../src/coord/index.js";
 import { parseClusterConfig, viewOf, type ClusterConfig } from "../src/cluster/config.js";
 import {
@@ -293,6 +295,37 @@ describe("membership and the controller", () => {
     await elapse(clock, 2_000);
     expect((await store.get(VIEW_KEY))!.revision).toBe(published.revision);
     expect(a.events.filter((e) => e.type === "view-published" && e.view.term === 2)).toEqual([]);
+  });
+});
+
+describe("sealing through the store", () => {
+  it("a term never ends before it began, even when its sequencers lack entries earlier terms committed", async () => {
+    const clock = new ManualClock();
+    const store = await FileStore.openInMemory({ name: "sealer-start", clock });
+    try {
+      // Term 2 began at 2958 (term 1's final length). Its primary died before copying
+      // entries 2956 and 2957 to its two new backups, which answer 2956 and 0.
+      const old: ViewConfig = {
+        term: 2,
+        physicalLogs: 1,
+        sequencers: [["seq-0", "seq-2", "seq-3"]],
+        storages: ["sto-0"],
+        engines: ["eng-0"],
+        replication: 1,
+        starts: [2958],
+      };
+      await store.put(sealReplyKey(2, 0, "seq-2"), JSON.stringify({ length: 2956 }));
+      await store.put(sealReplyKey(2, 0, "seq-3"), JSON.stringify({ length: 0 }));
+      const sealed = await storeSealer(store, { clock })(old, { ...old, term: 3 });
+      expect(sealed).toEqual({ starts: [2958] });
+      // A longer answer from a majority still wins.
+      await store.put(sealReplyKey(2, 0, "seq-2"), JSON.stringify({ length: 2970 }));
+      expect(await storeSealer(store, { clock })(old, { ...old, term: 3 })).toEqual({
+        starts: [2970],
+      });
+    } finally {
+      await store.close();
+    }
   });
 });
 

@@ -9,8 +9,9 @@
  *    ends at the longest answer: every committed entry is on a majority, and any two
  *    majorities meet, so no committed entry is left out; entries past it were never
  *    committed, and nodes holding them drop them. The next term begins there (`starts`).
- *    It may begin before term N did: entries a new primary had not yet copied to a majority
- *    were never committed either (a primary counts them committed only once they are).
+ *    It never begins before term N did: entries earlier terms committed may be missing from
+ *    term N's sequencers (a new primary had not yet copied them when it died), but they
+ *    are on a majority of an earlier term's sequencers, and the next primary fetches them.
  *
  * Waits are bounded (`SEAL_TIMEOUT_MS`); a seal that cannot gather a majority fails, and the
  * controller tries again later.
@@ -72,7 +73,10 @@ export function storeSealer(store: CoordStore, o: StoreSealerOptions = {}): Seal
           missing = log;
           break;
         }
-        starts.push(Math.max(...got.values()));
+        // Never before the sealed term's own start: what earlier terms committed stays, even
+        // when the term's sequencers had not yet copied it (the next primary fetches it from
+        // the earlier terms' sequencers).
+        starts.push(Math.max(old.starts?.[log] ?? 0, ...got.values()));
       }
       if (missing === null) {
         logger.info({ term, starts }, "sealed the term");

@@ -97,10 +97,7 @@ export async function runSimulation(
   });
   const faults = new FaultInjector(c, random, trace, o.faults);
   const unhandled = (err: unknown): void =>
-    checker.fail(
-      "no unhandled rejection",
-      err instanceof Error ? `${err.message}\n${err.stack}` : String(err),
-    );
+    checker.fail("no unhandled rejection", describeError(err));
   process.on("unhandledRejection", unhandled);
   if (o.flaw !== undefined) flaws[o.flaw] = true;
   try {
@@ -120,10 +117,7 @@ export async function runSimulation(
     if (checker.ok) await liveness(c, workload, checker, scheduler);
     if (checker.ok) await finalChecks(c, workload, checker, scheduler);
   } catch (err) {
-    checker.fail(
-      "the run completes",
-      err instanceof Error ? `${err.message}\n${err.stack}` : String(err),
-    );
+    checker.fail("the run completes", describeError(err));
   } finally {
     if (o.flaw !== undefined) flaws[o.flaw] = false;
     trace.echo = null;
@@ -157,6 +151,15 @@ export async function runSimulation(
       messages: network.stats,
     },
   };
+}
+
+/**
+ * An error with its stack, paths relative to the working directory, so that the trace (and
+ * its fingerprint) is the same in every checkout.
+ */
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  return `${err.message}\n${err.stack ?? ""}`.replaceAll(`${process.cwd()}/`, "");
 }
 
 /** Runs simulated time until `p` settles; a violation if it takes more than `maxMs`. */
