@@ -176,8 +176,11 @@ const program = new Command()
   .option("--trace-tail <lines>", "with --seed: print only the trace's last lines", count)
   .option("--json <file>", "with --seeds: write the outcome as JSON")
   .action(async (o: Options) => {
-    if (o.seed !== undefined && o.seeds !== undefined)
-      throw new CliArgumentError("give --seed or --seeds, not both");
+    if (
+      o.seed !== undefined &&
+      (o.seeds !== undefined || o.from !== undefined || o.json !== undefined)
+    )
+      program.error("error: --seed runs one seed; --seeds, --from and --json go with --seeds");
     process.exitCode = await main(o);
   });
 
