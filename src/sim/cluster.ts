@@ -277,7 +277,10 @@ export class SimCluster {
       node.ready = true;
       this.trace.add(node.id, `started (incarnation ${node.incarnation}) in term ${view.term}`);
     })().catch((err: unknown) => {
-      if (!clock.isDead) this.trace.add(node.id, "start failed", { err });
+      // As the node runner does: a node that cannot start exits (and is started again).
+      if (clock.isDead) return;
+      this.trace.add(node.id, "start failed", { err });
+      this.failStop(node, incarnation, "it could not start");
     });
   }
 
@@ -296,12 +299,12 @@ export class SimCluster {
   }
 
   /**
-   * A role stopped because its disk failed: the node exits (as `cluster/node.ts` does) and a
-   * supervisor starts it again `FAIL_STOP_RESTART_MS` later.
+   * A role stopped because its disk failed, or the node could not start: it exits (as
+   * `cluster/node.ts` does) and a supervisor starts it again `FAIL_STOP_RESTART_MS` later.
    */
-  private failStop(node: SimNode, incarnation: number): void {
+  private failStop(node: SimNode, incarnation: number, why = "its disk failed"): void {
     if (!node.up || node.incarnation !== incarnation) return;
-    this.trace.add(node.id, "exits: its disk failed");
+    this.trace.add(node.id, `exits: ${why}`);
     this.crash(node);
     this.scheduler.setTimer(FAIL_STOP_RESTART_MS, () => {
       if (node.incarnation !== incarnation || node.up) return;

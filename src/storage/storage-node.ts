@@ -120,7 +120,19 @@ export class StorageNode {
   start(): void {
     for (let log = 0; log < this.view.config.physicalLogs; log++) {
       const st = this.logState(log);
-      for (const e of this.o.backend.loadMetalog(log)) st.metalog.apply(e);
+      // The copy on disk is best effort (a write of it may have failed): what follows a gap
+      // is left out and fetched from the sequencers again.
+      for (const e of this.o.backend.loadMetalog(log)) {
+        const problem = st.metalog.check(e);
+        if (problem !== null) {
+          this.o.logger.warn(
+            { log, position: st.metalog.position, problem },
+            "the metalog copy on disk stops here; the rest comes from the sequencers",
+          );
+          break;
+        }
+        st.metalog.apply(e);
+      }
       this.fetchMetalog(log, st);
     }
     this.heartbeat();
