@@ -8,13 +8,20 @@ import { StorageNode } from "../src/storage/storage-node.js";
 import { SimDisk } from "../src/sim/disk.js";
 import { View } from "../src/log/view.js";
 import type { MetalogEntry } from "../src/log/metalog.js";
+import type { LogId } from "../src/log/types.js";
 import type { Message } from "../src/protocol/messages.js";
 import { silentLogger } from "../src/util/logger.js";
 import { ManualClock } from "./helpers/manual-clock.js";
 
 function entry(position: number): MetalogEntry {
   // One shard of term 1 (65536), one record per entry.
-  return { log: 0, term: 1, position, startSeqnum: position, cut: [[65536, position + 1]] };
+  return {
+    log: 0 as LogId,
+    term: 1,
+    position,
+    startSeqnum: position,
+    cut: [[65536, position + 1]],
+  };
 }
 
 describe("a storage node starting on its disk", () => {
