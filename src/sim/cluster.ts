@@ -305,7 +305,7 @@ export class SimCluster {
   private failStop(node: SimNode, incarnation: number, why = "its disk failed"): void {
     if (!node.up || node.incarnation !== incarnation) return;
     this.trace.add(node.id, `exits: ${why}`);
-    this.crash(node);
+    this.crash(node, "killed");
     this.scheduler.setTimer(FAIL_STOP_RESTART_MS, () => {
       if (node.incarnation !== incarnation || node.up) return;
       this.trace.add(node.id, "restarted by its supervisor");
@@ -314,18 +314,19 @@ export class SimCluster {
   }
 
   /** The node loses power: timers, connections, leases and undurable writes are gone. */
-  crash(node: SimNode): void {
+  crash(node: SimNode, how: "power loss" | "killed" = "power loss"): void {
     if (!node.up) return;
     node.up = false;
     node.ready = false;
     node.clock?.crash();
     node.store?.crash();
     this.network.disconnect(node.id);
-    node.disk?.crash();
+    if (how === "killed") node.disk?.kill();
+    else node.disk?.crash();
     node.role = null;
     node.engine = null;
     node.controller = null;
-    this.trace.add(node.id, "crashed");
+    this.trace.add(node.id, how === "killed" ? "killed" : "crashed (power loss)");
   }
 
   /**

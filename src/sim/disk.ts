@@ -172,6 +172,24 @@ export class SimDisk implements StorageBackend, MetalogStore {
     this.isCrashed = true;
   }
 
+  /**
+   * The process was killed but the machine stayed up: what was written reaches the disk
+   * (the operating system still holds it), though nobody hears back. Writes are refused
+   * until `reopen()`.
+   */
+  kill(): void {
+    if (this.timer !== null) this.clock.clearTimer(this.timer);
+    this.timer = null;
+    while (this.pendingWrites > 0) {
+      const w = this.queue[this.head++]!;
+      w.apply(this.durable);
+      this.completed++;
+    }
+    this.queue = [];
+    this.head = 0;
+    this.isCrashed = true;
+  }
+
   /** Power is back: the disk accepts writes again, holding what was durable. */
   reopen(): void {
     this.isCrashed = false;

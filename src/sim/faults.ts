@@ -120,7 +120,17 @@ export class FaultInjector {
         ? leader
         : this.random.pick(candidates);
     this.counts.crashes++;
-    c.crash(node);
+    // With "memory" durability, a node holds acknowledged data in memory only: losing power
+    // on more nodes at once than the replication tolerates loses it by design. Power fails
+    // then only on a storage node while every other node is up; otherwise the process is
+    // killed (the operating system keeps what it wrote). Sequencers are not cut from power
+    // in this mode: a sequencer restarted after a power loss may count itself toward a
+    // majority it no longer belongs to (docs/simulation.md, limits). With "disk"
+    // durability, power may fail anywhere.
+    const powerLoss =
+      c.config.durability === "disk" ||
+      (node.kind === "storage" && down.size === 0 && this.random.chance(0.5));
+    c.crash(node, powerLoss ? "power loss" : "killed");
     this.pendingRestarts.add(node);
     this.later(this.random.between(...DOWNTIME_MS), () => {
       this.pendingRestarts.delete(node);
