@@ -1154,6 +1154,7 @@ export class Engine {
     if (st === undefined) return;
     if (st.startupTail < 0) st.startupTail = tail;
     st.knownTail = Math.max(st.knownTail, tail);
+    const before = st.metalog.position;
     const take = (e: MetalogEntry): boolean => {
       const problem = st.metalog.check(e);
       if (problem !== null) {
@@ -1179,9 +1180,11 @@ export class Engine {
         if (!take(n)) break;
       }
     }
-    // Keep fetching while the sequencer has more than we do (catch-up after a start).
-    if (st.metalog.position < st.knownTail) this.fetchMetalog(st);
-    else st.fetchingMetalogAt = -Infinity;
+    // Keep fetching while the sequencer has more than we do (catch-up after a start), at
+    // once while answers bring entries; otherwise the sweep asks again after a pause (a new
+    // primary may not have committed that far yet, and asking in a loop would flood it).
+    if (st.metalog.position >= st.knownTail) st.fetchingMetalogAt = -Infinity;
+    else if (st.metalog.position > before) this.fetchMetalog(st);
     this.drain(st);
   }
 

@@ -14,6 +14,11 @@ import { InvalidArgumentError } from "../log/errors.js";
 
 /** Most events one run may execute: a run that needs more is stuck in a loop. */
 export const SIM_EVENTS_MAX = 50_000_000;
+/**
+ * Most events in one simulated second. A cluster under the simulator's load runs some
+ * thousands; more means nodes are flooding each other (say, a retry loop with no pause).
+ */
+export const SIM_EVENTS_PER_SECOND_MAX = 1_000_000;
 /** Most events pending at once. */
 export const SIM_PENDING_EVENTS_MAX = 5_000_000;
 
@@ -29,6 +34,8 @@ export class SimScheduler implements Clock {
   private readonly heap: SimEvent[] = [];
   /** Events executed so far. */
   executed = 0;
+  private windowStart = 0;
+  private windowEvents = 0;
 
   now(): number {
     return this.time;
@@ -107,6 +114,15 @@ export class SimScheduler implements Clock {
       this.time = next.at;
       if (++this.executed > SIM_EVENTS_MAX) {
         throw new InvalidArgumentError(`the run exceeded ${SIM_EVENTS_MAX} events`);
+      }
+      if (this.time - this.windowStart >= 1000) {
+        this.windowStart = this.time;
+        this.windowEvents = 0;
+      }
+      if (++this.windowEvents > SIM_EVENTS_PER_SECOND_MAX) {
+        throw new InvalidArgumentError(
+          `more than ${SIM_EVENTS_PER_SECOND_MAX} events within one simulated second: a message storm`,
+        );
       }
       fn();
       await drain();

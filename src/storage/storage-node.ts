@@ -435,7 +435,9 @@ export class StorageNode {
       }
     }
     st.fetching = false;
-    if (st.early.size > 0) this.fetchMetalog(log, st);
+    // Entries past a gap: ask for the gap at once while answers bring entries, else on the
+    // next heartbeat (asking in a loop would flood the sequencer).
+    if (st.early.size > 0 && applied.length > 0) this.fetchMetalog(log, st);
     if (applied.length > 0 && st.waiting.length > 0) this.retryWaiting(log, st);
     if (applied.length > 0 && this.o.persistMetalog !== false) {
       this.track(
