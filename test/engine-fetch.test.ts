@@ -5,9 +5,9 @@
 import { describe, expect, it } from "vitest";
 import { InProcNetwork } from "../src/transport/inproc.js";
 import { Engine, REFETCH_AFTER_MS } from "../src/engine/engine.js";
-import { View } from "../src/log/view.js";
 import { silentLogger } from "../src/util/logger.js";
 import { ManualClock } from "./helpers/manual-clock.js";
+import { oneOfEachView } from "./helpers/views.js";
 
 async function turns(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
@@ -17,14 +17,7 @@ describe("an engine catching up with the metalog", () => {
   it("asks again after a pause, not at once, when the sequencer's answer brings no entries (no fetch storm)", async () => {
     const clock = new ManualClock();
     const net = new InProcNetwork();
-    const view = new View({
-      term: 1,
-      physicalLogs: 1,
-      sequencers: [["seq-0"]],
-      storages: ["sto-0"],
-      engines: ["eng-0"],
-      replication: 1,
-    });
+    const view = oneOfEachView();
     // A primary that says it has committed 10 entries but cannot serve them yet (a new
     // primary still recovering them, say). It answers at most 1,000 fetches.
     let fetches = 0;

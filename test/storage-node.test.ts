@@ -6,12 +6,12 @@ import { describe, expect, it } from "vitest";
 import { InProcNetwork } from "../src/transport/inproc.js";
 import { StorageNode } from "../src/storage/storage-node.js";
 import { SimDisk } from "../src/sim/disk.js";
-import { View } from "../src/log/view.js";
 import type { MetalogEntry } from "../src/log/metalog.js";
 import type { LogId } from "../src/log/types.js";
 import type { Message } from "../src/protocol/messages.js";
 import { silentLogger } from "../src/util/logger.js";
 import { ManualClock } from "./helpers/manual-clock.js";
+import { oneOfEachView } from "./helpers/views.js";
 
 function entry(position: number): MetalogEntry {
   // One shard of term 1 (65536), one record per entry.
@@ -35,14 +35,7 @@ describe("a storage node starting on its disk", () => {
     const net = new InProcNetwork();
     const fetches: Message[] = [];
     net.connect("seq-0").onMessage((_from, m) => fetches.push(m));
-    const view = new View({
-      term: 1,
-      physicalLogs: 1,
-      sequencers: [["seq-0"]],
-      storages: ["sto-0"],
-      engines: ["eng-0"],
-      replication: 1,
-    });
+    const view = oneOfEachView();
     const node = new StorageNode({
       transport: net.connect("sto-0"),
       clock,
