@@ -89,11 +89,11 @@ export class Checker {
   private checkDurable(e: MetalogEntry): void {
     const c = this.cluster()!;
     if (c.config.durability !== "disk") return;
-    const view = c.views.get(Math.max(...c.views.keys()));
+    const view = c.view;
     for (const [shard, end] of e.cut) {
       let replicas: NodeId[];
       try {
-        replicas = view!.replicasOf(shard as never);
+        replicas = view.replicasOf(shard as never);
       } catch {
         this.cutsUnchecked++;
         continue;

@@ -10,6 +10,7 @@
  */
 import { Command, InvalidArgumentError as CliArgumentError } from "commander";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { randomInt } from "node:crypto";
 import { flaws, type FlawName } from "../log/flaws.js";
 import { checkSeed, SEED_MAX } from "./random.js";
@@ -140,7 +141,7 @@ async function main(o: Options): Promise<number> {
   if (failed.length > 0)
     console.log(`failing seeds: ${failed.map((r) => r.seed).join(" ")} (replay one with --seed)`);
   if (o.json !== undefined) {
-    mkdirSync("bench/results", { recursive: true });
+    mkdirSync(dirname(o.json), { recursive: true });
     writeFileSync(
       o.json,
       `${JSON.stringify({ from, seeds: n, failed: failed.map((r) => ({ seed: r.seed, violations: r.violations })), simulatedMs: simMs, realMs, options: base }, null, 2)}\n`,

@@ -145,7 +145,7 @@ export async function runSimulation(
       appendsUnknown: workload.appends.filter((a) => a.outcome === "unknown").length,
       ops: workload.ops,
       opsFailed: workload.opsFailed,
-      terms: Math.max(...c.views.keys()),
+      terms: c.view.term,
       entries: checker.entriesSeen,
       faults: faults.counts,
       messages: network.stats,
