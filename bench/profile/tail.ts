@@ -7,7 +7,10 @@
  *  - how the slow appends (over --slow ms) fall on the phase of the periodic timers
  *    (completion time modulo 20, 50 and 100 ms): a flat spread means no timer is to blame.
  *
- *   npx tsx bench/profile/tail.ts [-c 64] [-s 6] [--slow 10]
+ *  - the quantiles per 2 s of the window, which show a cluster still warming up (V8 compiles
+ *    the hot paths in the first seconds of load; `--prewarm 10` loads it first).
+ *
+ *   npx tsx bench/profile/tail.ts [-c 64] [-s 6] [--slow 10] [--prewarm 10 --prewarm-concurrency 16]
  */
 import { Command } from "commander";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -23,6 +26,8 @@ const opts = new Command()
   .option("-s, --seconds <n>", "measured seconds", "6")
   .option("--slow <ms>", "an append slower than this counts as slow", "10")
   .option("--durability <d>", "memory or disk", "memory")
+  .option("--prewarm <s>", "seconds of load (then a 2 s pause) before the warm-up", "0")
+  .option("--prewarm-concurrency <n>", "appends in flight during --prewarm (default: -c)")
   .parse()
   .opts<{
     concurrency: string;
@@ -30,6 +35,8 @@ const opts = new Command()
     seconds: string;
     slow: string;
     durability: string;
+    prewarm: string;
+    prewarmConcurrency?: string;
   }>();
 
 const dir = mkdtempSync(join(tmpdir(), "boki-tail-"));
@@ -77,6 +84,16 @@ try {
     for (const e of list.getEntries()) gcPauses.push(e.duration);
   });
   await new Promise((r) => setTimeout(r, 500));
+  // An earlier load, then a pause: shows whether the cluster's warm-up is once per process.
+  const prewarmEnd = performance.now() + Number(opts.prewarm) * 1000;
+  if (prewarmEnd > performance.now()) {
+    await Promise.all(
+      handles.slice(0, Number(opts.prewarmConcurrency ?? handles.length)).map(async (h) => {
+        while (performance.now() < prewarmEnd) await h.append([], data);
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 2000));
+  }
   const warmEnd = performance.now() + 2000;
   setTimeout(() => {
     loop.enable();
@@ -149,6 +166,18 @@ try {
   console.log(
     `${n} appends, ${Math.round(n / Number(opts.seconds))}/s; p50 ${q(0.5)} p90 ${q(0.9)} p99 ${q(0.99)} p99.9 ${q(0.999)} max ${q(1 - 1e-9)} ms`,
   );
+  // The trend: quantiles per 2 s of the window, by completion time.
+  const slices: string[] = [];
+  for (let t = 0; t < Number(opts.seconds) * 1000; t += 2000) {
+    const l = lat
+      .filter((_, i) => ends[i]! - warmEnd >= t && ends[i]! - warmEnd < t + 2000)
+      .sort((a, b) => a - b);
+    if (l.length === 0) continue;
+    slices.push(
+      `${t / 1000}s: ${Math.round(l.length / 2)}/s p50 ${l[Math.floor(l.length / 2)]!.toFixed(1)} p99 ${l[Math.floor(l.length * 0.99)]!.toFixed(1)}`,
+    );
+  }
+  console.log(`per 2 s: ${slices.join("; ")}`);
   for (let e = 0; e < c.engines.length; e++) {
     const l = lat.filter((_, i) => engineOf[i] === e).sort((a, b) => a - b);
     console.log(
