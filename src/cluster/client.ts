@@ -64,10 +64,31 @@ export interface ClusterClientOptions {
   readonly logger?: Logger;
 }
 
+/**
+ * Fewest slots of the deadline queue before it is compacted (its answered entries dropped),
+ * and most it keeps allocated once idle: small enough to hold nothing much, large enough that
+ * compaction stays rare.
+ */
+const DEADLINE_QUEUE_SLOTS_MIN = 1024;
+/** Longest delay `setTimeout` takes; Node fires a longer one after 1 ms. */
+const TIMER_DELAY_MS_MAX = 2 ** 31 - 1;
+
+/**
+ * A request waiting for its answer. Kept small, as there is one per request in flight: the
+ * engine and operation are references to strings the caller holds anyway, for the timeout's
+ * message, and only a request that waits longer than the rest has a timer of its own.
+ */
 interface Waiting {
   resolve: (m: ClientReplyMsg | InvokeReplyMsg) => void;
   reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+  readonly engine: string;
+  readonly what: string;
+  /** The request's own timer; null when its deadline is in the client's deadline queue. */
+  timer: NodeJS.Timeout | null;
+}
+
+function timeoutError(engine: string, what: string, ms: number): TimeoutError {
+  return new TimeoutError(`engine ${engine} did not answer a ${what} within ${ms} ms`);
 }
 
 const NO_DATA = new Uint8Array(0);
@@ -76,6 +97,38 @@ export class ClusterClient {
   private nextId = 1;
   private readonly waiting = new Map<number, Waiting>();
   private closed = false;
+
+  /*
+   * Timeouts of requests without extra time. A timer per request (armed, then cleared on the
+   * answer) costs a timer-list insertion, a closure and a Timeout object each time, which at
+   * tens of thousands of requests per second is a visible share of the client's CPU and
+   * garbage. These requests all wait `timeoutMs`, so their deadlines come in the order they
+   * were sent: a FIFO of (id, deadline), in two number arrays so an entry allocates nothing,
+   * with one timer armed for its head. An answer leaves its entry in place (the id is simply
+   * no longer in `waiting`); the timer, when it fires, skips such entries, rejects the
+   * expired ones still waiting, and re-arms for the next live head. Under steady load it thus
+   * fires about once per timeout rather than once per request. Entries live in
+   * `[deadlineHead, deadlineTail)`; answered ones behind a live head are dropped by
+   * compaction once the queue has doubled since the last one, so memory follows the requests
+   * in flight, at constant amortized cost per request.
+   */
+  private readonly deadlineIds: number[] = [];
+  private readonly deadlineAt: number[] = [];
+  private deadlineHead = 0;
+  private deadlineTail = 0;
+  /** Queue length (`deadlineTail`) at which to compact next. */
+  private deadlineCompactAt = DEADLINE_QUEUE_SLOTS_MIN;
+  /** Requests in the queue still waiting for their answer. */
+  private deadlineWaiting = 0;
+  /**
+   * The queue's timer, armed for a deadline no later than the head's. While requests are
+   * waiting it keeps the process alive, as their own timers did. When the last one is
+   * answered it is unref'd rather than cleared, so that a client sending one request at a
+   * time does not arm a timer per request after all; it then fires once, harmlessly, or is
+   * ref'd again by the next request (its deadline is earlier than any later request's).
+   */
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private deadlineTimerRefed = false;
 
   private constructor(
     private readonly transport: TcpTransport,
@@ -157,15 +210,19 @@ export class ClusterClient {
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(
-          new TimeoutError(
-            `engine ${engine} did not answer a ${what} within ${this.timeoutMs + extraTimeoutMs} ms`,
-          ),
-        );
-      }, this.timeoutMs + extraTimeoutMs);
-      this.waiting.set(id, { resolve, reject, timer });
+      const w: Waiting = { resolve, reject, engine, what, timer: null };
+      if (extraTimeoutMs === 0) {
+        this.enqueueDeadline(id);
+      } else {
+        // Blocking reads and invocations wait their own time on top: their deadlines do not
+        // keep the queue's order, and they are few, so each keeps a timer.
+        const ms = this.timeoutMs + extraTimeoutMs;
+        w.timer = setTimeout(() => {
+          this.waiting.delete(id);
+          reject(timeoutError(engine, what, ms));
+        }, ms);
+      }
+      this.waiting.set(id, w);
       this.transport.send(engine, message(id));
     });
   }
@@ -175,15 +232,119 @@ export class ClusterClient {
     const w = this.waiting.get(m.id);
     if (w === undefined) return;
     this.waiting.delete(m.id);
-    clearTimeout(w.timer);
+    if (w.timer !== null) clearTimeout(w.timer);
+    else if (--this.deadlineWaiting === 0) this.deadlineQueueIdle();
     w.resolve(m);
+  }
+
+  /** Puts request `id` (waiting `timeoutMs`, not yet in `waiting`) in the deadline queue. */
+  private enqueueDeadline(id: number): void {
+    if (this.deadlineTail >= this.deadlineCompactAt) this.compactDeadlines();
+    // Writing at the tail appends while the arrays are full, and reuses their slots after
+    // an idle reset or a compaction.
+    this.deadlineIds[this.deadlineTail] = id;
+    this.deadlineAt[this.deadlineTail] = performance.now() + this.timeoutMs;
+    this.deadlineTail++;
+    this.deadlineWaiting++;
+    if (this.deadlineTimer === null) {
+      this.deadlineTimer = setTimeout(
+        this.onDeadline,
+        Math.min(this.timeoutMs, TIMER_DELAY_MS_MAX),
+      );
+      this.deadlineTimerRefed = true;
+    } else if (!this.deadlineTimerRefed) {
+      this.deadlineTimer.ref();
+      this.deadlineTimerRefed = true;
+    }
+  }
+
+  /**
+   * The queue's timer: rejects the expired requests still waiting, drops answered entries
+   * from the head, and re-arms for the first live one. Deadlines are read on
+   * `performance.now()`, so a timer that fires a little early (timers run on the event loop's
+   * cached time) only re-arms, and no request is rejected before its time.
+   */
+  private readonly onDeadline = (): void => {
+    this.deadlineTimer = null;
+    const now = performance.now();
+    let head = this.deadlineHead;
+    while (head < this.deadlineTail) {
+      const id = this.deadlineIds[head]!;
+      const w = this.waiting.get(id);
+      if (w !== undefined) {
+        if (this.deadlineAt[head]! > now) break;
+        this.waiting.delete(id);
+        this.deadlineWaiting--;
+        w.reject(timeoutError(w.engine, w.what, this.timeoutMs));
+      }
+      head++;
+    }
+    this.deadlineHead = head;
+    if (head === this.deadlineTail) {
+      this.deadlineQueueIdle();
+      return;
+    }
+    const delay = Math.min(
+      TIMER_DELAY_MS_MAX,
+      Math.max(1, Math.ceil(this.deadlineAt[head]! - now)),
+    );
+    this.deadlineTimer = setTimeout(this.onDeadline, delay);
+    this.deadlineTimerRefed = true;
+  };
+
+  /**
+   * No request in the queue is waiting any more: empties it, and lets the timer, if armed,
+   * stop keeping the process alive (see `deadlineTimer`).
+   */
+  private deadlineQueueIdle(): void {
+    this.deadlineHead = 0;
+    this.deadlineTail = 0;
+    this.deadlineCompactAt = DEADLINE_QUEUE_SLOTS_MIN;
+    if (this.deadlineIds.length > DEADLINE_QUEUE_SLOTS_MIN) {
+      // After a burst, give back what it grew.
+      this.deadlineIds.length = 0;
+      this.deadlineAt.length = 0;
+    }
+    if (this.deadlineTimer !== null && this.deadlineTimerRefed) {
+      this.deadlineTimer.unref();
+      this.deadlineTimerRefed = false;
+    }
+  }
+
+  /**
+   * Moves the entries still waiting to the front of the queue, in order, and sets the next
+   * compaction at twice their number (or the minimum): until then at least half as many
+   * requests are sent as it will have to look at, so each request costs a constant share.
+   */
+  private compactDeadlines(): void {
+    let n = 0;
+    for (let i = this.deadlineHead; i < this.deadlineTail; i++) {
+      const id = this.deadlineIds[i]!;
+      if (!this.waiting.has(id)) continue;
+      this.deadlineIds[n] = id;
+      this.deadlineAt[n] = this.deadlineAt[i]!;
+      n++;
+    }
+    this.deadlineHead = 0;
+    this.deadlineTail = n;
+    this.deadlineCompactAt = Math.max(DEADLINE_QUEUE_SLOTS_MIN, 2 * n);
+    if (this.deadlineIds.length > 2 * this.deadlineCompactAt) {
+      this.deadlineIds.length = n;
+      this.deadlineAt.length = n;
+    }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+    this.deadlineTimerRefed = false;
+    this.deadlineHead = 0;
+    this.deadlineTail = 0;
+    this.deadlineWaiting = 0;
     for (const w of this.waiting.values()) {
-      clearTimeout(w.timer);
+      if (w.timer !== null) clearTimeout(w.timer);
       w.reject(new LogClosedError("the cluster client is closed"));
     }
     this.waiting.clear();
