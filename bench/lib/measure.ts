@@ -2,7 +2,7 @@
  * Runs a list of measurements the way the log suite does: each one `runs` times (warm-up,
  * then a fixed window), progress on stderr, and the run with the median throughput reported
  * as one row with the same extras the log suite writes (p999Ms, maxMs, meanMs, samples,
- * warmupSec, windowSec, runs, runOpsPerSec, then the measurement's own extras).
+ * warmupSec, windowSec, runs, runOpsPerSec, runP99Ms, then the measurement's own extras).
  */
 import { progress as defaultProgress } from "./progress.js";
 import type { ResultRow } from "./results.js";
@@ -69,6 +69,13 @@ export interface RunMeasurementsOptions {
   readonly into?: ResultRow[];
   /** Number the measurements `[offset + k + 1/total]` (when a caller runs a longer list piecewise). */
   readonly numbering?: { readonly offset: number; readonly total: number };
+  /**
+   * Take turns: run 1 of every measurement, then run 2 of every measurement, and so on,
+   * instead of all runs of one measurement before the next. For a system and its peer at the
+   * same load point, so that both are measured under the same conditions of a shared,
+   * drifting machine. Rows are pushed once every run is done, in list order.
+   */
+  readonly interleave?: boolean;
 }
 
 export async function runMeasurements(
@@ -80,30 +87,32 @@ export async function runMeasurements(
   const rows = o.into ?? [];
   const tty = process.stderr.isTTY;
   const prefix = o.tag === undefined ? "" : `${o.tag} `;
-  for (const [k, m] of list.entries()) {
-    const results: Measured[] = [];
-    for (let r = 0; r < phases.runs; r++) {
-      const num = `${(o.numbering?.offset ?? 0) + k + 1}/${o.numbering?.total ?? list.length}`;
-      const tag = `${prefix}[${num}${phases.runs > 1 ? ` run ${r + 1}/${phases.runs}` : ""}]`;
-      say(`${tag} ${m.label}`);
-      const onProgress = (p: WindowProgress): void => {
-        const line =
-          `${tag} ${p.phase} ${(p.elapsedMs / 1000).toFixed(1)}/${(p.phaseMs / 1000).toFixed(1)} s` +
-          (p.phase === "measure" ? `, ${p.ops.toLocaleString("en-US")} ops` : "");
-        if (tty) process.stderr.write(`\r        ${line}\x1b[K`);
-        else if (!o.quick) say(line);
-      };
-      let res: Measured;
-      try {
-        res = await m.run(phases, onProgress);
-      } finally {
-        if (tty) process.stderr.write("\r\x1b[K");
-      }
-      say(`${tag} ${describeWindow(res.window)}`);
-      results.push(res);
+  const results: Measured[][] = list.map(() => []);
+  const runOne = async (k: number, r: number): Promise<void> => {
+    const m = list[k]!;
+    const num = `${(o.numbering?.offset ?? 0) + k + 1}/${o.numbering?.total ?? list.length}`;
+    const tag = `${prefix}[${num}${phases.runs > 1 ? ` run ${r + 1}/${phases.runs}` : ""}]`;
+    say(`${tag} ${m.label}`);
+    const onProgress = (p: WindowProgress): void => {
+      const line =
+        `${tag} ${p.phase} ${(p.elapsedMs / 1000).toFixed(1)}/${(p.phaseMs / 1000).toFixed(1)} s` +
+        (p.phase === "measure" ? `, ${p.ops.toLocaleString("en-US")} ops` : "");
+      if (tty) process.stderr.write(`\r        ${line}\x1b[K`);
+      else if (!o.quick) say(line);
+    };
+    let res: Measured;
+    try {
+      res = await m.run(phases, onProgress);
+    } finally {
+      if (tty) process.stderr.write("\r\x1b[K");
     }
-    const runOps = results.map((x) => x.window.opsPerSec);
-    const median = results[medianIndex(runOps)]!;
+    say(`${tag} ${describeWindow(res.window)}`);
+    results[k]!.push(res);
+  };
+  const pushRow = (k: number): void => {
+    const runs = results[k]!;
+    const runOps = runs.map((x) => x.window.opsPerSec);
+    const median = runs[medianIndex(runOps)]!;
     const l = median.window.latency;
     rows.push({
       ...median.row,
@@ -118,8 +127,18 @@ export async function runMeasurements(
       windowSec: phases.measureMs / 1000,
       runs: phases.runs,
       runOpsPerSec: runOps.map((x) => round(x, 1)),
+      runP99Ms: runs.map((x) => round(x.window.latency.p99Ms, 3)),
       ...median.extras,
     });
+  };
+  if (o.interleave === true) {
+    for (let r = 0; r < phases.runs; r++) for (let k = 0; k < list.length; k++) await runOne(k, r);
+    for (let k = 0; k < list.length; k++) pushRow(k);
+  } else {
+    for (let k = 0; k < list.length; k++) {
+      for (let r = 0; r < phases.runs; r++) await runOne(k, r);
+      pushRow(k);
+    }
   }
   return rows;
 }

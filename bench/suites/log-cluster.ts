@@ -4,9 +4,17 @@
  * own `bin/boki.js start` process on 127.0.0.1), driven from this process by a
  * `ClusterClient` over TCP, next to the NATS JetStream peer measured in the same run.
  *
+ * In turns with the peer: while a Boki cluster is up, the peer's 3-node cluster in the
+ * matching durability mode is up too, and each append point (concurrency × payload) is
+ * measured alternately: Boki run 1, NATS run 1, Boki run 2, ... Each system is idle while
+ * the other is measured. The machine is shared and its speed drifts by tens of percent over
+ * minutes; taking turns keeps both systems' runs of one point within a minute of each
+ * other, so the ratios hold even when the absolute figures move.
+ *
  * Two clusters, one after the other, each kept up across all of its measurements:
  *  - durability "memory" (Boki's choice: a storage node counts a record as held once it is
- *    in its memory; the metalog cut is still on a majority of sequencers' disks): appends,
+ *    in its memory; the metalog cut once a majority of sequencers wrote it to their WAL,
+ *    unsynced): appends,
  *    then the read workloads. Compared with NATS `replicated-3-default-sync`.
  *  - durability "disk" (a storage node counts a record once its WAL write, O_DSYNC, returns):
  *    appends. Its counterpart, NATS `replicated-3-sync-always`, needs nats-server ≥ 2.10;
@@ -46,7 +54,7 @@ import {
   type Measurement,
   type Phases,
 } from "../lib/measure.js";
-import { NATS_MODES, NATS_SYSTEM, runNatsPeer } from "../lib/peers/nats.js";
+import { NATS_MODES, NATS_SYSTEM, openNatsSession, type NatsSession } from "../lib/peers/nats.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
 import { runClosedLoop } from "../lib/runner.js";
@@ -81,8 +89,8 @@ const READ_ONCE_RECORDS_MAX = 250_000;
 /** What each side has done when it acknowledges; goes into the rows as `durability`. */
 const BOKI_DURABILITY: Record<Durability, string> = {
   memory:
-    "acked once the record is in memory on all 3 storage replicas (each then writes it to its WAL, O_DSYNC, without waiting) " +
-    "and the metalog cut ordering it is in the WAL (O_DSYNC) of the primary sequencer and 1 of its 2 backups",
+    "acked once the record is in memory on all 3 storage replicas (each then writes it to its WAL, not synced, without waiting) " +
+    "and the metalog cut ordering it is written (not synced) to the WAL of the primary sequencer and 1 of its 2 backups",
   disk:
     "acked once the record's WAL write (O_DSYNC) has returned on all 3 storage replicas " +
     "and the metalog cut ordering it is in the WAL (O_DSYNC) of the primary sequencer and 1 of its 2 backups",
@@ -407,6 +415,38 @@ function readMeasurement(c: BokiCluster, s: ReadSetup, kind: ReadKind): Measurem
   };
 }
 
+/**
+ * Load a freshly started system takes before its first measurement: V8 compiles a Node
+ * process's hot paths during its first seconds of load (the cluster's throughput at 64 in
+ * flight climbs for about 6 s after a start), and each measurement's own warm-up is short.
+ * The NATS peer gets the same load after its start.
+ */
+const WARM_UP_MS = 10_000;
+const WARM_UP_MS_QUICK = 1_000;
+const WARM_UP_CONCURRENCY = 64;
+
+async function warmUp(what: string, m: Measurement, quick: boolean): Promise<void> {
+  const ms = quick ? WARM_UP_MS_QUICK : WARM_UP_MS;
+  progress(
+    `${what}: warming up, ${ms / 1000} s of appends at ${WARM_UP_CONCURRENCY} in flight (not measured)`,
+  );
+  const r = await m.run({ warmupMs: ms, measureMs: 100, runs: 1 });
+  progress(
+    `${what}: warm (${Math.round(r.window.opsPerSec).toLocaleString("en-US")} ops/s at the end)`,
+  );
+}
+
+/** Marks a measurement's row as taken in turns with `other` (see `runMeasurements`' interleave). */
+function inTurns(m: Measurement, other: string): Measurement {
+  return {
+    label: m.label,
+    run: async (phases, onProgress) => {
+      const r = await m.run(phases, onProgress);
+      return { ...r, extras: { ...r.extras, measuredInTurnsWith: other } };
+    },
+  };
+}
+
 interface ClusterRun {
   readonly durability: Durability;
   readonly withReads: boolean;
@@ -451,6 +491,7 @@ async function runCluster(
   info: Record<string, unknown>,
   failures: Skipped[],
   notes: string[],
+  peer: NatsSession | undefined,
 ): Promise<void> {
   const { durability } = run;
   const items: Item[] = [];
@@ -500,6 +541,11 @@ async function runCluster(
       starts.push(here);
       progress(
         `boki cluster-${durability}: ready in ${(started.readyMs / 1000).toFixed(1)} s (term ${started.term})`,
+      );
+      await warmUp(
+        `boki cluster-${durability}`,
+        appendMeasurement(started, durability, WARM_UP_CONCURRENCY, 100),
+        quick,
       );
       setup = undefined;
       return started;
@@ -556,13 +602,22 @@ async function runCluster(
                       return { ...r, extras: { ...r.extras, rerunOnFreshCluster: rerun } };
                     },
                   };
-            await runMeasurements([measured], {
+            // Each append point is measured in turns with the peer at the same point: a run
+            // of Boki, a run of the peer, and so on, so that the ratio compares runs taken
+            // minutes apart at most.
+            const list: Measurement[] = [measured];
+            if (peer !== undefined && item.kind === "append") {
+              list.push(inTurns(peer.measurement(item.concurrency, item.payloadBytes), "boki"));
+              list[0] = inTurns(measured, `${NATS_SYSTEM} ${peer.mode}`);
+            }
+            await runMeasurements(list, {
               phases,
               quick,
-              tag: `boki ${item.kind === "append" ? durability : "reads"}`,
+              tag: item.kind === "append" ? durability : "reads",
               progress,
               into: rows,
               numbering: { offset: i, total: items.length },
+              interleave: true,
             });
             const died = cluster.exitedEarly();
             if (died.length > 0)
@@ -657,43 +712,79 @@ export async function runLogCluster(options: SuiteOptions): Promise<SuiteOutput>
   ];
   const bokiCount = runs.length * CLUSTER_CONCURRENCY.length * CLUSTER_PAYLOAD_BYTES.length + 4;
   progress(
-    `log --cluster: ${bokiCount} Boki measurements over 2 clusters, then the NATS peer; ` +
+    `log --cluster: ${bokiCount} Boki measurements over 2 clusters, appends in turns with the NATS peer; ` +
       `${phases.runs} run(s) of warm-up ${phases.warmupMs / 1000} s + window ${phases.measureMs / 1000} s each ` +
       `(~${Math.round(windowSeconds(bokiCount, phases))} s of Boki windows, plus cluster start-ups and preloads)`,
   );
   let failed = false;
   const clusterNotes: string[] = [];
-  for (const run of runs) {
-    try {
-      const before = skipped.length;
-      await runCluster(run, phases, options.quick, rows, clusters, skipped, clusterNotes);
-      if (skipped.length > before) failed = true;
-    } catch (err) {
-      failed = true;
-      const reason = `failed: ${errMessage(err)}`;
-      progress(`boki cluster-${run.durability}: ${reason}`);
-      skipped.push({ system: "boki", mode: `cluster-${run.durability}`, reason });
-    }
-  }
-
   const peerSkipped = new Map<string, string>();
-  let peers: Record<string, unknown> = {};
+  const peerInfo: Record<string, unknown> = {};
+  const peerClusters: Record<string, unknown> = {};
   if (!options.peers) {
     const reason = "--no-peers given";
     progress(`nats: ${reason}; skipping the NATS JetStream peer`);
     skipped.push({ system: NATS_SYSTEM, mode: "*", reason });
     peerSkipped.set("*", reason);
-  } else {
-    const r = await runNatsPeer({
-      quick: options.quick,
-      progress,
-      ...(options.quick ? { phases: CLUSTER_QUICK_PHASES } : {}),
-    });
-    rows.push(...r.rows);
-    skipped.push(...r.skippedModes);
-    for (const s of r.skippedModes) peerSkipped.set(s.mode, s.reason);
-    peers = { [NATS_SYSTEM]: r.peer };
   }
+  for (const run of runs) {
+    const peerMode = PEER_MODE[run.durability];
+    await withTempDir(`boki-bench-nats-${run.durability}`, async (natsDir) => {
+      // The peer's cluster for this durability runs beside Boki's, idle while the other
+      // system is measured, so that both take turns at every load point.
+      let session: NatsSession | undefined;
+      if (options.peers) {
+        const opened = await openNatsSession(peerMode, natsDir, progress);
+        Object.assign(peerInfo, opened.ok ? opened.session.info : opened.info);
+        if (opened.ok) {
+          session = opened.session;
+          await warmUp(
+            `nats ${peerMode}`,
+            session.measurement(WARM_UP_CONCURRENCY, 100),
+            options.quick,
+          );
+          peerClusters[peerMode] = (session.info["clusters"] as Record<string, unknown>)[peerMode];
+        } else {
+          progress(`nats: skipping mode ${peerMode}: ${opened.reason}`);
+          skipped.push({ system: NATS_SYSTEM, mode: peerMode, reason: opened.reason });
+          peerSkipped.set(peerMode, opened.reason);
+        }
+      }
+      try {
+        const before = skipped.length;
+        await runCluster(
+          run,
+          phases,
+          options.quick,
+          rows,
+          clusters,
+          skipped,
+          clusterNotes,
+          session,
+        );
+        if (skipped.length > before) failed = true;
+      } catch (err) {
+        failed = true;
+        const reason = `failed: ${errMessage(err)}`;
+        progress(`boki cluster-${run.durability}: ${reason}`);
+        skipped.push({ system: "boki", mode: `cluster-${run.durability}`, reason });
+      } finally {
+        if (session !== undefined) {
+          const how = await session.close();
+          peerClusters[peerMode] = {
+            ...(peerClusters[peerMode] as object | undefined),
+            stopped: how,
+          };
+          if (how.some((h) => h !== "sigterm")) {
+            progress(`nats: stopping the cluster needed: ${how.join(", ")}`);
+          }
+        }
+      }
+    });
+  }
+  const peers: Record<string, unknown> = options.peers
+    ? { [NATS_SYSTEM]: { ...peerInfo, clusters: peerClusters } }
+    : {};
   const notes = [...clusterNotes, ...compareWithPeer(rows, peerSkipped)];
   for (const n of notes) progress(n);
   if (failed) process.exitCode = 1;

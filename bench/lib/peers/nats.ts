@@ -45,6 +45,7 @@ import {
   startNatsCluster,
   type NatsCluster,
   type NatsFsync,
+  type NatsServerBinary,
 } from "./nats-server.js";
 
 export const NATS_SYSTEM = "nats-jetstream";
@@ -232,32 +233,123 @@ function appendMeasurement(
   };
 }
 
-async function runMode(
-  ctx: Omit<ModeContext, "nc" | "js" | "jsm">,
-  cluster: NatsCluster,
-  o: NatsPeerOptions,
-  phases: Phases,
-  into: ResultRow[],
-): Promise<void> {
-  const say = o.progress ?? defaultProgress;
-  const nc = await connect({
-    servers: [...cluster.clientUrls],
-    noRandomize: true,
-    name: "boki-bench",
-    timeout: 10_000,
-  });
+/** One durability mode of the peer, running: a fresh 3-node cluster and a connection to it. */
+export interface NatsSession {
+  readonly mode: string;
+  /** What ran, for the results file: server, client libraries, cluster start-up. */
+  readonly info: Record<string, unknown>;
+  /** `js.publish` awaiting the PubAck, `concurrency` callers, a fresh R3 stream per run. */
+  measurement(concurrency: number, payloadBytes: number): Measurement;
+  /** Closes the connection and stops the cluster; returns how each server stopped. */
+  close(): Promise<string[]>;
+}
+
+export type NatsSessionResult =
+  | { readonly ok: true; readonly session: NatsSession }
+  | { readonly ok: false; readonly reason: string; readonly info: Record<string, unknown> };
+
+/** The whole peer cannot run (nats-server missing and not installable). */
+class SkipAll extends Error {}
+
+function unsupportedReason(mode: NatsMode, version: string, complaint: string): string {
+  return mode.fsync === "always"
+    ? `nats-server ${version} does not support 'jetstream { sync_interval: always }' ` +
+        `(added in 2.10); its config check says: ${complaint}`
+    : `nats-server ${version} rejects the configuration: ${complaint}`;
+}
+
+function clientInfo(): Record<string, unknown> {
+  return {
+    client: {
+      "@nats-io/transport-node": packageVersion("@nats-io/transport-node"),
+      "@nats-io/jetstream": packageVersion("@nats-io/jetstream"),
+    },
+    cluster: { nodes: 3, host: "127.0.0.1", streamReplicas: REPLICAS, storage: "file" },
+    loadGenerator: "this Node process, one NATS connection, C closed-loop js.publish callers",
+  };
+}
+
+/**
+ * Starts the peer in one durability mode (`NATS_MODES[].mode`) under `dir`: finds or installs
+ * nats-server, checks that it accepts the mode's configuration, starts a 3-node cluster and
+ * connects. Never throws: what prevents the mode is returned as the reason.
+ */
+export async function openNatsSession(
+  modeName: string,
+  dir: string,
+  say: (msg: string) => void = defaultProgress,
+  found?: NatsServerBinary,
+): Promise<NatsSessionResult> {
+  const info = clientInfo();
+  const index = NATS_MODES.findIndex((m) => m.mode === modeName);
+  const mode = NATS_MODES[index];
+  if (mode === undefined) return { ok: false, reason: `no NATS mode ${modeName}`, info };
+  let cluster: NatsCluster | undefined;
   try {
-    const jsm = await jetstreamManager(nc, { timeout: 20_000 });
-    const js = jetstream(nc, { timeout: 20_000 });
-    const full: ModeContext = { ...ctx, nc, js, jsm };
-    const list: Measurement[] = [];
-    for (const c of o.concurrency ?? NATS_CONCURRENCY) {
-      for (const p of o.payloadBytes ?? NATS_PAYLOAD_BYTES)
-        list.push(appendMeasurement(full, c, p));
+    let server = found;
+    if (server === undefined) {
+      say("nats: looking for nats-server");
+      const r = await ensureNatsServer(say);
+      info["serverSetup"] = r.notes;
+      if (!r.ok) return { ok: false, reason: r.reason, info };
+      say(`nats: nats-server ${r.version} at ${r.bin} (${r.source})`);
+      server = r;
     }
-    await runMeasurements(list, { phases, quick: o.quick, tag: "nats", progress: say, into });
-  } finally {
-    await nc.close().catch(() => undefined);
+    info["natsServer"] = { version: server.version, bin: server.bin, source: server.source };
+    const complaint = await checkNatsConfig(server.bin, join(dir, "check"), mode.fsync);
+    if (complaint !== undefined) {
+      return { ok: false, reason: unsupportedReason(mode, server.version, complaint), info };
+    }
+    say(`nats: starting a 3-node JetStream cluster (${mode.mode})`);
+    const started = await startNatsCluster({
+      bin: server.bin,
+      dir: join(dir, mode.mode),
+      fsync: mode.fsync,
+      say,
+    });
+    cluster = started;
+    say(
+      `nats: cluster ready in ${(started.readyMs / 1000).toFixed(1)} s ` +
+        `(clients ${started.clientUrls.join(", ")})`,
+    );
+    info["clusters"] = { [mode.mode]: { readySec: started.readyMs / 1000 } };
+    const nc = await connect({
+      servers: [...started.clientUrls],
+      noRandomize: true,
+      name: "boki-bench",
+      timeout: 10_000,
+    });
+    let jsm: JetStreamManager;
+    try {
+      jsm = await jetstreamManager(nc, { timeout: 20_000 });
+    } catch (err) {
+      await nc.close().catch(() => undefined);
+      throw err;
+    }
+    const ctx: ModeContext = {
+      mode,
+      nc,
+      js: jetstream(nc, { timeout: 20_000 }),
+      jsm,
+      serverVersion: server.version,
+      modeIndex: index,
+    };
+    return {
+      ok: true,
+      session: {
+        mode: mode.mode,
+        info,
+        measurement: (c, p) => appendMeasurement(ctx, c, p),
+        close: async () => {
+          await nc.close().catch(() => undefined);
+          const stops = await started.stop();
+          return stops.map((x) => x.how);
+        },
+      },
+    };
+  } catch (err) {
+    if (cluster !== undefined) await cluster.stop().catch(() => undefined);
+    return { ok: false, reason: `failed: ${errMessage(err)}`, info };
   }
 }
 
@@ -272,46 +364,26 @@ export async function runNatsPeer(o: NatsPeerOptions): Promise<NatsPeerResult> {
   const say = o.progress ?? defaultProgress;
   const rows: ResultRow[] = [];
   const skippedModes: Skipped[] = [];
-  const peer: Record<string, unknown> = {
-    client: {
-      "@nats-io/transport-node": packageVersion("@nats-io/transport-node"),
-      "@nats-io/jetstream": packageVersion("@nats-io/jetstream"),
-    },
-    cluster: { nodes: 3, host: "127.0.0.1", streamReplicas: REPLICAS, storage: "file" },
-    loadGenerator: "this Node process, one NATS connection, C closed-loop js.publish callers",
-  };
-  const skipAll = (reason: string): NatsPeerResult => {
-    say(`nats: skipping the NATS JetStream peer: ${reason}`);
-    return {
-      rows,
-      skipped: reason,
-      skippedModes: [...skippedModes, { system: NATS_SYSTEM, mode: "*", reason }],
-      peer,
-    };
-  };
+  const peer: Record<string, unknown> = clientInfo();
+  const clusters: Record<string, unknown> = {};
   try {
     say("nats: looking for nats-server");
     const server = await ensureNatsServer(say);
     peer["serverSetup"] = server.notes;
-    if (!server.ok) return skipAll(server.reason);
-    peer["natsServer"] = { version: server.version, bin: server.bin, source: server.source };
+    if (!server.ok) throw new SkipAll(server.reason);
     say(`nats: nats-server ${server.version} at ${server.bin} (${server.source})`);
-
     await withTempDir("boki-bench-nats", async (dir) => {
-      const runnable: Array<{ mode: NatsMode; index: number }> = [];
-      for (const [index, mode] of NATS_MODES.entries()) {
+      // Which modes this server accepts decides the quick phases; each mode's cluster then
+      // runs alone, started before its measurements and stopped after them.
+      const runnable: string[] = [];
+      for (const mode of NATS_MODES) {
         const complaint = await checkNatsConfig(server.bin, join(dir, "check"), mode.fsync);
-        if (complaint === undefined) {
-          runnable.push({ mode, index });
-          continue;
+        if (complaint === undefined) runnable.push(mode.mode);
+        else {
+          const reason = unsupportedReason(mode, server.version, complaint);
+          say(`nats: skipping mode ${mode.mode}: ${reason}`);
+          skippedModes.push({ system: NATS_SYSTEM, mode: mode.mode, reason });
         }
-        const reason =
-          mode.fsync === "always"
-            ? `nats-server ${server.version} does not support 'jetstream { sync_interval: always }' ` +
-              `(added in 2.10); its config check says: ${complaint}`
-            : `nats-server ${server.version} rejects the configuration: ${complaint}`;
-        say(`nats: skipping mode ${mode.mode}: ${reason}`);
-        skippedModes.push({ system: NATS_SYSTEM, mode: mode.mode, reason });
       }
       const phases =
         o.phases ??
@@ -325,42 +397,39 @@ export async function runNatsPeer(o: NatsPeerOptions): Promise<NatsPeerResult> {
             `(~${Math.round(windowSeconds(runnable.length * perMode, phases))} s of windows)`,
         );
       }
-      const clusters: Record<string, unknown> = {};
       peer["clusters"] = clusters;
-      for (const { mode, index } of runnable) {
-        let cluster: NatsCluster | undefined;
+      for (const modeName of runnable) {
+        const opened = await openNatsSession(modeName, dir, say, server);
+        Object.assign(peer, opened.ok ? opened.session.info : opened.info, { clusters });
+        if (!opened.ok) {
+          say(`nats: mode ${modeName} ${opened.reason}`);
+          skippedModes.push({ system: NATS_SYSTEM, mode: modeName, reason: opened.reason });
+          continue;
+        }
+        const session = opened.session;
+        clusters[modeName] = (session.info["clusters"] as Record<string, unknown>)[modeName];
         try {
-          say(`nats: starting a 3-node JetStream cluster (${mode.mode})`);
-          cluster = await startNatsCluster({
-            bin: server.bin,
-            dir: join(dir, mode.mode),
-            fsync: mode.fsync,
-            say,
-          });
-          say(
-            `nats: cluster ready in ${(cluster.readyMs / 1000).toFixed(1)} s ` +
-              `(clients ${cluster.clientUrls.join(", ")})`,
-          );
-          clusters[mode.mode] = { readySec: cluster.readyMs / 1000 };
-          await runMode(
-            { mode, serverVersion: server.version, modeIndex: index },
-            cluster,
-            o,
+          const list: Measurement[] = [];
+          for (const c of o.concurrency ?? NATS_CONCURRENCY) {
+            for (const p of o.payloadBytes ?? NATS_PAYLOAD_BYTES)
+              list.push(session.measurement(c, p));
+          }
+          await runMeasurements(list, {
             phases,
-            rows,
-          );
+            quick: o.quick,
+            tag: "nats",
+            progress: say,
+            into: rows,
+          });
         } catch (err) {
           const reason = `failed: ${errMessage(err)}`;
-          say(`nats: mode ${mode.mode} ${reason}`);
-          skippedModes.push({ system: NATS_SYSTEM, mode: mode.mode, reason });
+          say(`nats: mode ${modeName} ${reason}`);
+          skippedModes.push({ system: NATS_SYSTEM, mode: modeName, reason });
         } finally {
-          if (cluster !== undefined) {
-            const stops = await cluster.stop();
-            const how = stops.map((s) => s.how);
-            clusters[mode.mode] = { ...(clusters[mode.mode] as object | undefined), stopped: how };
-            if (how.some((h) => h !== "sigterm")) {
-              say(`nats: stopping the cluster needed: ${how.join(", ")}`);
-            }
+          const how = await session.close();
+          clusters[modeName] = { ...(clusters[modeName] as object | undefined), stopped: how };
+          if (how.some((h) => h !== "sigterm")) {
+            say(`nats: stopping the cluster needed: ${how.join(", ")}`);
           }
         }
       }
@@ -372,6 +441,13 @@ export async function runNatsPeer(o: NatsPeerOptions): Promise<NatsPeerResult> {
     }
     return { rows, skippedModes, peer };
   } catch (err) {
-    return skipAll(`unexpected error: ${errMessage(err)}`);
+    const reason = err instanceof SkipAll ? err.message : `unexpected error: ${errMessage(err)}`;
+    say(`nats: skipping the NATS JetStream peer: ${reason}`);
+    return {
+      rows,
+      skipped: reason,
+      skippedModes: [...skippedModes, { system: NATS_SYSTEM, mode: "*", reason }],
+      peer,
+    };
   }
 }
