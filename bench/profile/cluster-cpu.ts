@@ -6,10 +6,11 @@
  *   npx tsx bench/profile/cluster-cpu.ts [-c 64] [-p 100] [-s 6]
  */
 import { Command } from "commander";
-import { readFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LOCAL_TOPOLOGY, startBokiCluster } from "../lib/boki-cluster.js";
+import { cpuSplitMs } from "../lib/proc-cpu.js";
 import { runClosedLoop } from "../lib/runner.js";
 import { parseBookId } from "../../src/log/types.js";
 
@@ -32,16 +33,9 @@ const opts = new Command()
     logs: string;
   }>();
 
-const TICK = 100; // USER_HZ on Linux
 function cpuMs(pid: number): number {
   const [user, sys] = cpuSplitMs(pid);
   return user + sys;
-}
-/** [user, system] CPU milliseconds of a process. */
-function cpuSplitMs(pid: number): [number, number] {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return [(Number(f[11]) * 1000) / TICK, (Number(f[12]) * 1000) / TICK];
 }
 function selfCpuMs(): number {
   const u = process.cpuUsage();

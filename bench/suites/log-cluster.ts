@@ -55,6 +55,7 @@ import {
   type Phases,
 } from "../lib/measure.js";
 import { NATS_MODES, NATS_SYSTEM, openNatsSession, type NatsSession } from "../lib/peers/nats.js";
+import { cpuMsPerSec } from "../lib/proc-cpu.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
 import { runClosedLoop } from "../lib/runner.js";
@@ -436,6 +437,16 @@ async function warmUp(what: string, m: Measurement, quick: boolean): Promise<voi
   );
 }
 
+/**
+ * CPU the system's processes use per second while idle: what it takes from the other system
+ * while that one is measured (both are up while appends are measured in turns).
+ */
+async function idleCpu(what: string, pids: readonly number[], quick: boolean): Promise<number> {
+  const perSec = round(await cpuMsPerSec(pids, quick ? 500 : 3000), 1);
+  progress(`${what}: idle, its ${pids.length} processes use ${perSec} ms of CPU per second`);
+  return perSec;
+}
+
 /** Marks a measurement's row as taken in turns with `other` (see `runMeasurements`' interleave). */
 function inTurns(m: Measurement, other: string): Measurement {
   return {
@@ -545,6 +556,11 @@ async function runCluster(
       await warmUp(
         `boki cluster-${durability}`,
         appendMeasurement(started, durability, WARM_UP_CONCURRENCY, 100),
+        quick,
+      );
+      here["idleCpuMsPerSec"] = await idleCpu(
+        `boki cluster-${durability}`,
+        [...started.processes.values()].flatMap((p) => (p.pid === undefined ? [] : [p.pid])),
         quick,
       );
       setup = undefined;
@@ -743,7 +759,11 @@ export async function runLogCluster(options: SuiteOptions): Promise<SuiteOutput>
             session.measurement(WARM_UP_CONCURRENCY, 100),
             options.quick,
           );
-          peerClusters[peerMode] = (session.info["clusters"] as Record<string, unknown>)[peerMode];
+          const idle = await idleCpu(`nats ${peerMode}`, session.pids(), options.quick);
+          peerClusters[peerMode] = {
+            ...((session.info["clusters"] as Record<string, object>)[peerMode] ?? {}),
+            idleCpuMsPerSec: idle,
+          };
         } else {
           progress(`nats: skipping mode ${peerMode}: ${opened.reason}`);
           skipped.push({ system: NATS_SYSTEM, mode: peerMode, reason: opened.reason });

@@ -240,6 +240,8 @@ export interface NatsSession {
   readonly info: Record<string, unknown>;
   /** `js.publish` awaiting the PubAck, `concurrency` callers, a fresh R3 stream per run. */
   measurement(concurrency: number, payloadBytes: number): Measurement;
+  /** The servers' process ids. */
+  pids(): number[];
   /** Closes the connection and stops the cluster; returns how each server stopped. */
   close(): Promise<string[]>;
 }
@@ -340,6 +342,7 @@ export async function openNatsSession(
         mode: mode.mode,
         info,
         measurement: (c, p) => appendMeasurement(ctx, c, p),
+        pids: () => started.nodes.flatMap((n) => (n.proc.pid === undefined ? [] : [n.proc.pid])),
         close: async () => {
           await nc.close().catch(() => undefined);
           const stops = await started.stop();
