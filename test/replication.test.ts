@@ -256,3 +256,43 @@ describe("an engine that restarts in the same term", () => {
     );
   }, 30_000);
 });
+
+describe("an engine's append stage times", () => {
+  it("are reported once per ordered append, on indexing and non-indexing engines, with the metalog's delay in the ordering stage", async () => {
+    const reports: Array<{ engine: number; held: number; ordering: number }> = [];
+    await withInProcCluster(
+      {
+        engines: 2,
+        storages: 3,
+        sequencers: 1,
+        replication: 3,
+        indexReplicas: 1,
+        onAppendStages: (engine, held, ordering) => reports.push({ engine, held, ordering }),
+      },
+      async (c) => {
+        // engine-0 indexes the one physical log; engine-1 settles its appends from the metalog alone.
+        for (let i = 0; i < 5; i++) {
+          await c.book(0, 3).append([], `zero-${i}`);
+          await c.book(1, 3).append([], `one-${i}`);
+        }
+        expect(reports.filter((r) => r.engine === 0)).toHaveLength(5);
+        expect(reports.filter((r) => r.engine === 1)).toHaveLength(5);
+        for (const r of reports) {
+          expect(r.held).toBeGreaterThanOrEqual(0);
+          expect(r.ordering).toBeGreaterThanOrEqual(0);
+        }
+        // Metalog entries held back from engine-0 for 200 ms: its append waits in "ordering".
+        reports.length = 0;
+        c.gate.closedFor.add("engine-0");
+        const pending = c.book(0, 3).append([], "late");
+        await sleep(200);
+        expect(reports).toHaveLength(0);
+        c.gate.open("engine-0");
+        await pending;
+        expect(reports).toHaveLength(1);
+        expect(reports[0]!.ordering).toBeGreaterThanOrEqual(190);
+        expect(reports[0]!.held).toBeLessThan(100);
+      },
+    );
+  }, 30_000);
+});

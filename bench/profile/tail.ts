@@ -7,6 +7,8 @@
  *  - how the slow appends (over --slow ms) fall on the phase of the periodic timers
  *    (completion time modulo 20, 50 and 100 ms): a flat spread means no timer is to blame.
  *
+ *  - each engine's split of an append's time (from its metrics, as histogram bucket bounds):
+ *    held in the engine until its batch left, then ordering (storage, cut, metalog commit);
  *  - the quantiles per 2 s of the window, which show a cluster still warming up (V8 compiles
  *    the hot paths in the first seconds of load; `--prewarm 10` loads it first).
  *
@@ -73,6 +75,11 @@ try {
             line,
           );
         if (r !== null) m.set(r[1]!, Number(r[2]));
+        const b =
+          /^boki_engine_append_(held|ordering)_seconds_bucket\{le="([^"]+)"\S* ([0-9.e+-]+)$/.exec(
+            line,
+          );
+        if (b !== null) m.set(`${b[1]} ${b[2]}`, Number(b[3]));
       }
       out.set(node.id, m);
     }
@@ -95,9 +102,11 @@ try {
     await new Promise((r) => setTimeout(r, 2000));
   }
   const warmEnd = performance.now() + 2000;
+  let stagesBefore = new Map<string, Map<string, number>>();
   setTimeout(() => {
     loop.enable();
     gcObs.observe({ entryTypes: ["gc"] });
+    void readMetrics().then((m) => (stagesBefore = m));
   }, 2000);
   const end = warmEnd + Number(opts.seconds) * 1000;
   const starts: number[] = [];
@@ -150,7 +159,36 @@ try {
           .join(", ")}`,
     );
   }
-  for (const [id, m] of await readMetrics()) {
+  const metricsAfter = await readMetrics();
+  // The engines' own split of an append's time (their histograms over the window): waiting in
+  // the engine for its batch to leave, then storage replicas + cut + metalog commit.
+  for (const [id, m] of metricsAfter) {
+    if (!id.startsWith("engine")) continue;
+    const parts = (["held", "ordering"] as const).map((stage) => {
+      const buckets = [...m]
+        .filter(([k]) => k.startsWith(`${stage} `))
+        .map(([k, v]) => {
+          const le = k.slice(stage.length + 1);
+          return {
+            le: le === "+Inf" ? Infinity : Number(le),
+            n: v - (stagesBefore.get(id)?.get(k) ?? 0),
+          };
+        })
+        .sort((a, b) => a.le - b.le);
+      const total = buckets.at(-1)?.n ?? 0;
+      const at = (p: number): string => {
+        const b = buckets.find((x) => x.n >= p * total);
+        return b === undefined || total === 0
+          ? "-"
+          : b.le === Infinity
+            ? ">1000"
+            : `≤${(b.le * 1000).toString()}`;
+      };
+      return `${stage} p50 ${at(0.5)} p99 ${at(0.99)} ms`;
+    });
+    console.log(`  ${id.padEnd(12)} appends' stages in the engine: ${parts.join("; ")}`);
+  }
+  for (const [id, m] of metricsAfter) {
     const kinds = ["minor", "major", "incremental"].map((k) => {
       const sum = m.get(`nodejs_gc_duration_seconds_sum{kind="${k}"}`) ?? 0;
       const count = m.get(`nodejs_gc_duration_seconds_count{kind="${k}"}`) ?? 0;

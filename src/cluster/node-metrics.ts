@@ -5,9 +5,15 @@
  * and cache hits on engines, and the function runtime's metrics where functions run.
  */
 import { createServer, type Server } from "node:http";
-import { collectDefaultMetrics, Counter, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
 import type { TcpTransportStats } from "../transport/tcp.js";
 import type { Role } from "./config.js";
+
+/** Bucket bounds (seconds) of the engine's append stage histograms: 0.1 ms to 1 s. */
+export const APPEND_STAGE_BUCKETS_SECONDS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.006, 0.008, 0.012, 0.016, 0.024,
+  0.032, 0.048, 0.064, 0.128, 0.256, 1,
+];
 
 /** Longest a metrics request may take before its connection is closed. */
 export const METRICS_REQUEST_TIMEOUT_MS = 10_000;
@@ -25,6 +31,8 @@ export interface NodeMetricsOptions {
 
 export class NodeMetrics {
   readonly registry = new Registry();
+  private readonly appendHeld: Histogram | undefined;
+  private readonly appendOrdering: Histogram | undefined;
 
   constructor(private readonly o: NodeMetricsOptions) {
     const registers = [this.registry];
@@ -80,7 +88,25 @@ export class NodeMetrics {
       counter("boki_log_appends_total", "Appends accepted by this engine", () => e().appends);
       counter("boki_log_cache_hits_total", "Record cache hits", () => e().cacheHits);
       counter("boki_log_cache_misses_total", "Record cache misses", () => e().cacheMisses);
+      this.appendHeld = new Histogram({
+        name: "boki_engine_append_held_seconds",
+        help: "Time an append waited in the engine before its batch was sent to the storage nodes",
+        buckets: APPEND_STAGE_BUCKETS_SECONDS,
+        registers,
+      });
+      this.appendOrdering = new Histogram({
+        name: "boki_engine_append_ordering_seconds",
+        help: "Time from an append's batch being sent to storage until the metalog ordered it (storage replicas, cut, metalog commit)",
+        buckets: APPEND_STAGE_BUCKETS_SECONDS,
+        registers,
+      });
     }
+  }
+
+  /** An engine's `onAppendStages`: one ordered append's stage times, in milliseconds. */
+  observeAppendStages(heldMs: number, orderingMs: number): void {
+    this.appendHeld?.observe(heldMs / 1000);
+    this.appendOrdering?.observe(orderingMs / 1000);
   }
 
   async text(): Promise<string> {

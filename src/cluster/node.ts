@@ -180,6 +180,7 @@ async function startRoleNode(
   let closeRole: () => Promise<void>;
   let role: FollowingRole;
   let engineStats: (() => { appends: number; cacheHits: number; cacheMisses: number }) | undefined;
+  let stages: ((heldMs: number, orderingMs: number) => void) | undefined;
   const extraRegistries: RuntimeMetrics["registry"][] = [];
   switch (node.role) {
     case "sequencer": {
@@ -231,7 +232,16 @@ async function startRoleNode(
       break;
     }
     case "engine": {
-      const e = new Engine({ transport, clock, view, logger: log });
+      const e = new Engine({
+        transport,
+        clock,
+        view,
+        logger: log,
+        // Stage times feed the metrics endpoint, once it exists (below).
+        ...(node.metricsPort === undefined
+          ? {}
+          : { onAppendStages: (held: number, ordering: number) => stages?.(held, ordering) }),
+      });
       role = e;
       attachClientService(e);
       // Reads wait until the engine has caught up; a slow start is logged, not fatal.
@@ -288,6 +298,7 @@ async function startRoleNode(
       ...(engineStats === undefined ? {} : { engine: engineStats }),
       extra: extraRegistries,
     });
+    if (engineStats !== undefined) stages = (h, o) => metrics.observeAppendStages(h, o);
     try {
       metricsServer = await metrics.listen(node.host, node.metricsPort);
     } catch (err) {

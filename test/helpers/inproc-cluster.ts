@@ -77,6 +77,8 @@ export interface InProcClusterOptions {
   sequencers?: number;
   replication?: number;
   indexReplicas?: number;
+  /** Each engine's `onAppendStages`, with the engine's number. */
+  onAppendStages?: (engine: number, heldMs: number, orderingMs: number) => void;
 }
 
 export async function startInProcCluster(
@@ -144,13 +146,18 @@ export async function startInProcCluster(
     storageNodes.push(node);
     storageBackends.push(backend);
   }
+  const stages = (i: number): { onAppendStages?: (h: number, o: number) => void } => {
+    const report = options.onAppendStages;
+    return report === undefined ? {} : { onAppendStages: (h, o) => report(i, h, o) };
+  };
   const engines = engineIds.map(
-    (id) =>
+    (id, i) =>
       new Engine({
         transport: gated(net.connect(id), gate),
         clock: systemClock,
         view,
         logger: silentLogger,
+        ...stages(i),
       }),
   );
   for (const s of storageNodes) s.start();
@@ -178,6 +185,7 @@ export async function startInProcCluster(
         clock: systemClock,
         view,
         logger: silentLogger,
+        ...stages(i),
       });
       engines[i] = e;
       await e.start();
