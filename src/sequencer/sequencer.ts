@@ -30,9 +30,12 @@ import { CUT_INTERVAL_MS_DEFAULT } from "../log/limits.js";
 export const METALOG_BATCH_ENTRIES_MAX = 1024;
 /**
  * Most entries a primary has cut but not yet committed; further progress waits for a commit
- * and then goes into one entry.
+ * and then goes into one entry. Two rather than one: progress that arrives while an entry is
+ * on its way to the backups is cut at once instead of waiting a whole commit round trip,
+ * which under load took about a tenth off the p99 of appends at 64 in flight (and added
+ * throughput) on a 2-core machine, with entries still growing with the load.
  */
-export const CUTS_IN_FLIGHT_MAX = 1;
+export const CUTS_IN_FLIGHT_MAX = 2;
 /**
  * How long a primary gathers committed entries before it sends them to the storage nodes.
  * Engines get every commit at once (appends wait for it); storage nodes need the metalog
