@@ -678,6 +678,35 @@ async function runCluster(
   });
 }
 
+/**
+ * Run-by-run ratios when the two rows were measured in turns (Boki's run k beside the peer's
+ * run k): how much the ratio moved from one pair of runs to the next.
+ */
+function pairedRatios(r: ResultRow, peer: ResultRow): Record<string, number[]> {
+  const runs = (row: ResultRow, key: string): number[] | undefined => {
+    const v = row[key];
+    return Array.isArray(v) && v.every((x) => typeof x === "number") ? v : undefined;
+  };
+  const ops = runs(r, "runOpsPerSec");
+  const peerOps = runs(peer, "runOpsPerSec");
+  const p99 = runs(r, "runP99Ms");
+  const peerP99 = runs(peer, "runP99Ms");
+  if (
+    r["measuredInTurnsWith"] === undefined ||
+    ops === undefined ||
+    peerOps === undefined ||
+    p99 === undefined ||
+    peerP99 === undefined ||
+    ops.length !== peerOps.length ||
+    p99.length !== peerP99.length
+  )
+    return {};
+  return {
+    runOpsRatiosToPeer: ops.map((x, i) => round(x / peerOps[i]!, 3)),
+    runP99RatiosToPeer: p99.map((x, i) => round(x / peerP99[i]!, 3)),
+  };
+}
+
 /** Adds peer comparison fields to Boki's append rows; returns notes for the table. */
 function compareWithPeer(rows: ResultRow[], peerSkipped: ReadonlyMap<string, string>): string[] {
   const notes: string[] = [];
@@ -703,6 +732,7 @@ function compareWithPeer(rows: ResultRow[], peerSkipped: ReadonlyMap<string, str
       peerFigure: { opsPerSec: peer.opsPerSec, p50Ms: peer.p50Ms, p99Ms: peer.p99Ms },
       opsRatioToPeer: round(r.opsPerSec / peer.opsPerSec, 3),
       p99RatioToPeer: round(r.p99Ms / peer.p99Ms, 3),
+      ...pairedRatios(r, peer),
     };
   }
   for (const d of ["memory", "disk"] as const) {
