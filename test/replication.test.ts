@@ -299,3 +299,28 @@ describe("an engine's append stage times", () => {
     );
   }, 30_000);
 });
+
+describe("a backup sequencer that restarts having lost entries it acknowledged", () => {
+  it("is sent what it lacks by its primary, so the log goes on when the other backup is down", async () => {
+    await withInProcCluster(
+      { engines: 1, storages: 3, sequencers: 3, replication: 3 },
+      async (c) => {
+        const b = c.book(0, 5);
+        for (let i = 0; i < 20; i++) await b.append([], `before-${i}`);
+        // Its disk comes back empty, as unsynced writes ("memory" durability) would be lost
+        // with the machine; it had acknowledged every entry so far.
+        await c.restartSequencer(1, { wipe: true });
+        // With sequencer-2 down, every commit needs sequencer-1: it must first be sent the
+        // entries it lost, since it stores entries only in order.
+        c.gate.down.add("sequencer-2");
+        const after = b.append([], "after");
+        expect(await settledWithin(after, 3000)).toBe(true);
+        const seqnum = await after;
+        expect(Buffer.from((await b.checkTail(0))!.data).toString()).toBe("after");
+        expect(seqnum).toBeGreaterThan(0);
+        const reports = await Promise.all(c.sequencers.slice(0, 2).map((s) => s.seal(c.view.term)));
+        expect(reports[1]![0]!.length).toBe(reports[0]![0]!.length);
+      },
+    );
+  }, 30_000);
+});

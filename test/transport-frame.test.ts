@@ -51,7 +51,7 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     term: n,
     entries: fc.array(entry, { maxLength: 4 }),
   }),
-  fc.record({ t: fc.constant("metalog-ack" as const), log: n, term: n, durable: n }),
+  fc.record({ t: fc.constant("metalog-ack" as const), log: n, term: n, durable: n, boot: n }),
   fc.record({ t: fc.constant("metalog-fetch" as const), log: n, from: n }),
   fc.record({
     t: fc.constant("index-data" as const),

@@ -197,6 +197,8 @@ async function startRoleNode(
         view,
         logger: log,
         cutIntervalMs: config.cutIntervalMs,
+        // Runs of a node start at later times: a restart's acknowledgements are told apart.
+        boot: Date.now(),
         onFatal,
       });
       s.start();

@@ -126,6 +126,12 @@ export interface MetalogAckMsg {
   log: number;
   term: number;
   durable: number;
+  /**
+   * Which run of the backup acknowledges: later runs have larger values. A backup that
+   * restarted may hold fewer entries than it acknowledged before (unsynced writes lost with
+   * "memory" durability); its primary then believes the new run's count.
+   */
+  boot: number;
 }
 
 /** Queries an engine without a local index sends to an index replica. */

@@ -179,6 +179,7 @@ const parsers: Parsers = {
     log: count(t, o, "log"),
     term: count(t, o, "term"),
     durable: count(t, o, "durable"),
+    boot: count(t, o, "boot"),
   }),
   metalog: (t, o) => ({
     t,

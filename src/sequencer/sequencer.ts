@@ -55,6 +55,12 @@ export interface SequencerOptions {
   readonly logger: Logger;
   readonly cutIntervalMs?: number;
   /**
+   * Identifies this run of the node: larger than any earlier run's (the start time in
+   * milliseconds suits). Sent with a backup's acknowledgements, so that its primary notices
+   * a restart and believes the new, possibly shorter, count of entries held. Default 0.
+   */
+  readonly boot?: number;
+  /**
    * Called once when the sequencer stops for good because its disk failed. The node should
    * then exit, so that its lease lapses and the controller replaces it.
    */
@@ -81,6 +87,8 @@ interface LogState {
   builder: CutBuilder | null;
   /** Durable length each backup reported. */
   readonly acked: Map<NodeId, number>;
+  /** The run (`boot`) of each backup whose acknowledgement set `acked`. */
+  readonly ackedBoot: Map<NodeId, number>;
   /** Backups that answered the recovery fetch with their tail. */
   readonly recoveredFrom: Set<NodeId>;
   committed: number;
@@ -174,6 +182,7 @@ export class Sequencer {
         state,
         builder: null,
         acked: new Map(),
+        ackedBoot: new Map(),
         recoveredFrom: new Set(),
         committed: 0,
         timer: null,
@@ -375,8 +384,18 @@ export class Sequencer {
         const st = this.logs.get(m.log);
         if (st?.builder == null || m.term !== this.view.term || !st.backups.includes(from)) return;
         // (a sealed primary still counts acknowledgements: what a majority holds is committed)
-        if (m.durable > (st.acked.get(from) ?? 0)) {
-          st.acked.set(from, Math.min(m.durable, st.entries.length + st.writing.length));
+        const boot = st.ackedBoot.get(from) ?? -1;
+        if (m.boot < boot) return; // from an earlier run, delivered late
+        const held = Math.min(m.durable, st.entries.length + st.writing.length);
+        if (m.boot > boot) {
+          // A restarted backup holds what it says now, which may be less than its earlier
+          // run acknowledged ("memory" durability loses unsynced writes with the machine):
+          // the retransmit timer then sends it what it lacks.
+          st.ackedBoot.set(from, m.boot);
+          st.acked.set(from, held);
+          this.advanceCommit(st);
+        } else if (m.durable > (st.acked.get(from) ?? 0)) {
+          st.acked.set(from, held);
           this.advanceCommit(st);
         }
         return;
@@ -432,6 +451,7 @@ export class Sequencer {
       log: st.log,
       term: this.view.term,
       durable: st.entries.length,
+      boot: this.o.boot ?? 0,
     });
   }
 

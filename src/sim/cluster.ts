@@ -242,6 +242,7 @@ export class SimCluster {
             view,
             logger,
             cutIntervalMs: this.config.cutIntervalMs,
+            boot: incarnation,
             onFatal: () => this.failStop(node, incarnation),
           });
           s.start();

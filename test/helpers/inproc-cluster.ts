@@ -109,6 +109,7 @@ export async function startInProcCluster(
     backends.push(disk);
     return disk;
   };
+  let boots = 0;
   const startSequencer = async (id: string, wipe: boolean): Promise<Sequencer> => {
     const store = await openDisk(id, wipe);
     const s = new Sequencer({
@@ -118,6 +119,7 @@ export async function startInProcCluster(
       view,
       logger: silentLogger,
       cutIntervalMs: 1,
+      boot: ++boots,
     });
     s.start();
     return s;
