@@ -7,6 +7,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
+import { until as untilHolds } from "./helpers/async.js";
 import { ClusterClient, type RemoteLogBook } from "../src/cluster/client.js";
 import { LogClosedError, TimeoutError } from "../src/log/errors.js";
 import type { ClientReplyMsg, ClientRequestMsg } from "../src/protocol/messages.js";
@@ -30,14 +31,8 @@ afterEach(async () => {
   await Promise.all(all.map((t) => t.whenClosed()));
 });
 
-async function until(cond: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(2);
-  }
-}
+const until = (cond: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> =>
+  untilHolds(cond, what, timeoutMs);
 
 /** Client ids carry their address (`clientId()` in src/cluster/config.ts). */
 function resolveClient(node: NodeId): PeerAddress | undefined {

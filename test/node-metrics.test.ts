@@ -1,24 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { NodeMetrics } from "../src/cluster/node-metrics.js";
-import type { TcpTransportStats } from "../src/transport/tcp.js";
+import { emptyTcpStats } from "../src/transport/tcp.js";
 
-const NO_TRAFFIC: TcpTransportStats = {
-  messagesQueued: 0,
-  framesWritten: 0,
-  messagesReceived: 0,
-  socketWrites: 0,
-  socketReads: 0,
-  bytesWritten: 0,
-  bytesReceived: 0,
-  droppedQueueFull: 0,
-  droppedTooLarge: 0,
-  droppedUnknownPeer: 0,
-  droppedClosed: 0,
-  malformedFrames: 0,
-  connectsSucceeded: 0,
-  connectsFailed: 0,
-  connectionsLost: 0,
-};
+const NO_TRAFFIC = emptyTcpStats();
 
 describe("a node's metrics", () => {
   it("on an engine, histogram each observed append's held and ordering stages in seconds", async () => {

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import { connect, createServer, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { until as untilHolds } from "./helpers/async.js";
 import type { Message, SetAuxMsg } from "../src/protocol/messages.js";
 import type { NodeId } from "../src/transport/transport.js";
 import type { Logger } from "../src/util/logger.js";
@@ -34,14 +35,8 @@ afterEach(async () => {
   await Promise.all(all.map((t) => t.whenClosed()));
 });
 
-async function until(cond: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(2);
-  }
-}
+const until = (cond: () => boolean, what: string, timeoutMs = WAIT_MS): Promise<void> =>
+  untilHolds(cond, what, timeoutMs);
 
 interface LogLine {
   level: "debug" | "info" | "warn" | "error";

@@ -228,9 +228,9 @@ function checkLimits(l: TcpLimits): void {
     );
 }
 
-export class TcpTransport implements Transport {
-  readonly self: NodeId;
-  readonly stats: TcpTransportStats = {
+/** Counters of a transport that has done nothing yet. */
+export function emptyTcpStats(): TcpTransportStats {
+  return {
     messagesQueued: 0,
     framesWritten: 0,
     messagesReceived: 0,
@@ -247,6 +247,11 @@ export class TcpTransport implements Transport {
     connectsFailed: 0,
     connectionsLost: 0,
   };
+}
+
+export class TcpTransport implements Transport {
+  readonly self: NodeId;
+  readonly stats: TcpTransportStats = emptyTcpStats();
 
   private readonly limits: TcpLimits;
   private readonly log: Logger;

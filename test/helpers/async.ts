@@ -11,6 +11,16 @@ export async function settledWithin(p: Promise<unknown>, ms: number): Promise<bo
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `cond` every 2 ms until it holds; throws after `timeoutMs`, naming `what`. */
+export async function until(cond: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(2);
+  }
+}
+
 /** Rejects when `p` does not settle within `ms`. */
 export async function within<T>(what: string, p: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
