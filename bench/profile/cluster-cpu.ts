@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LOCAL_TOPOLOGY, startBokiCluster } from "../lib/boki-cluster.js";
-import { cpuSplitMs } from "../lib/proc-cpu.js";
+import { cpuMs, cpuSplitMs } from "../lib/proc-cpu.js";
 import { runClosedLoop } from "../lib/runner.js";
 import { parseBookId } from "../../src/log/types.js";
 
@@ -33,10 +33,6 @@ const opts = new Command()
     logs: string;
   }>();
 
-function cpuMs(pid: number): number {
-  const [user, sys] = cpuSplitMs(pid);
-  return user + sys;
-}
 function selfCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
@@ -60,10 +56,10 @@ try {
   {
     // The idle cluster's own CPU use (timers, heartbeats), for comparison.
     await new Promise((r) => setTimeout(r, 1000));
-    const idle0 = new Map([...c.processes].map(([id, p]) => [id, cpuMs(p.pid!)]));
+    const idle0 = new Map([...c.processes].map(([id, p]) => [id, cpuMs([p.pid!])]));
     await new Promise((r) => setTimeout(r, 3000));
     const idle = [...c.processes].map(
-      ([id, p]) => `${id} ${((cpuMs(p.pid!) - idle0.get(id)!) / 3).toFixed(0)}`,
+      ([id, p]) => `${id} ${((cpuMs([p.pid!]) - idle0.get(id)!) / 3).toFixed(0)}`,
     );
     console.log(`idle CPU ms per second: ${idle.join(", ")}`);
   }
@@ -97,7 +93,7 @@ try {
     return out;
   };
   const statsBefore = await readStats();
-  const before = new Map([...c.processes].map(([id, p]) => [id, cpuMs(p.pid!)]));
+  const before = new Map([...c.processes].map(([id, p]) => [id, cpuMs([p.pid!])]));
   const sysBefore = new Map([...c.processes].map(([id, p]) => [id, cpuSplitMs(p.pid!)[1]]));
   const selfBefore = selfCpuMs();
   const w = await runClosedLoop({
@@ -117,7 +113,7 @@ try {
   }
   const rows: Array<[string, number]> = [...c.processes].map(([id, p]) => [
     id,
-    cpuMs(p.pid!) - before.get(id)!,
+    cpuMs([p.pid!]) - before.get(id)!,
   ]);
   const sysMs = new Map(
     [...c.processes].map(([id, p]) => [id, cpuSplitMs(p.pid!)[1] - sysBefore.get(id)!]),

@@ -274,13 +274,14 @@ function clientInfo(): Record<string, unknown> {
 /**
  * Starts the peer in one durability mode (`NATS_MODES[].mode`) under `dir`: finds or installs
  * nats-server, checks that it accepts the mode's configuration, starts a 3-node cluster and
- * connects. Never throws: what prevents the mode is returned as the reason.
+ * connects. Never throws: what prevents the mode is returned as the reason. A caller that
+ * has already found the server and had it accept the mode passes `accepted`.
  */
 export async function openNatsSession(
   modeName: string,
   dir: string,
   say: (msg: string) => void = defaultProgress,
-  found?: NatsServerBinary,
+  accepted?: NatsServerBinary,
 ): Promise<NatsSessionResult> {
   const info = clientInfo();
   const index = NATS_MODES.findIndex((m) => m.mode === modeName);
@@ -288,7 +289,7 @@ export async function openNatsSession(
   if (mode === undefined) return { ok: false, reason: `no NATS mode ${modeName}`, info };
   let cluster: NatsCluster | undefined;
   try {
-    let server = found;
+    let server = accepted;
     if (server === undefined) {
       say("nats: looking for nats-server");
       const r = await ensureNatsServer(say);
@@ -298,7 +299,10 @@ export async function openNatsSession(
       server = r;
     }
     info["natsServer"] = { version: server.version, bin: server.bin, source: server.source };
-    const complaint = await checkNatsConfig(server.bin, join(dir, "check"), mode.fsync);
+    const complaint =
+      accepted === undefined
+        ? await checkNatsConfig(server.bin, join(dir, "check"), mode.fsync)
+        : undefined;
     if (complaint !== undefined) {
       return { ok: false, reason: unsupportedReason(mode, server.version, complaint), info };
     }
