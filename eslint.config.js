@@ -55,4 +55,9 @@ export default tseslint.config(
     files: ["bin/**/*.js", "**/*.mjs", "eslint.config.js"],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // Plain Node.js scripts.
+    files: ["bin/**/*.js", "scripts/**/*.mjs"],
+    languageOptions: { globals: { console: "readonly", process: "readonly" } },
+  },
 );

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// Runs the CLI from dist/ (built by `npm run build`, which `npm install` runs) when that
-// build is newer than every source file; otherwise from src/ through tsx, so that a changed
-// source tree never runs stale code. Users' TypeScript function modules load through tsx
-// either way (the function loader registers it).
+// Runs the CLI from dist/ (built by `npm run build`, which `npm install` runs in a checkout)
+// when that build is newer than every source file, or when there are no sources (an installed
+// package); otherwise from src/ through tsx, so that a changed source tree never runs stale
+// code. Users' TypeScript function modules load through tsx either way (the function loader
+// registers it).
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { register } from "node:module";
 import process from "node:process";
 import { fileURLToPath, URL } from "node:url";
 
@@ -19,16 +21,19 @@ function newestMtimeMs(dir) {
   return newest;
 }
 
-function builtIsFresh() {
+function fromBuild() {
+  if (!existsSync(`${root}src`)) return true;
   const stamp = `${root}dist/.built`;
   if (process.env.BOKI_FROM_SOURCE === "1" || !existsSync(stamp)) return false;
   return statSync(stamp).mtimeMs >= newestMtimeMs(`${root}src`);
 }
 
-if (builtIsFresh()) {
+if (fromBuild()) {
   await import("../dist/cli/main.js");
 } else {
-  const { register } = await import("tsx/esm/api");
-  register();
+  const { register: registerTsx } = await import("tsx/esm/api");
+  registerTsx();
+  // Imports of boki-ts by function modules resolve to these sources as well.
+  register(new URL("../src/runtime/source-conditions.mjs", import.meta.url));
   await import("../src/cli/main.ts");
 }

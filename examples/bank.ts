@@ -17,7 +17,7 @@
  *   transfer  { "from": "alice", "to": "bob", "amount": 30 }
  *   balance   { "account": "alice" }
  */
-import { defineFunction, tagOf, type FunctionContext } from "../src/index.js";
+import { defineFunction, tagOf, type FunctionContext } from "boki-ts";
 
 type Entry =
   | { type: "deposit"; account: string; amount: number }

@@ -3,7 +3,7 @@
  * the counter's records. Call it with `{ "name": "visits" }` (adds 1) or
  * `{ "name": "visits", "by": 5 }`; `{ "name": "visits", "by": 0 }` only reads.
  */
-import { defineFunction, tagOf, type FunctionContext } from "../src/index.js";
+import { defineFunction, tagOf, type FunctionContext } from "boki-ts";
 
 /** The counter's value: the sum of every increment recorded under its tag, oldest first. */
 async function replay(ctx: FunctionContext, name: string): Promise<number> {

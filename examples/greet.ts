@@ -6,7 +6,7 @@
  *
  *   greet { "name": "Ada" }   ->  "Hello, Ada! You have been greeted 3 times."
  */
-import { defineFunction } from "../src/index.js";
+import { defineFunction } from "boki-ts";
 
 export default defineFunction({
   name: "greet",

@@ -1,13 +1,14 @@
 // Completes `npm run build` after tsc: copies the JavaScript modules of src/ that tsc does
 // not emit (.mjs files, such as the function workers' entry) into dist/, then writes the
-// stamp that tells bin/boki.js the build is complete.
+// stamp that tells bin/boki.js the build is complete. An argument names another output
+// directory (a build made with tsc's --outDir elsewhere, as the packaging test does).
 import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath, URL } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const src = join(root, "src");
-const dist = join(root, "dist");
+const dist = process.argv[2] === undefined ? join(root, "dist") : resolve(process.argv[2]);
 
 function copyModules(dir) {
   for (const e of readdirSync(dir, { withFileTypes: true })) {

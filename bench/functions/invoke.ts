@@ -1,5 +1,5 @@
 /** Functions the `invoke` benchmark calls. */
-import { defineFunction, tagOf } from "../../src/index.js";
+import { defineFunction, tagOf } from "boki-ts";
 
 const BENCH_TAG = tagOf("bench:invoke");
 

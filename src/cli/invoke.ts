@@ -1,6 +1,7 @@
 /** `boki invoke`: calls a function through a gateway over HTTP and prints what it returned. */
 import { InvalidArgumentError as CliArgumentError } from "commander";
 import { setTimeout as sleep } from "node:timers/promises";
+import { CliFailure } from "./errors.js";
 
 export const DEFAULT_URL = "http://127.0.0.1:8080";
 /** Longest `boki invoke` waits for one HTTP answer (functions may run up to 15 minutes). */
@@ -16,8 +17,6 @@ export interface InvokeOptions {
   wait: boolean;
   idempotencyKey?: string;
 }
-
-class CliFailure extends Error {}
 
 async function request(
   url: string,
@@ -73,46 +72,40 @@ export async function invokeCommand(
   if (o.book !== undefined) headers["x-boki-book"] = String(o.book);
   if (o.idempotencyKey !== undefined) headers["idempotency-key"] = o.idempotencyKey;
   const path = `${o.async ? "/async" : ""}/function/${encodeURIComponent(name)}`;
-  try {
-    const res = await request(base + path, { method: "POST", headers, body: input });
-    if (res.status >= 400) fail(res.status, res.body);
-    if (!o.async) {
-      console.log(pretty(res.body));
-      return;
-    }
-    const { invocationId } = JSON.parse(res.body) as { invocationId: string };
-    if (!o.wait) {
-      console.log(invocationId);
-      return;
-    }
-    const until = Date.now() + STATUS_WAIT_MS_MAX;
-    while (Date.now() < until) {
-      const s = await request(`${base}/invocations/${encodeURIComponent(invocationId)}`, {
-        method: "GET",
-      });
-      if (s.status >= 400) fail(s.status, s.body);
-      const status = JSON.parse(s.body) as {
-        status: string;
-        output?: unknown;
-        error?: { code: string; message: string };
-      };
-      if (status.status === "succeeded") {
-        console.log(JSON.stringify(status.output, null, 2));
-        return;
-      }
-      if (status.status === "failed") {
-        throw new CliFailure(
-          `invocation ${invocationId} failed: ${status.error?.code}: ${status.error?.message}`,
-        );
-      }
-      await sleep(STATUS_POLL_MS);
-    }
-    throw new CliFailure(
-      `invocation ${invocationId} did not finish within ${STATUS_WAIT_MS_MAX / 1000} s`,
-    );
-  } catch (err) {
-    if (!(err instanceof CliFailure)) throw err;
-    console.error(err.message);
-    process.exitCode = 1;
+  const res = await request(base + path, { method: "POST", headers, body: input });
+  if (res.status >= 400) fail(res.status, res.body);
+  if (!o.async) {
+    console.log(pretty(res.body));
+    return;
   }
+  const { invocationId } = JSON.parse(res.body) as { invocationId: string };
+  if (!o.wait) {
+    console.log(invocationId);
+    return;
+  }
+  const until = Date.now() + STATUS_WAIT_MS_MAX;
+  while (Date.now() < until) {
+    const s = await request(`${base}/invocations/${encodeURIComponent(invocationId)}`, {
+      method: "GET",
+    });
+    if (s.status >= 400) fail(s.status, s.body);
+    const status = JSON.parse(s.body) as {
+      status: string;
+      output?: unknown;
+      error?: { code: string; message: string };
+    };
+    if (status.status === "succeeded") {
+      console.log(JSON.stringify(status.output, null, 2));
+      return;
+    }
+    if (status.status === "failed") {
+      throw new CliFailure(
+        `invocation ${invocationId} failed: ${status.error?.code}: ${status.error?.message}`,
+      );
+    }
+    await sleep(STATUS_POLL_MS);
+  }
+  throw new CliFailure(
+    `invocation ${invocationId} did not finish within ${STATUS_WAIT_MS_MAX / 1000} s`,
+  );
 }

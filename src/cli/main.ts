@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 /**
- * The `boki` command line: `dev` (functions, gateway and log in one process), `invoke`
- * (call a function over HTTP), `demo` (the embedded log), `start` (one node of a cluster)
- * and `cluster up` (every node of a cluster as its own process).
+ * The `boki` command line: `init` (a new project), `dev` (functions, gateway and log in one
+ * process), `invoke` (call a function over HTTP), `demo` (the embedded log), `start` (one
+ * node of a cluster) and `cluster up` (every node of a cluster as its own process).
  */
 import { Command, InvalidArgumentError as CliArgumentError } from "commander";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { EmbeddedLog, tagOf, BokiError } from "../index.js";
+import { EmbeddedLog, tagOf } from "../index.js";
+import { reportCliError } from "./errors.js";
+import { initCommand } from "./init.js";
 import { loadClusterConfig, ROLES, type Role } from "../cluster/config.js";
 import { startNode } from "../cluster/node.js";
 import { superviseCluster } from "../cluster/supervisor.js";
@@ -211,7 +213,8 @@ async function demo(options: { data: string; book: number }): Promise<void> {
 const program = new Command()
   .name("boki")
   .description("Boki.ts: stateful serverless functions on a durable shared log")
-  .showHelpAfterError();
+  .option("--verbose", "print the stack and causes of an error")
+  .showHelpAfterError("(add --help for usage)");
 
 program
   .command("dev")
@@ -234,6 +237,18 @@ program
   )
   .option("--log-level <level>", "fatal, error, warn, info, debug", "info")
   .action(dev);
+
+program
+  .command("init")
+  .description(
+    "create a project that uses Boki.ts: package.json, tsconfig, a function and its test",
+  )
+  .argument("[dir]", "where (created if missing; files that exist are kept)", ".")
+  .option(
+    "--boki-ts <spec>",
+    "the boki-ts dependency to write (an npm spec: a version, file:<path>, a tarball); default: this copy",
+  )
+  .action(initCommand);
 
 program
   .command("invoke")
@@ -346,7 +361,6 @@ program
   .action((node: string, o: { store: string }) => requestCommand("drain", { ...o, node }));
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof BokiError) console.error(`error ${err.code}: ${err.message}`);
-  else console.error(err);
+  reportCliError(err);
   process.exitCode = 1;
 });

@@ -50,10 +50,13 @@ export function findFunctionModules(path: string): string[] {
   try {
     isDir = statSync(abs).isDirectory();
   } catch (err) {
-    throw new FunctionLoadError(`cannot read functions from ${abs}: ${describeThrown(err)}`, {
-      file: abs,
-      cause: err,
-    });
+    const missing = (err as { code?: unknown }).code === "ENOENT";
+    throw new FunctionLoadError(
+      missing
+        ? `no function module or directory at ${abs}`
+        : `cannot read functions from ${abs}: ${describeThrown(err)}`,
+      { file: abs, cause: err },
+    );
   }
   if (!isDir) {
     if (!MODULE_EXTENSIONS.includes(extname(abs))) {

@@ -8,8 +8,12 @@ registerEsm();
 registerCjs();
 globalThis[Symbol.for("boki-ts.tsx-registered")] = true;
 // From a build (dist/) the worker's code is compiled JavaScript; from the sources it is
-// TypeScript, loaded through tsx.
+// TypeScript, loaded through tsx, and users' imports of boki-ts resolve to the sources too
+// (source-conditions.mjs).
 import { existsSync } from "node:fs";
+import { register } from "node:module";
 import { URL } from "node:url";
 const compiled = new URL("./worker-main.js", import.meta.url);
-await import(existsSync(compiled) ? compiled.href : "./worker-main.ts");
+const fromBuild = existsSync(compiled);
+if (!fromBuild) register(new URL("./source-conditions.mjs", import.meta.url));
+await import(fromBuild ? compiled.href : "./worker-main.ts");

@@ -42,13 +42,24 @@ export function runBoki(
   });
 }
 
-export function startDevProcess(args: readonly string[]): Promise<DevProcess> {
+export interface DevProcessOptions {
+  /** The boki script to run (default this checkout's bin/boki.js, from source). */
+  readonly bin?: string;
+  /** Working directory (default this process's). */
+  readonly cwd?: string;
+}
+
+export function startDevProcess(
+  args: readonly string[],
+  options: DevProcessOptions = {},
+): Promise<DevProcess> {
   const child = spawn(
     process.execPath,
-    [BOKI_BIN, "dev", "--port", "0", "--log-level", "warn", ...args],
+    [options.bin ?? BOKI_BIN, "dev", "--port", "0", "--log-level", "warn", ...args],
     {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, BOKI_FROM_SOURCE: "1" },
+      cwd: options.cwd ?? process.cwd(),
+      env: { ...process.env, BOKI_FROM_SOURCE: options.bin === undefined ? "1" : "0" },
     },
   );
   let out = "";
