@@ -72,12 +72,27 @@ export function encodeWrite(object: string, ops: readonly Op[]): string {
 
 export const BEGIN_RECORD = JSON.stringify({ v: 1, k: "b" });
 
+/**
+ * The objects a commit record's decision checks: every object it writes, plus (under
+ * serializable isolation) every object it read. The committer and every reader derive
+ * them from the same fields, by this one function.
+ */
+export function checksOf(
+  writes: readonly string[],
+  reads: readonly string[] | undefined,
+): string[] {
+  const checks = writes.slice();
+  if (reads !== undefined) for (const n of reads) if (!writes.includes(n)) checks.push(n);
+  return checks;
+}
+
+/** Encodes a commit record; returns its data and the objects its decision checks. */
 export function encodeCommit(
   snapshot: number,
   isolation: Isolation,
   writes: ReadonlyMap<string, readonly Op[]>,
   reads: readonly string[],
-): string {
+): { data: string; checks: string[] } {
   const w: Record<string, readonly Op[]> = {};
   for (const [name, ops] of writes) w[name] = ops;
   const rec: Record<string, unknown> = {
@@ -87,8 +102,9 @@ export function encodeCommit(
     i: isolation === "serializable" ? "ser" : "si",
     w,
   };
-  if (isolation === "serializable" && reads.length > 0) rec["r"] = reads;
-  return JSON.stringify(rec);
+  const r = isolation === "serializable" && reads.length > 0 ? reads : undefined;
+  if (r !== undefined) rec["r"] = r;
+  return { data: JSON.stringify(rec), checks: checksOf([...writes.keys()], r) };
 }
 
 function opsOf(x: unknown): Op[] | undefined {
@@ -130,12 +146,9 @@ export function decodeRecord(r: LogRecord): StoreRecord {
       }
       if (ops.size === 0) break;
       const writes = [...ops.keys()];
-      const checks = writes.slice();
       const r = o["r"];
-      if (r !== undefined) {
-        if (!Array.isArray(r) || !r.every((n) => typeof n === "string")) break;
-        for (const n of r) if (!ops.has(n)) checks.push(n);
-      }
+      if (r !== undefined && (!Array.isArray(r) || !r.every((n) => typeof n === "string"))) break;
+      const checks = checksOf(writes, r);
       return { kind: "commit", seqnum, info: { seqnum, snapshot, writes, checks }, ops };
     }
   }

@@ -740,13 +740,11 @@ export class Transaction {
         : [];
     const store = this.store;
     const tags = this.written.map((n) => store.cache.tag(n));
+    const record = encodeCommit(this.snapshot, this.isolation, writes, reads);
     let seqnum: number;
     try {
       store.stats.appends++;
-      seqnum = await store.log.append(
-        tags,
-        encodeCommit(this.snapshot, this.isolation, writes, reads),
-      );
+      seqnum = await store.log.append(tags, record.data);
     } catch (err) {
       this.state = "aborted";
       throw err;
@@ -755,7 +753,7 @@ export class Transaction {
       seqnum,
       snapshot: this.snapshot,
       writes: this.written,
-      checks: [...this.written, ...reads],
+      checks: record.checks,
     };
     const d = await store.decide(info);
     const book = store.log.book as number;
