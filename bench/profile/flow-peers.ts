@@ -6,6 +6,7 @@
  * reported with its reason. The load generator is this process (undici Pool, keep-alive).
  *
  *   npx tsx bench/profile/flow-peers.ts [--quick] [--peers restate,dbos] [-c 1,16,64]
+ *     [--restate-partitions 24] [--dbos-pool 10]
  */
 import { Command } from "commander";
 import { startDbosPeer } from "../lib/peers/dbos.js";
@@ -20,6 +21,8 @@ const opts = new Command()
   .option("-c, --concurrency <list>", "concurrency levels, comma-separated", "1,16,64")
   .option("--warmup <s>", "seconds of warm-up load after each peer starts")
   .option("--window <s>", "seconds measured at each concurrency")
+  .option("--restate-partitions <n>", "partitions the Restate server provisions (its default: 24)")
+  .option("--dbos-pool <n>", "connections in DBOS's system database pool (its default: 10)")
   .parse()
   .opts<{
     quick?: boolean;
@@ -27,6 +30,8 @@ const opts = new Command()
     concurrency: string;
     warmup?: string;
     window?: string;
+    restatePartitions?: string;
+    dbosPool?: string;
   }>();
 
 const quick = opts.quick === true;
@@ -37,8 +42,18 @@ const levels = opts.concurrency.split(",").map(Number);
 const warmupConcurrency = Math.max(...levels);
 
 const STARTERS: Record<string, () => Promise<WorkflowPeer | { skipped: string }>> = {
-  restate: () => startRestatePeer({ progress }),
-  dbos: () => startDbosPeer({ progress }),
+  restate: () =>
+    startRestatePeer({
+      progress,
+      ...(opts.restatePartitions === undefined
+        ? {}
+        : { partitions: Number(opts.restatePartitions) }),
+    }),
+  dbos: () =>
+    startDbosPeer({
+      progress,
+      ...(opts.dbosPool === undefined ? {} : { poolSize: Number(opts.dbosPool) }),
+    }),
 };
 
 // An interrupted probe still stops its peers: exit runs proc.ts's hook (SIGKILL children).
