@@ -13,10 +13,12 @@ import {
   accessSync,
   chownSync,
   constants,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -44,6 +46,7 @@ const RUN_AS_USER = "postgres";
 /** The database superuser initdb creates; trusted on 127.0.0.1 only. */
 export const POSTGRES_SUPERUSER = "postgres";
 
+const CREATECLUSTER_DIR = "/etc/postgresql-common/createcluster.d";
 const APT_ENV: NodeJS.ProcessEnv = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
 const APT_LOCK_WAIT = ["-o", "DPkg::Lock::Timeout=120"];
 const APT_TIMEOUT_MS = 10 * 60_000;
@@ -129,6 +132,13 @@ async function aptInstall(
       },
     );
   say(`postgres: ${POSTGRES_BIN_DIR} missing; installing (apt-get install -y ${DEBIAN_PACKAGE})`);
+  // Debian's package would create and start a system cluster (15/main, port 5432) that nothing
+  // here uses or stops; postgresql-common reads this drop-in and skips it.
+  if (!existsSync(`/etc/postgresql/${POSTGRES_MAJOR}/main`)) {
+    mkdirSync(CREATECLUSTER_DIR, { recursive: true });
+    writeFileSync(join(CREATECLUSTER_DIR, "boki-bench.conf"), "create_main_cluster = false\n");
+    notes.push(`no system cluster created (${CREATECLUSTER_DIR}/boki-bench.conf)`);
+  }
   let r = await install();
   if (r.code === 0) {
     notes.push(`installed with apt-get install -y ${DEBIAN_PACKAGE}`);
