@@ -262,8 +262,8 @@ function removeOnExit(dir: string): void {
   liveDirs.add(dir);
   if (exitHooked) return;
   exitHooked = true;
-  // Registered after proc.ts's exit hook (a server was started first), so it runs after the
-  // server has been SIGKILLed.
+  // Called after the server's ManagedProcess.start, so this listener comes after proc.ts's
+  // exit hook and runs once the server has been SIGKILLed.
   process.once("exit", () => {
     for (const d of liveDirs) rmSync(d, { recursive: true, force: true });
   });
@@ -323,6 +323,7 @@ async function startOnce(
   ];
   const [cmd, ...rest] = [...who.prefix, ...args];
   const proc = ManagedProcess.start("postgres", cmd!, rest);
+  removeOnExit(root);
   const url = `postgres://${POSTGRES_SUPERUSER}@127.0.0.1:${port}/postgres`;
   const t0 = Date.now();
   let last = "";
@@ -414,7 +415,6 @@ export async function startPostgres(
   const who = await runAs();
   if (typeof who === "string") return { skipped: `PostgreSQL: ${who}` };
   const root = mkdtempSync(join(tmpdir(), "boki-bench-pg-"));
-  removeOnExit(root);
   const cleanup = (): void => {
     rmSync(root, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
     liveDirs.delete(root);
