@@ -103,9 +103,10 @@ export async function startRestatePeer(
   o: {
     progress?: (line: string) => void;
     /**
-     * Partitions provisioned (the server's default: 24). Fewer were faster on this 2-core
-     * machine (4: 1.2-1.8x the workflows/s at 64 in flight, two paired runs); the default is what Restate ships
-     * for production, and a cluster's partition count is fixed once provisioned.
+     * Partitions provisioned (the server's default: 24). Fewer were usually faster on this
+     * 2-core machine (4 partitions: 1.1-1.8x the workflows/s at 64 in flight in paired runs,
+     * with a large run-to-run spread); the default is what Restate ships for production, and a
+     * cluster's partition count is fixed once provisioned.
      */
     partitions?: number;
   } = {},
