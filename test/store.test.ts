@@ -139,6 +139,40 @@ describe("store objects", () => {
     );
   });
 
+  it("a record that replaces the whole object ends a walk, though it carries no checkpoint", async () => {
+    const b = new WrappedLogBook(log.book(nextBook++), () => true); // no checkpoints at all
+    const s = openStore(b);
+    for (let i = 0; i < 10; i++) await s.add("o", "n", 1);
+    await s.set("o", "", { n: 100 });
+    await s.add("o", "n", 1);
+    const reader = openStore(b);
+    expect(await reader.get("o")).toEqual({ n: 101 });
+    expect(reader.stats.recordsWalked).toBe(2);
+    // One that fails (on any value) changes nothing, so the walk goes on past it.
+    await expect(s.update("o", (u) => u.set("", 1).push("x", 2))).rejects.toBeInstanceOf(
+      OpFailedError,
+    );
+    const again = openStore(b);
+    expect(await again.get("o")).toEqual({ n: 101 });
+    expect(again.stats.recordsWalked).toBe(3);
+  });
+
+  it("a commit record's checkpoint holds its decision; readers elsewhere agree without deciding", async () => {
+    const b = freshBook();
+    const s = openStore(b);
+    await s.transaction(async (tx) => {
+      await tx.set("p", "", { body: "hello" });
+      await tx.push("q", "list", 1);
+    });
+    await s.flush();
+    const tail = await b.checkTail(tagOf("boki-store/object/p"));
+    expect(JSON.parse(Buffer.from(tail!.auxData!).toString())).toEqual({ v: 1, d: "c" });
+    const reader = openStore(b);
+    expect(await reader.get("p", "body")).toBe("hello");
+    expect(await reader.get("q", "list")).toEqual([1]);
+    expect(reader.stats.decisions).toBe(0);
+  });
+
   it("ignores foreign records in an object's sub-stream", async () => {
     const b = freshBook();
     const s = openStore(b);

@@ -23,6 +23,11 @@ export const OBJECT_NAME_CHARS_MAX = 1024;
 export const PATH_SEGMENTS_MAX = 64;
 /** Deepest nesting of a stored value. */
 export const VALUE_DEPTH_MAX = 64;
+/**
+ * A record of several objects (a commit) gets a view in its aux data only when a read had
+ * to walk at least this many records: views there travel with every read of the record.
+ */
+export const CHECKPOINT_WALK_MIN = 8;
 /** Largest aux data (one checkpoint record), from the log's own limit. */
 export const CHECKPOINT_BYTES_MAX = logLimits.AUX_DATA_BYTES_MAX;
 /** Default and highest number of retries of `store.transaction` after a conflict. */

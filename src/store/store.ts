@@ -10,7 +10,6 @@ import {
   type LogBook,
   type LogRecord,
 } from "../index.js";
-import { invariant } from "./assert.js";
 import { StoreCache } from "./cache.js";
 import { CommitDecider, toDeciderRecord, type Decision } from "./decider.js";
 import {
@@ -23,6 +22,7 @@ import {
 } from "./errors.js";
 import {
   CHECKPOINT_BYTES_MAX,
+  CHECKPOINT_WALK_MIN,
   DECISIONS_PENDING_MAX,
   OBJECT_NAME_CHARS_MAX,
   OBJECTS_READ_PER_TRANSACTION_MAX,
@@ -52,7 +52,6 @@ import {
   encodeCommit,
   encodeWrite,
   opsFor,
-  writesObject,
   type Checkpoint,
   type CommitInfo,
   type Isolation,
@@ -184,6 +183,18 @@ function buildBatch(build: (b: Batch) => void): Op[] {
 
 function jsonBytes(value: JsonValue | undefined): number {
   return value === undefined ? 8 : JSON.stringify(value).length;
+}
+
+/**
+ * Whether a record's operations on an object replace it whatever it was: they start by
+ * setting (or deleting) the whole object, so they apply the same way to every value, and
+ * they succeed. (If they fail, they fail on every value, and the record changes nothing.)
+ */
+function selfContained(ops: readonly Op[]): boolean {
+  const first = ops[0];
+  if (first === undefined || first.p.length !== 0 || (first.t !== "set" && first.t !== "delete"))
+    return false;
+  return ops.length === 1 || applyOps(undefined, ops).ok;
 }
 
 const defaultSleep = (ms: number): Promise<void> =>
@@ -345,7 +356,7 @@ export class Store {
     const r = applyOps(before.value, ops);
     const value = r.ok ? r.doc : before.value;
     this.cache.putView(this.book, name, seqnum, value, jsonBytes(value));
-    this.checkpoint(seqnum, undefined, undefined, [[name, value]]);
+    if (!selfContained(ops)) this.checkpoint(seqnum, undefined, undefined, [[name, value]]);
     if (!r.ok) throw new OpFailedError(r.reason, name, r.index, r.detail);
     return r.results.map((x) => cloneJson(x));
   }
@@ -364,83 +375,82 @@ export class Store {
       at === "tail" ? await this.log.checkTail(tag) : await this.log.readPrev(tag, at);
     if (r === null) return { seqnum: -1, value: undefined };
     const top = r.seqnum as number;
+    let topRecord: StoreRecord | undefined;
     /** The top record's checkpoint, when it was decoded (not a cache hit). */
     let topCheckpoint: Checkpoint | undefined;
-    const stack: StoreRecord[] = [];
-    const checkpoints: Checkpoint[] = [];
+    /** The top record's decision, when this read had to work it out. */
+    let topDecision: boolean | undefined;
+    /** Records to replay, newest first: their operations on the object, if they apply. */
+    const stack: (readonly Op[])[] = [];
     let base: JsonValue | undefined;
-    /** Where the base view was found: a record's seqnum, or -1 for the sub-stream's start. */
-    let foundAt = -1;
-    let baseFromCheckpoint = false;
+    let baseAtTop = false;
     let walked = 0;
     let bytes = 0;
+    const what = (): string => `reading object ${JSON.stringify(name)}`;
     while (r !== null) {
       walked++;
       this.stats.recordsWalked++;
       bytes += r.data.byteLength + (r.auxData?.byteLength ?? 0);
       if (walked > this.recordsWalkedMax) {
-        throw new ReadLimitError(
-          "recordsWalkedMax",
-          this.recordsWalkedMax,
-          `reading object ${JSON.stringify(name)}`,
-        );
+        throw new ReadLimitError("recordsWalkedMax", this.recordsWalkedMax, what());
       }
       if (bytes > this.replayBytesMax) {
-        throw new ReadLimitError(
-          "replayBytesMax",
-          this.replayBytesMax,
-          `reading object ${JSON.stringify(name)}`,
-        );
+        throw new ReadLimitError("replayBytesMax", this.replayBytesMax, what());
       }
       const seq = r.seqnum as number;
       const hit = this.cache.view(this.book, name, seq);
       if (hit !== undefined) {
         base = hit.value;
-        foundAt = seq;
+        baseAtTop = seq === top;
         break;
       }
       const cp = decodeCheckpoint(r.auxData);
-      if (seq === top) topCheckpoint = cp;
+      const rec = decodeRecord(r);
+      if (seq === top) {
+        topCheckpoint = cp;
+        topRecord = rec;
+      }
       if (cp.views.has(name)) {
         this.stats.checkpointHits++;
         base = cp.views.get(name);
-        foundAt = seq;
-        baseFromCheckpoint = true;
+        baseAtTop = seq === top;
+        if (baseAtTop) this.cache.putView(this.book, name, top, base, jsonBytes(base));
         break;
       }
-      const rec = decodeRecord(r);
-      if (writesObject(rec, name)) {
-        stack.push(rec);
-        checkpoints.push(cp);
+      const ops = opsFor(rec, name);
+      if (ops !== undefined) {
+        let applies = true;
+        if (rec.kind === "commit") {
+          applies = await this.decisionOf(rec.info, cp, seq !== top);
+          if (seq === top && cp.decision === undefined) topDecision = applies;
+        }
+        if (applies) {
+          stack.push(ops);
+          // A record that starts by replacing the whole object does not depend on what came before.
+          if (selfContained(ops)) break;
+        }
       }
       if (seq === 0) break;
       r = await this.log.readPrev(tag, seq - 1);
     }
-    if (foundAt === top) {
-      if (baseFromCheckpoint) this.cache.putView(this.book, name, top, base, jsonBytes(base));
-      return { seqnum: top, value: base };
-    }
-    // Commit records on the way need their decisions; they are independent, so in parallel.
-    const decisions = await Promise.all(
-      stack.map((rec, i) =>
-        rec.kind === "commit"
-          ? this.decisionOf(rec.info, checkpoints[i]!, rec.seqnum !== top)
-          : Promise.resolve(true),
-      ),
-    );
+    if (baseAtTop) return { seqnum: top, value: base };
     let value = base;
     for (let i = stack.length - 1; i >= 0; i--) {
-      if (decisions[i] !== true) continue;
-      const ops = opsFor(stack[i]!, name);
-      invariant(ops !== undefined, "a replayed record writes the object");
-      const applied = applyOps(value, ops);
+      const applied = applyOps(value, stack[i]!);
       if (applied.ok) value = applied.doc;
     }
     this.cache.putView(this.book, name, top, value, jsonBytes(value));
-    if (topCheckpoint !== undefined) {
-      const first = stack[0];
-      const d = first?.kind === "commit" && first.seqnum === top ? decisions[0] : undefined;
-      this.checkpoint(top, topCheckpoint, d, [[name, value]]);
+    if (topCheckpoint !== undefined && topRecord !== undefined) {
+      // A view in a record's aux data travels with every read of the record, for every object
+      // it writes: so only one-object write records carry one always; a record of several
+      // objects gets one only when it saves a long walk. A self-contained record needs none.
+      const own = opsFor(topRecord, name);
+      const wantView =
+        !(own !== undefined && selfContained(own)) &&
+        (topRecord.kind === "write" || walked >= CHECKPOINT_WALK_MIN);
+      if (wantView || topDecision !== undefined) {
+        this.checkpoint(top, topCheckpoint, topDecision, wantView ? [[name, value]] : []);
+      }
     }
     return { seqnum: top, value };
   }
@@ -768,14 +778,14 @@ export class Transaction {
       });
     }
     // Committed: no write to these objects came between the snapshot and the commit, so
-    // their values at the commit record are this transaction's own views.
-    const views: Array<[string, JsonValue | undefined]> = [];
+    // their values at the commit record are this transaction's own views. They go to the
+    // cache only: in the record's aux data they would travel with every read of each of
+    // them (see readObject); the decision is enough there.
     for (const name of this.written) {
       const v = this.objects.get(name)!.view;
       store.cache.putView(book, name, seqnum, v, jsonBytes(v));
-      views.push([name, v]);
     }
-    store.checkpoint(seqnum, undefined, true, views);
+    store.checkpoint(seqnum, undefined, true, []);
     this.state = "committed";
     return { seqnum };
   }
