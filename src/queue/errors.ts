@@ -16,11 +16,14 @@ export type QueueErrorCode =
   /** Catching up would read more than `CATCH_UP_RECORDS_MAX` records; progress is kept, retry. */
   | "CATCH_UP_LIMIT"
   /** A record the queue needs is gone from the log (trimmed by something else, or lost). */
-  | "DATA_LOST";
+  | "DATA_LOST"
+  /** Waited `LOCK_WAIT_MS_MAX` for another call in this process to finish reading the shard. */
+  | "TIMEOUT";
 
 const RETRYABLE: ReadonlySet<QueueErrorCode> = new Set<QueueErrorCode>([
   "QUEUE_FULL",
   "CATCH_UP_LIMIT",
+  "TIMEOUT",
 ]);
 
 /** Marks QueueErrors; global, so `instanceof` holds across copies of the library. */

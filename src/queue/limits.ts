@@ -81,3 +81,7 @@ export const PAYLOAD_CACHE_BYTES_DEFAULT = 64 * 2 ** 20;
 export const UNPINNED_POP_SHARDS_TRIED_MAX = 4;
 /** Longest one blocking read of a waiting pop, so it re-checks its state at least this often. */
 export const BLOCKING_SLICE_MS_MAX = 5_000;
+/** Longest a call waits for another call of this process that is reading the same shard. */
+export const LOCK_WAIT_MS_MAX = 30_000;
+/** Shards whose state one `QueueCache` keeps (least recently used ones are dropped). */
+export const CACHE_SHARDS_MAX = 1024;

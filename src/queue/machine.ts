@@ -158,6 +158,7 @@ export interface ShardSnapshot {
   readonly now: number;
   readonly malformed: number;
   readonly trimBelow: number;
+  readonly lastCheckpointSeq: number;
   readonly lastCheckpointRecords: number;
   readonly checkpointDue: readonly [popSeq: number, since: number] | null;
   readonly auxBoundary: number;
@@ -188,6 +189,7 @@ export class ShardMachine {
   private nowValue = 0;
   private malformedValue = 0;
   private trimBelowValue = 0;
+  private lastCheckpointSeqValue = -1;
   private lastCheckpointRecords = 0;
   private checkpointDueValue: { popSeq: number; since: number } | null = null;
   private auxBoundary = 0;
@@ -235,6 +237,10 @@ export class ShardMachine {
   /** The largest trim point announced by a checkpoint record. */
   get trimBelow(): number {
     return this.trimBelowValue;
+  }
+  /** The seqnum of the last checkpoint record applied, or -1. */
+  get lastCheckpointSeq(): number {
+    return this.lastCheckpointSeqValue;
   }
   /** The pop whose owner should write the next durable checkpoint, if one is due. */
   get checkpointDuePop(): number | null {
@@ -305,6 +311,7 @@ export class ShardMachine {
       case "checkpoint":
         this.checkpointDueValue = null;
         this.lastCheckpointRecords = this.recordsValue;
+        this.lastCheckpointSeqValue = seq;
         if (rec.trimBelow > this.trimBelowValue) this.trimBelowValue = rec.trimBelow;
         break;
       case "dead-done":
@@ -705,6 +712,7 @@ export class ShardMachine {
       now: this.nowValue,
       malformed: this.malformedValue,
       trimBelow: this.trimBelowValue,
+      lastCheckpointSeq: this.lastCheckpointSeqValue,
       lastCheckpointRecords: this.lastCheckpointRecords,
       checkpointDue: due === null ? null : [due.popSeq, due.since],
       auxBoundary: this.auxBoundary,
@@ -725,6 +733,7 @@ export class ShardMachine {
     m.nowValue = s.now;
     m.malformedValue = s.malformed;
     m.trimBelowValue = s.trimBelow;
+    m.lastCheckpointSeqValue = s.lastCheckpointSeq;
     m.lastCheckpointRecords = s.lastCheckpointRecords;
     m.checkpointDueValue =
       s.checkpointDue === null ? null : { popSeq: s.checkpointDue[0], since: s.checkpointDue[1] };
