@@ -79,13 +79,13 @@ function body(random: () => number): string {
   return s;
 }
 
-interface Dataset {
+export interface Dataset {
   readonly users: RetwisUser[];
   readonly posts: RetwisPost[];
   readonly timeline: string[];
 }
 
-function makeDataset(): Dataset {
+export function makeDataset(): Dataset {
   const random = rng(23333);
   const followees: Set<number>[] = [];
   const followers: number[][] = Array.from({ length: USERS }, () => []);
@@ -167,7 +167,7 @@ async function call(pool: Pool, fn: string, input: unknown): Promise<Record<stri
 
 // ---- the systems ------------------------------------------------------------------------
 
-interface Target {
+export interface Target {
   readonly system: "boki" | "postgres";
   readonly mode: string;
   readonly url: string;
@@ -228,7 +228,7 @@ async function startBoki(dataDir: string): Promise<Target> {
   };
 }
 
-async function loadBoki(t: Target, d: Dataset): Promise<void> {
+export async function loadBoki(t: Target, d: Dataset): Promise<void> {
   const pool = new Pool(t.url, { connections: LOAD_IN_FLIGHT });
   try {
     const jobs: Array<() => Promise<unknown>> = [];
@@ -332,7 +332,7 @@ interface MixWindow {
   readonly postsGivenUp: number;
 }
 
-async function runMix(
+export async function runMix(
   t: Target,
   concurrency: number,
   phases: { warmupMs: number; measureMs: number },

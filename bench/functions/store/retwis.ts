@@ -141,13 +141,15 @@ export const post = defineFunction({
   name: "retwis-post",
   async handler(ctx, input: { userId: string; body: string }) {
     const store = openStore(ctx.log, { cache });
-    const postId = ctx.newId();
+    let postId = "";
     let attempts = 0;
     let out: { ok: boolean; message?: string };
     try {
       out = await store.transaction(
         async (tx) => {
           attempts++;
+          // The begin record's seqnum is unique: a short post id (as short as the peer's).
+          postId = tx.snapshot.toString(36);
           const user = (await tx.get(`user:${input.userId}`)) as
             { username: string; followers: Record<string, number> } | undefined;
           if (user === undefined) return { ok: false, message: `no user ${input.userId}` };
@@ -173,7 +175,9 @@ export const post = defineFunction({
         { retries: POST_RETRIES },
       );
     } catch (err) {
-      if (err instanceof TransactionConflictError) return { ok: false, conflict: true, attempts };
+      if (err instanceof TransactionConflictError) {
+        return { ok: false, conflict: true, attempts, object: err.object ?? null };
+      }
       throw err;
     }
     if (out.ok) await store.push("timeline", "posts", postId, { max: TIMELINE_POSTS_MAX });
