@@ -35,8 +35,10 @@ export {
   type FunctionContext,
   type FunctionLogger,
   type FunctionOptions,
+  type FunctionSchedule,
   type Handler,
+  type InvokeOptions,
 } from "./runtime/function.js";
-export type { JsonValue } from "./runtime/json.js";
+export { toJsonText, type JsonValue } from "./runtime/json.js";
 export type { InvocationId } from "./runtime/ids.js";
 export { InvocationError, type InvocationErrorCode } from "./runtime/errors.js";

@@ -324,7 +324,7 @@ describe("Loading function modules", () => {
 
   it("reports a missing path and an empty directory", async () => {
     expect((await loadError({}, "missing")).message).toMatch(
-      /cannot read functions from .*missing/,
+      /no function module or directory at .*missing/,
     );
     expect((await loadError({ "notes.txt": "hello" })).message).toMatch(/no function modules in/);
   });

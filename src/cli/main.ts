@@ -157,14 +157,21 @@ async function dev(options: {
     ...(options.workers === undefined ? {} : { workers: options.workers }),
     ...(options.timeout === undefined ? {} : { timeoutMs: options.timeout }),
   });
-  const fns = server.functions();
+  // The libraries' own functions (boki-flow.status, ...) are summed up, not listed.
+  const all = server.functions();
+  const fns = all.filter((f) => !f.name.startsWith("boki-"));
+  const library = all.length - fns.length;
   console.log(`Boki dev server at ${server.url}`);
   console.log(`  data in ${dataDir} (term ${server.log.term})`);
   console.log(`  ${fns.length} function${fns.length === 1 ? "" : "s"} from ${functions}:`);
   const width = Math.max(...fns.map((f) => f.name.length));
   for (const f of fns) {
-    console.log(`    ${f.name.padEnd(width)}  book ${f.book ?? 0}, timeout ${f.timeoutMs} ms`);
+    const kind = f.kind === undefined ? "" : `${f.kind}, `;
+    console.log(
+      `    ${f.name.padEnd(width)}  ${kind}book ${f.book ?? 0}, timeout ${f.timeoutMs} ms`,
+    );
   }
+  if (library > 0) console.log(`  and ${library} functions of the libraries they use (boki-*)`);
   if (server.recovered > 0) {
     console.log(`  re-running ${server.recovered} recorded invocation(s) that had not finished`);
   }

@@ -108,6 +108,8 @@ export class EngineDispatcher implements Dispatcher {
         name,
         book: f.fn.book,
         timeoutMs: f.fn.timeoutMs ?? defaultTimeoutMs,
+        ...(f.fn.kind === undefined ? {} : { kind: f.fn.kind }),
+        ...(f.fn.schedule === undefined ? {} : { scheduleEveryMs: f.fn.schedule.everyMs }),
       });
     }
     return new EngineDispatcher(client, catalogue);

@@ -59,6 +59,7 @@ import {
   RECOVERY_BATCH_MAX,
 } from "../runtime/limits.js";
 import type { RuntimeMetrics } from "../runtime/metrics.js";
+import { Scheduler } from "../runtime/scheduler.js";
 import {
   CHECKPOINT_TAG,
   decodeRecord,
@@ -180,10 +181,13 @@ export class InvocationService implements AsyncInvoker {
   private closed = false;
   private rescanWhenDrained = false;
 
+  private readonly scheduler: Scheduler;
+
   constructor(options: InvocationServiceOptions) {
     this.system = options.log.book(SYSTEM_BOOK);
     this.dispatcher = options.dispatcher;
     this.logger = options.logger ?? silentLogger;
+    this.scheduler = new Scheduler(this.dispatcher, this.logger);
     this.asyncRunningMax = options.asyncRunningMax ?? ASYNC_RUNNING_MAX_DEFAULT;
     this.asyncQueuedMax = options.asyncQueuedMax ?? ASYNC_QUEUED_MAX_DEFAULT;
     options.metrics?.observeAsync(() => ({
@@ -214,7 +218,9 @@ export class InvocationService implements AsyncInvoker {
   async start(): Promise<{ recovered: number }> {
     if (this.started) throw new Error("InvocationService.start was called twice");
     this.started = true;
-    return { recovered: await this.recover() };
+    const recovered = await this.recover();
+    this.scheduler.start();
+    return { recovered };
   }
 
   private async recover(): Promise<number> {
@@ -670,6 +676,7 @@ export class InvocationService implements AsyncInvoker {
    */
   async close(graceMs = 0): Promise<void> {
     this.closed = true;
+    this.scheduler.close();
     this.queue.length = 0;
     for (const [id, state] of this.active) if (state === "queued") this.active.delete(id);
     const until = Date.now() + graceMs;

@@ -6,6 +6,7 @@
  *   POST /async/function/<name>    record and start; 202 with { invocationId, status }
  *   GET  /invocations/<id>         status (and output or error) of a recorded invocation
  *   GET  /functions                the functions that can be invoked
+ *   /workflow..., /workflows...    workflows (boki-ts/flow): see workflows.ts
  *   GET  /healthz                  200 while serving, 503 while shutting down
  *   GET  /metrics                  Prometheus metrics
  *
@@ -25,6 +26,7 @@ import { PAYLOAD_BYTES_MAX } from "../runtime/limits.js";
 import type { Dispatcher } from "../runtime/dispatcher.js";
 import type { RuntimeMetrics } from "../runtime/metrics.js";
 import type { InvocationService, SyncOutcome } from "./invocations.js";
+import { registerWorkflowRoutes } from "./workflows.js";
 
 /** Largest request body the gateway reads; larger ones get 413. */
 export const HTTP_BODY_BYTES_MAX = PAYLOAD_BYTES_MAX;
@@ -180,6 +182,16 @@ export class Gateway {
         status: accepted.replayed ? "recorded earlier" : "pending",
         statusUrl: `/invocations/${accepted.invocationId}`,
       });
+    });
+
+    registerWorkflowRoutes(app, {
+      invocations,
+      dispatcher,
+      bookOf,
+      keyOf,
+      header,
+      inputOf,
+      sendError,
     });
 
     app.get<{ Params: { id: string } }>("/invocations/:id", async (req) =>

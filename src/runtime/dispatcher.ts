@@ -23,6 +23,10 @@ export interface FunctionInfo {
   readonly book: number | undefined;
   /** The function's time limit in ms (its own, else its host's default). */
   readonly timeoutMs: number;
+  /** What it is, when a library says ("workflow", ...). */
+  readonly kind?: string;
+  /** Set for a function the runtime runs every `everyMs`. */
+  readonly scheduleEveryMs?: number;
 }
 
 export interface InvokeRequest {

@@ -17,7 +17,7 @@ import type {
   LogProvider,
 } from "./dispatcher.js";
 import { InvocationError } from "./errors.js";
-import { parseInvocationId } from "./ids.js";
+import { parseInvocationId, parseUserBook } from "./ids.js";
 import {
   FUNCTION_TIMEOUT_MS_DEFAULT,
   FUNCTION_TIMEOUT_MS_MAX,
@@ -71,7 +71,13 @@ export class FunctionHost implements Dispatcher {
     this.catalogue = new Map(
       pool.functions.map((f) => [
         f.name,
-        { name: f.name, book: f.book, timeoutMs: f.timeoutMs ?? timeoutMs },
+        {
+          name: f.name,
+          book: f.book,
+          timeoutMs: f.timeoutMs ?? timeoutMs,
+          ...(f.kind === undefined ? {} : { kind: f.kind }),
+          ...(f.scheduleEveryMs === undefined ? {} : { scheduleEveryMs: f.scheduleEveryMs }),
+        },
       ]),
     );
     this.catalogueList = Object.freeze([...this.catalogue.values()]);
@@ -180,6 +186,10 @@ export class FunctionHost implements Dispatcher {
           },
           invoke: async (child) => {
             const childId = parseInvocationId(child.invocationId);
+            // A child in another book starts at that book's own position and does not move
+            // the caller's (positions of different books are not comparable).
+            const sameBook = child.book === undefined || child.book === book;
+            const childBook = sameBook ? book : parseUserBook(child.book, "the child's book");
             if (child.async) {
               if (this.asyncInvoker === undefined) {
                 throw new InvocationError(
@@ -190,8 +200,8 @@ export class FunctionHost implements Dispatcher {
               const id = await this.asyncInvoker.invokeAsync({
                 name: child.name,
                 inputJson: child.inputJson,
-                book,
-                position: session.position,
+                book: childBook,
+                ...(sameBook ? { position: session.position } : {}),
                 invocationId: childId,
               });
               return { value: id, position: session.position };
@@ -199,13 +209,13 @@ export class FunctionHost implements Dispatcher {
             const r = await this.invoke({
               name: child.name,
               inputJson: child.inputJson,
-              book,
-              position: session.position,
+              book: childBook,
+              ...(sameBook ? { position: session.position } : {}),
               invocationId: childId,
               deadline,
               depth: depth + 1,
             });
-            session.advanceTo(r.position);
+            if (sameBook) session.advanceTo(r.position);
             return { value: r.outputJson, position: session.position };
           },
           log,

@@ -63,14 +63,14 @@ export interface FunctionContext {
    * returns, this invocation's position moves up to the child's (it sees what the child
    * wrote). A failing child rejects with an `InvocationError` carrying the child's code.
    */
-  invoke<O = JsonValue>(name: string, input?: unknown): Promise<O>;
+  invoke<O = JsonValue>(name: string, input?: unknown, options?: InvokeOptions): Promise<O>;
   /**
    * Starts another function without waiting, in the same book: the request is recorded in
    * the log before this resolves, and runs at least once even if the process restarts.
    * Resolves to the child's invocation id. The id is derived from this invocation's, so
    * running this handler again (after a restart) does not start the child twice.
    */
-  invokeAsync(name: string, input?: unknown): Promise<InvocationId>;
+  invokeAsync(name: string, input?: unknown, options?: InvokeOptions): Promise<InvocationId>;
   /**
    * A new id, unique within the system and deterministic: the invocation id plus a counter,
    * so a handler run again with the same invocation id derives the same ids in the same order.
@@ -78,6 +78,27 @@ export interface FunctionContext {
    */
   newId(): string;
 }
+
+/** Options of `ctx.invoke` and `ctx.invokeAsync`. */
+export interface InvokeOptions {
+  /**
+   * Runs the child in this book instead of the caller's. Consistency across books: the
+   * child starts at a position of its own book (it sees what was acknowledged there before
+   * the call), and the caller's position does not move with it.
+   */
+  readonly book?: number;
+}
+
+/** How often the runtime runs a scheduled function. */
+export interface FunctionSchedule {
+  /** The pause between the end of one run and the start of the next, ms. */
+  readonly everyMs: number;
+}
+
+/** Least interval of a scheduled function, ms. */
+export const SCHEDULE_EVERY_MS_MIN = 100;
+/** Longest interval of a scheduled function, ms (one day). */
+export const SCHEDULE_EVERY_MS_MAX = 24 * 3600_000;
 
 export type Handler<I = JsonValue, O = unknown> = (
   ctx: FunctionContext,
@@ -92,6 +113,15 @@ export interface FunctionOptions<I = JsonValue, O = unknown> {
   readonly book?: number;
   /** Time limit of one invocation, in ms (default: the host's, 30 s unless configured). */
   readonly timeoutMs?: number;
+  /**
+   * The runtime invokes the function with input null in its book every `everyMs`, one run at
+   * a time (each gateway of a cluster does; a scheduled function must tolerate that).
+   */
+  readonly schedule?: FunctionSchedule;
+  /** For libraries built on functions: what this function is ("workflow", ...); /functions shows it. */
+  readonly kind?: string;
+  /** For libraries: functions loaded along with this one (the same object loaded twice counts once). */
+  readonly companions?: readonly BokiFunction<never, unknown>[];
 }
 
 export interface BokiFunction<I = JsonValue, O = unknown> {
@@ -100,6 +130,9 @@ export interface BokiFunction<I = JsonValue, O = unknown> {
   readonly handler: Handler<I, O>;
   readonly book: BookId | undefined;
   readonly timeoutMs: number | undefined;
+  readonly schedule: FunctionSchedule | undefined;
+  readonly kind: string | undefined;
+  readonly companions: readonly BokiFunction<never, unknown>[];
 }
 
 /**
@@ -145,12 +178,40 @@ export function defineFunction<I = JsonValue, O = unknown>(
       `function ${options.name}: timeoutMs must be an integer in [1, ${FUNCTION_TIMEOUT_MS_MAX}], got ${describe(timeoutMs)}`,
     );
   }
+  const schedule = options.schedule;
+  if (
+    schedule !== undefined &&
+    (typeof schedule !== "object" ||
+      schedule === null ||
+      !Number.isInteger(schedule.everyMs) ||
+      schedule.everyMs < SCHEDULE_EVERY_MS_MIN ||
+      schedule.everyMs > SCHEDULE_EVERY_MS_MAX)
+  ) {
+    throw new InvalidArgumentError(
+      `function ${options.name}: schedule.everyMs must be an integer in [${SCHEDULE_EVERY_MS_MIN}, ${SCHEDULE_EVERY_MS_MAX}], got ${describe(schedule?.everyMs)}`,
+    );
+  }
+  const kind = options.kind;
+  if (kind !== undefined && (typeof kind !== "string" || !/^[a-z][a-z0-9-]{0,31}$/.test(kind))) {
+    throw new InvalidArgumentError(
+      `function ${options.name}: kind must be 1 to 32 lowercase letters, digits or -, got ${describe(kind)}`,
+    );
+  }
+  const companions = options.companions ?? [];
+  if (!Array.isArray(companions) || !companions.every((c) => isBokiFunction(c))) {
+    throw new InvalidArgumentError(
+      `function ${options.name}: companions must be an array of functions made with defineFunction`,
+    );
+  }
   return Object.freeze({
     [FUNCTION_BRAND]: true as const,
     name: options.name,
     handler: options.handler,
     book,
     timeoutMs,
+    schedule: schedule === undefined ? undefined : Object.freeze({ everyMs: schedule.everyMs }),
+    kind,
+    companions: Object.freeze([...companions]),
   });
 }
 

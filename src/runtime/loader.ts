@@ -125,20 +125,33 @@ export async function loadFunctions(path: string | readonly string[]): Promise<L
   const fromDirectory = typeof path === "string" && files[0] !== resolve(path);
   registerTypeScript();
   const byName = new Map<string, LoadedFunction>();
+  /** Functions a library brings along (`companions`); another copy of one is skipped. */
+  const companion = new Set<string>();
+  const add = (
+    fn: BokiFunction<never, unknown>,
+    file: string,
+    exportName: string,
+    isCompanion: boolean,
+  ): void => {
+    const earlier = byName.get(fn.name);
+    if (earlier !== undefined) {
+      if (earlier.fn === fn || (isCompanion && companion.has(fn.name))) return;
+      throw new FunctionLoadError(
+        `function "${fn.name}" is defined twice: by export ${earlier.exportName} of ${earlier.file} and by ${isCompanion ? "a library function of " : ""}export ${exportName} of ${file}`,
+        { file },
+      );
+    }
+    byName.set(fn.name, { fn, file, exportName });
+    if (isCompanion) companion.add(fn.name);
+    for (const c of fn.companions ?? []) add(c, file, exportName, true);
+  };
   for (const file of files) {
     const ns = await importModule(file);
     const seen = new Set<unknown>();
     for (const [exportName, value] of exportsOf(ns)) {
       if (!isBokiFunction(value) || seen.has(value)) continue;
       seen.add(value);
-      const earlier = byName.get(value.name);
-      if (earlier !== undefined) {
-        throw new FunctionLoadError(
-          `function "${value.name}" is defined twice: by export ${earlier.exportName} of ${earlier.file} and by export ${exportName} of ${file}`,
-          { file },
-        );
-      }
-      byName.set(value.name, { fn: value, file, exportName });
+      add(value, file, exportName, false);
     }
     if (seen.size === 0) {
       throw new FunctionLoadError(

@@ -23,8 +23,8 @@ import {
 import type { LogRecord } from "../log/record.js";
 import type { BookId, MetalogPosition, SeqNum } from "../log/types.js";
 import { describeThrown, FunctionLoadError, InvocationError, truncate } from "./errors.js";
-import type { FunctionContext, FunctionLogger } from "./function.js";
-import { childId, type InvocationId } from "./ids.js";
+import type { FunctionContext, FunctionLogger, InvokeOptions } from "./function.js";
+import { childId, parseUserBook, type InvocationId } from "./ids.js";
 import { toJsonText } from "./json.js";
 import { LOG_LINE_CHARS_MAX } from "./limits.js";
 import { loadFunctions, type LoadedFunctions } from "./loader.js";
@@ -238,8 +238,15 @@ function run(loaded: LoadedFunctions, m: Extract<ToWorker, { t: "run" }>): void 
   }
   const invocationId = m.invocationId as InvocationId;
   let derived = 0;
-  const nested = (name: string, input: unknown, async: boolean): Promise<unknown> => {
+  const nested = (
+    name: string,
+    input: unknown,
+    async: boolean,
+    options: InvokeOptions | undefined,
+  ): Promise<unknown> => {
     const inputJson = toJsonText(input, `input of ${name}`, "INVALID_ARGUMENT");
+    const book =
+      options?.book === undefined ? undefined : parseUserBook(options.book, "invoke's book");
     return request(call, {
       t: "invoke",
       call: m.call,
@@ -248,6 +255,7 @@ function run(loaded: LoadedFunctions, m: Extract<ToWorker, { t: "run" }>): void 
       inputJson,
       async,
       invocationId: childId(invocationId, ++derived),
+      book,
     });
   };
   const ctx: FunctionContext = {
@@ -264,10 +272,13 @@ function run(loaded: LoadedFunctions, m: Extract<ToWorker, { t: "run" }>): void 
       }
       return call.controller.signal;
     },
-    invoke: async <O>(name: string, input?: unknown): Promise<O> =>
-      JSON.parse((await nested(name, input, false)) as string) as O,
-    invokeAsync: async (name: string, input?: unknown): Promise<InvocationId> =>
-      (await nested(name, input, true)) as InvocationId,
+    invoke: async <O>(name: string, input?: unknown, options?: InvokeOptions): Promise<O> =>
+      JSON.parse((await nested(name, input, false, options)) as string) as O,
+    invokeAsync: async (
+      name: string,
+      input?: unknown,
+      options?: InvokeOptions,
+    ): Promise<InvocationId> => (await nested(name, input, true, options)) as InvocationId,
     newId: () => childId(invocationId, ++derived),
   };
   let input: unknown;
@@ -352,6 +363,8 @@ try {
       name: f.fn.name,
       book: f.fn.book,
       timeoutMs: f.fn.timeoutMs,
+      kind: f.fn.kind,
+      scheduleEveryMs: f.fn.schedule?.everyMs,
       file: f.file,
     })),
   });

@@ -79,6 +79,7 @@ export interface JobHandlers {
     inputJson: string;
     async: boolean;
     invocationId: string;
+    book: number | undefined;
   }): Promise<{ value: unknown; position: number }>;
   log(level: LogLevel, message: string, fields: Record<string, unknown> | undefined): void;
 }
@@ -449,6 +450,7 @@ export class WorkerPool {
             inputJson: m.inputJson,
             async: m.async,
             invocationId: m.invocationId,
+            book: m.book,
           })
           .then(
             (r) =>

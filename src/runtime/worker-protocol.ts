@@ -13,6 +13,8 @@ export interface WorkerFunctionInfo {
   readonly name: string;
   readonly book: number | undefined;
   readonly timeoutMs: number | undefined;
+  readonly kind: string | undefined;
+  readonly scheduleEveryMs: number | undefined;
   readonly file: string;
 }
 
@@ -89,6 +91,8 @@ export type FromWorker =
       readonly inputJson: string;
       readonly async: boolean;
       readonly invocationId: string;
+      /** Another book than the caller's (ctx.invoke's `book` option). */
+      readonly book: number | undefined;
     }
   | { readonly t: "done"; readonly call: number; readonly ok: true; readonly outputJson: string }
   | { readonly t: "done"; readonly call: number; readonly ok: false; readonly error: WireError }
