@@ -92,7 +92,7 @@ describe("store objects", () => {
     expect(await s.get("o", "list")).toEqual([1, 2]);
   });
 
-  it("a read after a write walks one record: the writer left a checkpoint", async () => {
+  it("a cold read after writes walks one record: the writer left a checkpoint", async () => {
     const b = freshBook();
     const writer = openStore(b);
     for (let i = 0; i < 20; i++) await writer.add("c", "n", 1);
@@ -101,6 +101,10 @@ describe("store objects", () => {
     b.reset();
     expect(await reader.get("c", "n")).toBe(20);
     expect(reader.stats.recordsWalked).toBe(1);
+    expect(b.reads).toBe(2); // the store's tail, then the object's newest record
+    // Without the follower, the object's tail alone.
+    b.reset();
+    expect(await openStore(b, { follow: false }).get("c", "n")).toBe(20);
     expect(b.reads).toBe(1);
   });
 
@@ -328,11 +332,11 @@ describe("store transactions", () => {
   it("refuses a transaction writing more objects than a commit record can tag", async () => {
     const s = openStore(freshBook());
     const tx = await s.begin();
-    for (let i = 0; i < storeLimits.OBJECTS_WRITTEN_PER_TRANSACTION_MAX; i++)
-      await tx.set(`o${i}`, "v", i);
+    const max = storeLimits.OBJECTS_WRITTEN_PER_TRANSACTION_MAX;
+    for (let i = 0; i < max; i++) await tx.set(`o${i}`, "v", i);
     await expect(tx.set("one-more", "v", 1)).rejects.toBeInstanceOf(TransactionTooLargeError);
     await tx.commit();
-    expect(await s.get("o15", "v")).toBe(15);
+    expect(await s.get(`o${max - 1}`, "v")).toBe(max - 1);
   });
 
   it("a shared StoreCache serves several stores over one book", async () => {
@@ -342,7 +346,44 @@ describe("store transactions", () => {
     b.reset();
     const other = openStore(b, { cache });
     expect(await other.get("k", "v")).toBe(1);
-    expect(cache.stats.viewHits).toBeGreaterThan(0);
+    expect(cache.stats.vouchedHits).toBeGreaterThan(0);
+    expect(b.reads).toBe(1); // the store's tail only: the follower vouches for the cached value
+  });
+
+  it("with a warm cache, reads of unchanged objects cost one log read whatever their number", async () => {
+    const b = freshBook();
+    const cache = new StoreCache();
+    const s = openStore(b, { cache });
+    for (let i = 0; i < 8; i++) await s.set(`post:${i}`, "", { body: `p${i}` });
+    await s.push("list", "ids", 7);
+    b.reset();
+    const reader = openStore(b, { cache });
+    const got = await reader.transaction(
+      async (tx) => Promise.all(Array.from({ length: 8 }, (_, i) => tx.get(`post:${i}`, "body"))),
+      { readOnly: true },
+    );
+    expect(got).toEqual(Array.from({ length: 8 }, (_, i) => `p${i}`));
     expect(b.reads).toBe(1);
+    // A write by another store (another cache) is seen: the follower reads it, once.
+    await openStore(b).set("post:3", "body", "changed");
+    b.reset();
+    expect(await reader.get("post:3", "body")).toBe("changed");
+    expect(await reader.get("post:4", "body")).toBe("p4");
+    expect(b.counts.readNext).toBeLessThanOrEqual(2);
+  });
+
+  it("the follower decides a commit locally: no reads of the objects' sub-streams", async () => {
+    const b = freshBook();
+    const s = openStore(b);
+    await s.set("x", "v", 1);
+    const tx = await s.begin();
+    await tx.add("x", "v", 1);
+    b.reset();
+    await tx.commit();
+    expect(s.stats.decisions).toBe(0);
+    expect(b.counts.readPrev).toBe(0);
+    // Another store without a follower decides it from the log alone, the same way.
+    const cold = openStore(b, { follow: false });
+    expect(await cold.get("x", "v")).toBe(2);
   });
 });

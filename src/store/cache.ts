@@ -1,14 +1,16 @@
 /**
  * What a store remembers between operations: object values as of a record (views), commit
- * decisions, and object tags. Every entry is a fact of the log (the value of an object
- * as of a seqnum, the decision of a commit record), so a cache never makes a read wrong;
- * it only saves log reads. One `StoreCache` may serve many stores, e.g. every invocation
- * of a function module in one worker, as long as they all read the same log: keys carry
- * the book, not the log.
+ * decisions, object tags, and per book a follower of the store's records. Every entry is a
+ * fact of the log (the value of an object as of a seqnum, the decision of a commit record),
+ * so a cache never makes a read wrong; it only saves log reads. One `StoreCache` may serve
+ * many stores, e.g. every invocation of a function module in one worker, as long as they
+ * all read the same log: keys carry the book, not the log.
  */
 import { tagOf, type JsonValue, type Tag } from "../index.js";
+import { FollowerState } from "./follower.js";
 import {
   DECISIONS_CACHED_MAX_DEFAULT,
+  FOLLOWER_OBJECTS_MAX,
   TAGS_CACHED_MAX,
   VIEW_CACHE_BYTES_DEFAULT,
   VIEW_VERSIONS_PER_OBJECT_MAX,
@@ -23,9 +25,24 @@ export interface StoreCacheOptions {
 }
 
 interface Version {
+  /** The record the value is as of (the newest record of the object at or before it). */
   readonly seqnum: number;
   readonly value: JsonValue | undefined;
   readonly bytes: number;
+  /** A seqnum at which this was known to be the object's value (≥ seqnum). */
+  confirmedAt: number;
+}
+
+/** A decision remembered: whether it committed, and for an abort, what caused it. */
+export interface CachedDecision {
+  readonly committed: boolean;
+  readonly conflict?: { readonly object: string; readonly seqnum: number };
+}
+
+/** A book's follower and the queue its catch-ups run in, one at a time. */
+export interface BookFollower {
+  readonly state: FollowerState;
+  queue: Promise<void>;
 }
 
 /** A map with a bound: the least recently used entries go first. */
@@ -45,19 +62,17 @@ class Lru<K, V> {
     this.m.set(k, v);
     while (this.m.size > this.max) this.m.delete(this.m.keys().next().value as K);
   }
-  get size(): number {
-    return this.m.size;
-  }
 }
 
 export class StoreCache {
   private readonly views = new Map<string, Version[]>();
   private viewBytes = 0;
   private readonly viewBytesMax: number;
-  private readonly decisions: Lru<string, boolean>;
+  private readonly decisions: Lru<string, CachedDecision>;
   private readonly tags = new Lru<string, Tag>(TAGS_CACHED_MAX);
+  private readonly followers = new Map<number, BookFollower>();
   /** Counters, for tests and profiles. */
-  readonly stats = { viewHits: 0, viewMisses: 0, decisionHits: 0 };
+  readonly stats = { viewHits: 0, viewMisses: 0, vouchedHits: 0, decisionHits: 0 };
 
   constructor(options: StoreCacheOptions = {}) {
     this.viewBytesMax = options.viewBytesMax ?? VIEW_CACHE_BYTES_DEFAULT;
@@ -92,23 +107,52 @@ export class StoreCache {
     return undefined;
   }
 
+  /**
+   * The value of `object` at seqnum `at`, when a remembered version is vouched for by the
+   * book's follower (no committed write to the object since that version's record).
+   */
+  vouchedView(
+    book: number,
+    object: string,
+    at: number,
+  ): { seqnum: number; value: JsonValue | undefined } | undefined {
+    const f = this.followers.get(book);
+    if (f === undefined) return undefined;
+    const key = `${book}/${object}`;
+    const list = this.views.get(key);
+    if (list === undefined) return undefined;
+    for (const v of list) {
+      if (v.seqnum > at) continue;
+      if (!f.state.vouches(object, v.seqnum, v.confirmedAt, at)) return undefined;
+      this.stats.vouchedHits++;
+      this.views.delete(key);
+      this.views.set(key, list);
+      return { seqnum: v.seqnum, value: v.value };
+    }
+    return undefined;
+  }
+
+  /** Remembers the value of `object` as of record `seqnum`, known current at `confirmedAt`. */
   putView(
     book: number,
     object: string,
     seqnum: number,
     value: JsonValue | undefined,
     bytes: number,
+    confirmedAt: number = seqnum,
   ): void {
     if (bytes > this.viewBytesMax / 4) return;
     const key = `${book}/${object}`;
     let list = this.views.get(key);
     if (list === undefined) list = [];
     else this.views.delete(key);
-    if (list.some((v) => v.seqnum === seqnum)) {
+    const same = list.find((v) => v.seqnum === seqnum);
+    if (same !== undefined) {
+      if (confirmedAt > same.confirmedAt) same.confirmedAt = confirmedAt;
       this.views.set(key, list);
       return;
     }
-    list.push({ seqnum, value, bytes });
+    list.push({ seqnum, value, bytes, confirmedAt: Math.max(seqnum, confirmedAt) });
     list.sort((a, b) => b.seqnum - a.seqnum);
     while (list.length > VIEW_VERSIONS_PER_OBJECT_MAX) this.viewBytes -= list.pop()!.bytes;
     this.viewBytes += bytes;
@@ -121,13 +165,27 @@ export class StoreCache {
     }
   }
 
+  /** The follower of `book`, made at `position` the first time. */
+  follower(book: number, position: number): BookFollower {
+    let f = this.followers.get(book);
+    if (f === undefined) {
+      f = { state: new FollowerState(position, FOLLOWER_OBJECTS_MAX), queue: Promise.resolve() };
+      this.followers.set(book, f);
+    }
+    return f;
+  }
+
   decision(book: number, seqnum: number): boolean | undefined {
+    return this.decisionInfo(book, seqnum)?.committed;
+  }
+
+  decisionInfo(book: number, seqnum: number): CachedDecision | undefined {
     const d = this.decisions.get(`${book}/${seqnum}`);
     if (d !== undefined) this.stats.decisionHits++;
     return d;
   }
 
-  putDecision(book: number, seqnum: number, committed: boolean): void {
-    this.decisions.set(`${book}/${seqnum}`, committed);
+  putDecision(book: number, seqnum: number, d: CachedDecision): void {
+    this.decisions.set(`${book}/${seqnum}`, d);
   }
 }

@@ -11,8 +11,11 @@ export const RECORDS_WALKED_MAX_DEFAULT = 10_000;
 export const REPLAY_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
 /** Most transactions one commit decision may have to decide on the way (its own included). */
 export const DECISIONS_PENDING_MAX = 4096;
-/** Most objects one transaction may write: its commit record carries one tag per object. */
-export const OBJECTS_WRITTEN_PER_TRANSACTION_MAX = logLimits.TAGS_PER_RECORD_MAX;
+/**
+ * Most objects one transaction may write: its commit record carries one tag per object,
+ * plus the store's stream tag.
+ */
+export const OBJECTS_WRITTEN_PER_TRANSACTION_MAX = logLimits.TAGS_PER_RECORD_MAX - 1;
 /** Most objects one transaction may read (its read set travels in the commit record). */
 export const OBJECTS_READ_PER_TRANSACTION_MAX = 4096;
 /** Most operations one record (an `update` batch, or one object in a commit) may carry. */
@@ -44,3 +47,10 @@ export const VIEW_VERSIONS_PER_OBJECT_MAX = 4;
 export const DECISIONS_CACHED_MAX_DEFAULT = 100_000;
 /** Most object tags a `StoreCache` remembers (a tag is a SHA-256 of the name). */
 export const TAGS_CACHED_MAX = 100_000;
+/**
+ * Most store records one catch-up of a `StoreCache`'s follower reads; further behind than
+ * that, it starts afresh at the target (what it knew is dropped: a cost, never an error).
+ */
+export const FOLLOW_READS_PER_SYNC_MAX = 256;
+/** Most objects whose last committed write a follower remembers. */
+export const FOLLOWER_OBJECTS_MAX = 100_000;

@@ -2,10 +2,14 @@
  * The store's records and checkpoints as they are in the log, and their tags. Pure:
  * encoding and decoding only. Records are JSON text (UTF-8):
  *
- *   write   {"v":1,"k":"w","o":"<object>","ops":[<op>...]}            tags: object
- *   begin   {"v":1,"k":"b"}                                           tags: boki-store/txn
+ *   write   {"v":1,"k":"w","o":"<object>","ops":[<op>...]}      tags: object, stream
+ *   begin   {"v":1,"k":"b"}                                     tags: txn
  *   commit  {"v":1,"k":"c","s":"<snapshot>","i":"ser"|"si",
- *            "w":{"<object>":[<op>...],...},"r":["<object>",...]}    tags: every object in w
+ *            "w":{"<object>":[<op>...],...},"r":["<object>",...]}
+ *                                                               tags: every object in w, stream
+ *
+ * (tags: `boki-store/object/<name>`, `boki-store/stream`, `boki-store/txn/begin`; a write or
+ * commit record without the stream tag is not a store record.)
  *
  * A commit's `r` lists the objects it read but did not write; they are checked for
  * conflicts along with `w` under serializable isolation, and absent under snapshot
@@ -24,6 +28,8 @@ import type { JsonValue } from "../index.js";
 
 export const TAG_NAMESPACE = "boki-store";
 export const TXN_TAG: Tag = tagOf(`${TAG_NAMESPACE}/txn/begin`);
+/** Every write and commit record carries it: the store's records in log order, for followers. */
+export const STREAM_TAG: Tag = tagOf(`${TAG_NAMESPACE}/stream`);
 
 export function objectTagName(name: string): string {
   return `${TAG_NAMESPACE}/object/${name}`;
@@ -124,6 +130,9 @@ export function decodeRecord(r: LogRecord): StoreRecord {
   if (typeof x !== "object" || x === null) return { kind: "other", seqnum };
   const o = x as Record<string, unknown>;
   if (o["v"] !== 1) return { kind: "other", seqnum };
+  if ((o["k"] === "w" || o["k"] === "c") && !r.tags.includes(STREAM_TAG)) {
+    return { kind: "other", seqnum };
+  }
   switch (o["k"]) {
     case "w": {
       const ops = opsOf(o["ops"]);

@@ -9,6 +9,8 @@ import {
   type JsonValue,
   type LogBook,
   type LogRecord,
+  type SeqNum,
+  type Tag,
 } from "../index.js";
 import { StoreCache } from "./cache.js";
 import { CommitDecider, toDeciderRecord, type Decision } from "./decider.js";
@@ -20,8 +22,10 @@ import {
   TransactionConflictError,
   TransactionTooLargeError,
 } from "./errors.js";
+import type { FollowerState } from "./follower.js";
 import {
   CHECKPOINT_BYTES_MAX,
+  FOLLOW_READS_PER_SYNC_MAX,
   CHECKPOINT_WALK_MIN,
   DECISIONS_PENDING_MAX,
   OBJECT_NAME_CHARS_MAX,
@@ -45,6 +49,7 @@ import {
 } from "./ops.js";
 import {
   BEGIN_RECORD,
+  STREAM_TAG,
   TXN_TAG,
   decodeCheckpoint,
   decodeRecord,
@@ -73,6 +78,12 @@ export interface StoreOptions {
   readonly replayBytesMax?: number;
   /** Write checkpoints into aux data (default true; false only to measure what they save). */
   readonly checkpoints?: boolean;
+  /**
+   * Follow the store's records forward in the cache (default true), so that values the
+   * cache holds are read without asking the log for each object, and commits are decided
+   * without reading the log. false: every read walks the object's own sub-stream.
+   */
+  readonly follow?: boolean;
 }
 
 export interface TransactionOptions {
@@ -105,6 +116,7 @@ export interface StoreStats {
   checkpointWriteFailures: number;
   decisions: number;
   appends: number;
+  followReads: number;
 }
 
 /** The value of an object as of a record. */
@@ -211,10 +223,12 @@ export class Store {
     checkpointWriteFailures: 0,
     decisions: 0,
     appends: 0,
+    followReads: 0,
   };
   private readonly recordsWalkedMax: number;
   private readonly replayBytesMax: number;
   private readonly checkpoints: boolean;
+  private readonly follow: boolean;
   private readonly pendingCheckpoints = new Set<Promise<void>>();
   private readonly book: number;
 
@@ -235,6 +249,7 @@ export class Store {
       "replayBytesMax",
     );
     this.checkpoints = options.checkpoints ?? true;
+    this.follow = options.follow ?? true;
     this.book = log.book;
   }
 
@@ -246,7 +261,10 @@ export class Store {
   /** The value at `path` of object `name` as of the log's tail (undefined if none). */
   async get(name: string, path?: PathLike): Promise<JsonValue | undefined> {
     const p = parsePath(path);
-    const view = await this.readObject(checkName(name), "tail");
+    checkName(name);
+    const view = this.follow
+      ? await this.readAt(name, await this.syncTail())
+      : await this.readObject(name, "tail");
     return cloneJson(getIn(view.value, p));
   }
 
@@ -299,11 +317,15 @@ export class Store {
     const readOnly = options.readOnly ?? false;
     let snapshot: number;
     if (readOnly) {
-      const tail = await this.log.checkTail(TAG_ALL);
-      snapshot = tail === null ? -1 : tail.seqnum;
+      if (this.follow) snapshot = await this.syncTail();
+      else {
+        const tail = await this.log.checkTail(TAG_ALL);
+        snapshot = tail === null ? -1 : tail.seqnum;
+      }
     } else {
       this.stats.appends++;
       snapshot = await this.log.append([TXN_TAG], BEGIN_RECORD);
+      if (this.follow) await this.syncTo(snapshot);
     }
     return new Transaction(this, snapshot, isolation, readOnly);
   }
@@ -351,14 +373,152 @@ export class Store {
   private async write(name: string, ops: Op[]): Promise<OpResult[]> {
     const tag = this.cache.tag(name);
     this.stats.appends++;
-    const seqnum = (await this.log.append([tag], encodeWrite(name, ops))) as number;
-    const before = await this.readObject(name, seqnum - 1);
+    const data = encodeWrite(name, ops);
+    const seqnum = (await this.log.append([tag, STREAM_TAG], data)) as number;
+    if (this.follow) await this.syncTo(seqnum - 1);
+    const before = await this.readAt(name, seqnum - 1);
     const r = applyOps(before.value, ops);
     const value = r.ok ? r.doc : before.value;
     this.cache.putView(this.book, name, seqnum, value, jsonBytes(value));
     if (!selfContained(ops)) this.checkpoint(seqnum, undefined, undefined, [[name, value]]);
+    if (this.follow) await this.feedOwn(seqnum, [tag, STREAM_TAG], data);
     if (!r.ok) throw new OpFailedError(r.reason, name, r.index, r.detail);
     return r.results.map((x) => cloneJson(x));
+  }
+
+  // ---- internals: the follower ---------------------------------------------------------
+
+  /** The store's newest record, with the follower caught up to it; -1 for none. */
+  private async syncTail(): Promise<number> {
+    const tail = await this.log.checkTail(STREAM_TAG);
+    const t = tail === null ? -1 : (tail.seqnum as number);
+    await this.syncTo(t);
+    return t;
+  }
+
+  /**
+   * Brings the book's follower up to `target` (a seqnum this store has seen, so every record
+   * up to it is readable). Catch-ups run one at a time per book, each with its own store's
+   * log; one that is already far enough returns at once.
+   */
+  /** @internal */
+  syncTo(target: number): Promise<void> {
+    const f = this.cache.follower(this.book, target);
+    if (f.state.position >= target) return Promise.resolve();
+    const run = f.queue.then(() => this.catchUp(f.state, target));
+    f.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Feeds this store's own record to the follower when it is the next one (the follower is
+   * right before it), saving the log read a catch-up would make for it.
+   */
+  private feedOwn(seqnum: number, tags: readonly Tag[], data: string): Promise<void> {
+    const f = this.cache.follower(this.book, seqnum - 1);
+    const run = f.queue.then(async () => {
+      await this.catchUp(f.state, seqnum - 1);
+      if (f.state.position !== seqnum - 1) return;
+      const r: LogRecord = {
+        seqnum: seqnum as SeqNum,
+        book: this.log.book,
+        tags,
+        data: Buffer.from(data, "utf8"),
+        auxData: null,
+      };
+      await this.feed(f.state, r);
+    });
+    f.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async catchUp(st: FollowerState, target: number): Promise<void> {
+    for (let reads = 0; st.position < target; reads++) {
+      if (reads >= FOLLOW_READS_PER_SYNC_MAX) {
+        // Too far behind: start afresh at the target rather than read everything up to it.
+        st.reset(target);
+        return;
+      }
+      this.stats.followReads++;
+      const r = await this.log.readNext(STREAM_TAG, st.position + 1);
+      if (r === null || (r.seqnum as number) > target) {
+        // Nothing more up to the target (the record after it is left for a later catch-up).
+        st.advanceTo(target);
+        return;
+      }
+      await this.feed(st, r);
+    }
+  }
+
+  /** Feeds one record to the follower, and keeps the values it changes current in the cache. */
+  private async feed(st: FollowerState, r: LogRecord): Promise<void> {
+    const rec = decodeRecord(r);
+    const seqnum = r.seqnum as number;
+    // Values vouched for just before the record, to carry forward through it.
+    const before = new Map<string, JsonValue | undefined>();
+    const written =
+      rec.kind === "write" ? [rec.object] : rec.kind === "commit" ? rec.info.writes : [];
+    for (const o of written) {
+      const v = this.cache.vouchedView(this.book, o, st.position);
+      if (v !== undefined) before.set(o, v.value);
+    }
+    let known: boolean | undefined;
+    if (rec.kind === "commit") {
+      known = decodeCheckpoint(r.auxData).decision ?? this.cache.decision(this.book, seqnum);
+    }
+    let step = st.apply(rec, known);
+    if (step.kind === "needs-decision") {
+      const d = await this.decide(step.info);
+      step = st.apply(rec, d.committed);
+    }
+    if (step.kind !== "applied") return;
+    if (step.decision !== undefined && known === undefined) {
+      this.cache.putDecision(
+        this.book,
+        seqnum,
+        step.conflict === undefined
+          ? { committed: step.decision }
+          : { committed: step.decision, conflict: step.conflict },
+      );
+    }
+    for (const o of step.objects) {
+      if (!before.has(o)) continue;
+      const ops = opsFor(rec, o);
+      if (ops === undefined) continue;
+      const applied = applyOps(before.get(o), ops);
+      const value = applied.ok ? applied.doc : before.get(o);
+      this.cache.putView(this.book, o, seqnum, value, jsonBytes(value), seqnum);
+    }
+  }
+
+  /** The decision of this store's own commit record: from the follower, else the log. */
+  /** @internal */
+  async decideOwn(info: CommitInfo, tags: readonly Tag[], data: string): Promise<Decision> {
+    if (this.follow) {
+      await this.feedOwn(info.seqnum, tags, data);
+      const d = this.cache.decisionInfo(this.book, info.seqnum);
+      if (d !== undefined) return { seqnum: info.seqnum, ...d };
+    }
+    const d = await this.decide(info);
+    this.cache.putDecision(
+      this.book,
+      info.seqnum,
+      d.conflict === undefined
+        ? { committed: d.committed }
+        : { committed: d.committed, conflict: d.conflict },
+    );
+    return d;
+  }
+
+  /** The value of `name` at seqnum `at`: from the cache if the follower vouches for it, else the log. */
+  /** @internal */
+  async readAt(name: string, at: number): Promise<View> {
+    if (at < 0) return { seqnum: -1, value: undefined };
+    if (this.follow) {
+      const v = this.cache.vouchedView(this.book, name, at);
+      if (v !== undefined) return v;
+    }
+    return this.readObject(name, at);
   }
 
   /**
@@ -375,6 +535,8 @@ export class Store {
       at === "tail" ? await this.log.checkTail(tag) : await this.log.readPrev(tag, at);
     if (r === null) return { seqnum: -1, value: undefined };
     const top = r.seqnum as number;
+    /** Where the value read is known current: the read's point (for the tail, its record). */
+    const confirmed = at === "tail" ? top : at;
     let topRecord: StoreRecord | undefined;
     /** The top record's checkpoint, when it was decoded (not a cache hit). */
     let topCheckpoint: Checkpoint | undefined;
@@ -414,7 +576,7 @@ export class Store {
         this.stats.checkpointHits++;
         base = cp.views.get(name);
         baseAtTop = seq === top;
-        if (baseAtTop) this.cache.putView(this.book, name, top, base, jsonBytes(base));
+        if (baseAtTop) this.cache.putView(this.book, name, top, base, jsonBytes(base), confirmed);
         break;
       }
       const ops = opsFor(rec, name);
@@ -439,7 +601,7 @@ export class Store {
       const applied = applyOps(value, stack[i]!);
       if (applied.ok) value = applied.doc;
     }
-    this.cache.putView(this.book, name, top, value, jsonBytes(value));
+    this.cache.putView(this.book, name, top, value, jsonBytes(value), confirmed);
     if (topCheckpoint !== undefined && topRecord !== undefined) {
       // A view in a record's aux data travels with every read of the record, for every object
       // it writes: so only one-object write records carry one always; a record of several
@@ -478,7 +640,13 @@ export class Store {
       const handle = (out: ReturnType<CommitDecider["start"]>): void => {
         if (over) return;
         for (const d of out.decided) {
-          this.cache.putDecision(this.book, d.seqnum, d.committed);
+          this.cache.putDecision(
+            this.book,
+            d.seqnum,
+            d.conflict === undefined
+              ? { committed: d.committed }
+              : { committed: d.committed, conflict: d.conflict },
+          );
           const cp = seen.get(d.seqnum);
           if (cp !== undefined && d.seqnum !== info.seqnum)
             this.checkpoint(d.seqnum, cp, d.committed, []);
@@ -646,7 +814,7 @@ export class Transaction {
         throw new TransactionTooLargeError("read", OBJECTS_READ_PER_TRANSACTION_MAX);
       }
       const entry: TxObject = {
-        loaded: this.store.readObject(name, this.snapshot).then((v) => {
+        loaded: this.store.readAt(name, this.snapshot).then((v) => {
           entry.base = v.value;
           entry.view = v.value;
         }),
@@ -749,7 +917,7 @@ export class Transaction {
         ? [...this.objects.keys()].filter((n) => !writes.has(n))
         : [];
     const store = this.store;
-    const tags = this.written.map((n) => store.cache.tag(n));
+    const tags = [...this.written.map((n) => store.cache.tag(n)), STREAM_TAG];
     const record = encodeCommit(this.snapshot, this.isolation, writes, reads);
     let seqnum: number;
     try {
@@ -765,9 +933,8 @@ export class Transaction {
       writes: this.written,
       checks: record.checks,
     };
-    const d = await store.decide(info);
+    const d = await store.decideOwn(info, tags, record.data);
     const book = store.log.book as number;
-    store.cache.putDecision(book, seqnum, d.committed);
     if (!d.committed) {
       this.state = "aborted";
       store.checkpoint(seqnum, undefined, false, []);
@@ -783,7 +950,7 @@ export class Transaction {
     // them (see readObject); the decision is enough there.
     for (const name of this.written) {
       const v = this.objects.get(name)!.view;
-      store.cache.putView(book, name, seqnum, v, jsonBytes(v));
+      store.cache.putView(book, name, seqnum, v, jsonBytes(v), seqnum);
     }
     store.checkpoint(seqnum, undefined, true, []);
     this.state = "committed";

@@ -5,6 +5,9 @@
  * generator sends identical requests to both. Every transaction runs SERIALIZABLE (the
  * session default), read-only ones as single statements; serialization failures (40001,
  * 40P01) are retried with the same bound and backoff as the store's `transaction` helper.
+ * The one operation outside a transaction on both sides, a post's push onto the global
+ * timeline, is a single-row update at READ COMMITTED (an atomic read-modify-write, as the
+ * store's plain `push` is).
  *
  *   node --import tsx postgres-retwis-server.ts --url <postgres url> --port <n> --pool <n>
  */
@@ -186,12 +189,25 @@ async function main(): Promise<void> {
     });
     if ("conflict" in r) return { ok: false, conflict: true, attempts: r.attempts };
     if (r.out.ok) {
-      await statement(
-        pool,
-        `UPDATE timeline SET posts = (array_append(posts, $1))[greatest(1, cardinality(posts) + 2 - ${TIMELINE_POSTS_MAX}):]
-         WHERE id = 1`,
-        [postId],
-      );
+      // Outside the transaction, as the store's plain push onto the timeline: one atomic
+      // read-modify-write of one row. READ COMMITTED gives exactly that (the update waits for
+      // the row and applies to its newest version); SERIALIZABLE would fail it with 40001
+      // whenever two posts race for this one hot row.
+      const c = await pool.connect();
+      try {
+        await c.query("BEGIN ISOLATION LEVEL READ COMMITTED");
+        await c.query(
+          `UPDATE timeline SET posts = (array_append(posts, $1))[greatest(1, cardinality(posts) + 2 - ${TIMELINE_POSTS_MAX}):]
+           WHERE id = 1`,
+          [postId],
+        );
+        await c.query("COMMIT");
+      } catch (err) {
+        await c.query("ROLLBACK").catch(() => undefined);
+        throw err;
+      } finally {
+        c.release();
+      }
     }
     return { ...r.out, attempts: r.attempts };
   });
