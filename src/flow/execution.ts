@@ -37,15 +37,17 @@ import {
   type Known,
   type Outcome,
   type StartRecord,
-  type WriteRecord,
+  type TableVersionRecord,
 } from "./records.js";
 import { resolveRetryPolicy, retryDelayMs } from "./retry.js";
 import { flowCallOf, type FlowCall, type FlowOutcome } from "./protocol.js";
 import {
+  END_ATTEMPTS_MAX,
   INSTANCE_ID_CHARS_MAX,
   OPERATIONS_PER_EXECUTION_MAX,
   SLEEP_DEADLINE_MARGIN_MS,
   SLEEP_IN_PROCESS_MS_MAX,
+  TABLE_WALK_RECORDS_MAX,
   TABLE_WRITE_ATTEMPTS_MAX,
 } from "./limits.js";
 
@@ -596,25 +598,51 @@ export class Execution {
     }
   }
 
-  private async readEntry<T>(
-    table: string,
-    key: string,
-    bound: number | "tail",
-  ): Promise<TableEntry<T>> {
+  private async readEntry<T>(table: string, key: string, bound: number): Promise<TableEntry<T>> {
     const tag = tableTag(checkName(table, "a table name"), checkName(key, "a table key"));
-    const r = await this.logOp("reading a table", () =>
-      bound === "tail" ? this.env.log.checkTail(tag) : this.env.log.readPrev(tag, bound),
-    );
+    const r = await this.logOp("reading a table", () => this.env.log.readPrev(tag, bound));
     if (r === null) return { value: undefined, version: 0 };
-    const w = decodeFlowRecord(r).rec as WriteRecord;
+    const w = decodeFlowRecord(r).rec as TableVersionRecord;
     return { value: w.value as T | undefined, version: w.ver + 1 };
   }
 
   /**
-   * A table write: the record is both this instance's operation at `pos` and version `ver`
-   * of the key, a conditional append on the key's tag. Racing writers of the key retry on
-   * the newer version (up to TABLE_WRITE_ATTEMPTS_MAX); a racing execution of this instance
-   * is found at `pos` and stops this one.
+   * Looks for this operation's own version of the key, written after `after` (the previous
+   * operation's record): an earlier execution, or a racing one, may have written it before
+   * logging the operation. Walks back from the key's tail; returns it, or the key's newest
+   * version when this operation wrote none.
+   */
+  private async ownVersion(
+    tag: TagLike,
+    pos: number,
+    after: number,
+  ): Promise<{ own?: Known<TableVersionRecord>; current: number }> {
+    let r = await this.logOp("reading a table", () => this.env.log.checkTail(tag));
+    const current = r === null ? 0 : (decodeFlowRecord(r).rec as TableVersionRecord).ver + 1;
+    for (let walked = 0; r !== null && r.seqnum > after; walked++) {
+      const k = decodeFlowRecord(r) as Known<TableVersionRecord>;
+      if (k.rec.by === this.id && k.rec.pos === pos) return { own: k, current };
+      if (walked >= TABLE_WALK_RECORDS_MAX) {
+        throw new FlowError(
+          "INVALID_ARGUMENT",
+          `workflow ${this.id}: more than ${TABLE_WALK_RECORDS_MAX} writes of one key during one operation (TABLE_WALK_RECORDS_MAX)`,
+          { retryable: true },
+        );
+      }
+      const prev = r.seqnum - 1;
+      r = await this.logOp("reading a table", () => this.env.log.readPrev(tag, prev));
+    }
+    return { current };
+  }
+
+  /**
+   * A table write, exactly once. The new version is a record on the key's stream, a
+   * conditional append at the key's version count (so versions are dense and a condWrite is
+   * a compare-and-set), carrying this instance's id and the operation's position; the
+   * operation's record on the step stream then says which version it wrote (or, for a
+   * condWrite whose condition failed, which version it found). An execution that finds the
+   * operation unlogged first looks for its own version, so a write made by an execution that
+   * died before logging it is not made twice.
    */
   private async tableWrite(
     table: string,
@@ -631,10 +659,19 @@ export class Execution {
     const tag = tableTag(table, key);
     const k = await this.operate(d, async (pos) => {
       await this.waitKnown(pos - 1);
+      const after = this.known[pos - 1]!.seqnum;
       for (let attempt = 1; ; attempt++) {
         this.throwIfStopped();
-        if (this.known.length > pos) return this.afterRace(pos, d, this.known[pos]!);
-        const current = (await this.readEntry(table, key, "tail")).version;
+        const { own, current } = await this.ownVersion(tag, pos, after);
+        if (own !== undefined)
+          return this.commit(pos, d, {
+            v: 1,
+            k: "write",
+            at: this.at(),
+            table,
+            key,
+            ver: own.rec.ver,
+          });
         if (expected !== undefined && current !== expected) {
           return this.commit(pos, d, {
             v: 1,
@@ -645,28 +682,23 @@ export class Execution {
             ver: current,
           });
         }
-        const rec: WriteRecord = {
+        const version: TableVersionRecord = {
           v: 1,
-          k: "write",
+          k: "tver",
           at: this.at(),
-          table,
-          key,
           ver: current,
+          by: this.id,
+          pos,
           ...(stored === undefined ? {} : { value: stored }),
         };
-        let seqnum: number;
         try {
-          seqnum = await this.logOp("writing a table", () =>
-            this.env.log.condAppend([this.tag, tag], encodeFlowRecord(rec), tag, current),
+          await this.logOp("writing a table", () =>
+            this.env.log.condAppend([tag], encodeFlowRecord(version), tag, current),
           );
         } catch (err) {
           if (!isCondFailure(err)) throw err;
-          // Another write of the key came first. If it was this instance's own (another
-          // execution), it is at `pos`; otherwise try again on the newer version.
-          const next = await this.logOp("reading the step stream", () =>
-            this.env.log.readNext(this.tag, this.lastSeqnum() + 1),
-          );
-          if (next !== null) return this.afterRace(pos, d, this.pushRead(next));
+          // Another version came first: a racing execution's own (found next time round),
+          // or another writer's (a condWrite then finds the version moved; a write tries again).
           if (attempt >= TABLE_WRITE_ATTEMPTS_MAX) {
             throw new FlowError(
               "INVALID_ARGUMENT",
@@ -676,14 +708,7 @@ export class Execution {
           }
           continue;
         }
-        // The record went to the stream's next position, unless a cancel slipped in first.
-        const atPos = await this.readAt(pos);
-        if (atPos.seqnum === seqnum) return atPos;
-        if (atPos.rec.k === "cancel") {
-          await this.readAt(pos + 1);
-          this.cancelled(atPos.rec.reason);
-        }
-        return this.superseded(pos);
+        return this.commit(pos, d, { v: 1, k: "write", at: this.at(), table, key, ver: current });
       }
     });
     return k.rec.k === "write";
@@ -846,59 +871,76 @@ export class Execution {
     return { status: end.status === "cancelled" ? "cancelled" : "failed", error: end.error };
   }
 
-  private async finish(
-    o: { status: "succeeded" | "failed" | "cancelled" } & Outcome,
-  ): Promise<FlowOutcome> {
-    // The end goes after everything this execution knows; positions given out to
-    // operations that stopped without a record are not waited for.
-    const pos = this.stopped === undefined ? this.alloc() : this.known.length;
-    let k: Known | undefined;
-    try {
-      if (this.stopped === undefined) k = await this.decide(pos, { k: "end" });
-      if (k === undefined) {
-        const at = this.at();
-        const end: EndRecord = {
-          v: 1,
-          k: "end",
-          at,
-          id: this.id,
-          status: o.status,
-          gcAt: at + this.start!.retentionMs,
-          ...(o.ok ? { ok: true, value: o.value } : { ok: false, error: o.error }),
-        };
-        k = await this.commitEnd(pos, end);
-      }
-    } catch {
-      if (this.stopped !== undefined && this.stopped.kind !== "cancelled")
-        return this.afterStop(this.stopped);
-      throw new Error(`flow invariant: ending ${this.id} failed without a stop`);
-    }
-    if (k.rec.k !== "end")
-      return this.afterStop(this.stopped ?? { kind: "superseded", error: new Error("superseded") });
-    await this.callBack(k.rec);
-    return this.endOutcome(k.rec);
+  private endRecord(o: { status: EndRecord["status"] } & Outcome): EndRecord {
+    const at = this.at();
+    return {
+      v: 1,
+      k: "end",
+      at,
+      id: this.id,
+      status: o.status,
+      gcAt: at + this.start!.retentionMs,
+      ...(o.ok ? { ok: true, value: o.value } : { ok: false, error: o.error }),
+    };
   }
 
-  /** Appends the end record at `pos` even after this execution stopped (cancelled). */
-  private async commitEnd(pos: number, end: EndRecord): Promise<Known> {
-    if (this.stopped === undefined) return this.commit(pos, { k: "end" }, end, [INTENTS_TAG]);
+  private async finish(o: { status: EndRecord["status"] } & Outcome): Promise<FlowOutcome> {
+    let k: Known;
     try {
-      const seqnum = await this.env.log.condAppend(
-        [this.tag, INTENTS_TAG],
-        encodeFlowRecord(end),
-        this.tag,
-        pos,
-      );
-      return { seqnum, rec: end };
+      if (this.stopped === undefined) {
+        const pos = this.alloc();
+        k =
+          (await this.decide(pos, { k: "end" })) ??
+          (await this.commit(pos, { k: "end" }, this.endRecord(o), [INTENTS_TAG]));
+      } else {
+        k = await this.appendEndAfterStop(this.endRecord(o));
+      }
     } catch (err) {
-      if (!isCondFailure(err)) throw err;
-      const r = await this.env.log.readNext(this.tag, this.lastSeqnum() + 1);
-      if (r === null)
-        throw new Error(
-          `flow invariant: position ${pos} of ${this.id} was taken but reads as empty`,
-        );
-      return decodeFlowRecord(r);
+      const s = this.stopped;
+      if (s === undefined || (s.kind === "cancelled" && o.status === "cancelled")) throw err;
+      // A cancel that came before the end in the log makes the instance cancelled.
+      if (s.kind === "cancelled")
+        return this.finish({ status: "cancelled", ok: false, error: errorInfo(s.error) });
+      return this.afterStop(s);
     }
+    await this.callBack(k.rec as EndRecord);
+    return this.endOutcome(k.rec as EndRecord);
+  }
+
+  /**
+   * After a stop (a cancel) the end goes after everything this execution knows: positions
+   * given out to operations that stopped without a record are not waited for. A record
+   * taking that position first is read, and an end found is the instance's.
+   */
+  private async appendEndAfterStop(end: EndRecord): Promise<Known> {
+    for (let attempt = 0; attempt < END_ATTEMPTS_MAX; attempt++) {
+      const pos = this.known.length;
+      try {
+        const seqnum = await this.env.log.condAppend(
+          [this.tag, INTENTS_TAG],
+          encodeFlowRecord(end),
+          this.tag,
+          pos,
+        );
+        const k: Known = { seqnum, rec: end };
+        this.push(k);
+        return k;
+      } catch (err) {
+        if (!isCondFailure(err)) throw err;
+        const r = await this.env.log.readNext(this.tag, this.lastSeqnum() + 1);
+        if (r === null)
+          throw new Error(
+            `flow invariant: position ${pos} of ${this.id} was taken but reads as empty`,
+          );
+        const k = this.pushRead(r);
+        if (k.rec.k === "end") return k;
+      }
+    }
+    throw new FlowError(
+      "SUPERSEDED",
+      `workflow ${this.id}: ending it lost ${END_ATTEMPTS_MAX} races`,
+      { retryable: true },
+    );
   }
 
   /** Beldi's callback: a child started by `wf.invoke` writes its result into its parent's stream. */

@@ -10,6 +10,10 @@ export const SLEEP_IN_PROCESS_MS_MAX = 60_000;
 export const SLEEP_DEADLINE_MARGIN_MS = 500;
 /** Attempts of a table write that loses to other writers of the key before it fails. */
 export const TABLE_WRITE_ATTEMPTS_MAX = 64;
+/** Appends of a cancelled instance's end that may lose to other records before it gives up. */
+export const END_ATTEMPTS_MAX = 16;
+/** Versions of one key a table write looks back over for its own (writes of the key during one operation). */
+export const TABLE_WALK_RECORDS_MAX = 10_000;
 /** Default time limit of a workflow's function, ms. */
 export const WORKFLOW_TIMEOUT_MS_DEFAULT = 60_000;
 /** Default time an ended instance's stream is kept before it is trimmed, ms (one day). */

@@ -84,12 +84,22 @@ export interface SleepRecord extends Base {
   /** When the sleep ends, ms since the epoch. */
   readonly until: number;
 }
-/** A table write; the record also carries the key's table tag and is version `ver` of it. */
+/** A table write made by the operation: it wrote version `ver` of the key. */
 export interface WriteRecord extends Base {
   readonly k: "write";
   readonly table: string;
   readonly key: string;
   readonly ver: number;
+}
+/**
+ * Version `ver` of a table key, on the key's stream (a conditional append at position
+ * `ver`), written by the operation at position `pos` of instance `by`.
+ */
+export interface TableVersionRecord extends Base {
+  readonly k: "tver";
+  readonly ver: number;
+  readonly by: string;
+  readonly pos: number;
   /** Absent for a delete. */
   readonly value?: JsonValue;
 }
@@ -141,6 +151,7 @@ export type FlowRecord =
   | NowRecord
   | SleepRecord
   | WriteRecord
+  | TableVersionRecord
   | CondWriteRecord
   | EndRecord
   | CancelRecord
@@ -155,6 +166,7 @@ const KINDS: ReadonlySet<string> = new Set([
   "now",
   "sleep",
   "write",
+  "tver",
   "cwrite",
   "end",
   "cancel",

@@ -301,13 +301,9 @@ function stepOf(position: number, r: FlowRecord): StepSummary {
     case "sleep":
       return { ...base, value: iso(r.until) };
     case "write":
-      return {
-        ...base,
-        name: `${r.table}/${r.key}`,
-        ...(r.value === undefined ? {} : { value: r.value }),
-      };
+      return { ...base, name: `${r.table}/${r.key}`, ok: true, value: { version: r.ver + 1 } };
     case "cwrite":
-      return { ...base, name: `${r.table}/${r.key}`, ok: false };
+      return { ...base, name: `${r.table}/${r.key}`, ok: false, value: { version: r.ver } };
     case "cancel":
       return { ...base, value: r.reason };
     default:

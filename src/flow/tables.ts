@@ -1,7 +1,7 @@
 /** Durable tables of `boki-ts/flow`, read from outside a workflow (any function). */
 import type { JsonValue, LogBook } from "../index.js";
 import type { TableEntry } from "./context.js";
-import { decodeFlowRecord, tableTag, type WriteRecord } from "./records.js";
+import { decodeFlowRecord, tableTag, type TableVersionRecord } from "./records.js";
 
 /** The newest value and version of `key` in `table` (version 0: never written). */
 export async function readTable<T = JsonValue>(
@@ -11,6 +11,6 @@ export async function readTable<T = JsonValue>(
 ): Promise<TableEntry<T>> {
   const r = await log.checkTail(tableTag(table, key));
   if (r === null) return { value: undefined, version: 0 };
-  const w = decodeFlowRecord(r).rec as WriteRecord;
+  const w = decodeFlowRecord(r).rec as TableVersionRecord;
   return { value: w.value as T | undefined, version: w.ver + 1 };
 }
