@@ -17,14 +17,14 @@ const intentsArb = fc
     maxLength: 30,
   })
   .chain((instances) => {
-    const events = instances.flatMap((inst, i) =>
+    const events = instances.flatMap<[string, number]>((inst, i) =>
       inst.ends
         ? [
             ["s", i],
             ["e", i],
           ]
         : [["s", i]],
-    ) as Array<[string, number]>;
+    );
     return fc
       .shuffledSubarray(events, { minLength: events.length, maxLength: events.length })
       .map((order) => {
@@ -110,18 +110,40 @@ describe("the recovery task's decisions", () => {
     );
   });
 
-  test("the garbage collector trims ended instances in log order up to the first still within its retention", () => {
+  test("the garbage collector trims every due end once, each retention class up to its first end not yet due", () => {
     fc.assert(
-      fc.property(intentsArb, fc.integer({ min: 0, max: 100 }), (intents, now) => {
-        const { trim, gc } = gcWalk(SCAN_STATE_EMPTY, intents, now);
-        const ends = intents.filter((k) => k.rec.k === "end");
-        const firstKept = ends.findIndex((k) => k.rec.k === "end" && k.rec.gcAt > now);
-        const due = firstKept < 0 ? ends : ends.slice(0, firstKept);
-        expect(trim.map((t) => t.id)).toEqual(due.map((k) => (k.rec as { id: string }).id));
-        // The next walk starts after every trimmed end and at or before the first kept one.
-        if (due.length > 0) expect(gc).toBeGreaterThan(due[due.length - 1]!.seqnum);
-        if (firstKept >= 0) expect(gc).toBeLessThanOrEqual(ends[firstKept]!.seqnum);
-      }),
+      fc.property(
+        intentsArb,
+        fc.array(fc.integer({ min: 0, max: 100 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 5 }),
+        (intents, nows, budget) => {
+          // Runs at rising times, each with a trim budget, reading from where the last stopped.
+          let s = SCAN_STATE_EMPTY;
+          const trimmed: string[] = [];
+          let now = 0;
+          for (const step of nows) {
+            now += step;
+            for (let run = 0; run < 40; run++) {
+              const w = gcWalk(s, intents, now, budget);
+              trimmed.push(...w.trim.map((t) => t.id));
+              s = { ...s, gc: w.gc, gcFloor: w.gcFloor };
+              if (w.trim.length < budget) break;
+            }
+            // Model: within a class (one retention) ends are trimmed in log order, up to the first not due.
+            const expected: string[] = [];
+            const stoppedClasses = new Set<number>();
+            for (const k of intents) {
+              if (k.rec.k !== "end") continue;
+              const cls = k.rec.gcAt - k.rec.at;
+              if (stoppedClasses.has(cls)) continue;
+              if (k.rec.gcAt > now) stoppedClasses.add(cls);
+              else expected.push(k.rec.id);
+            }
+            expect(new Set(trimmed)).toEqual(new Set(expected));
+            expect(trimmed.length).toBe(new Set(trimmed).size);
+          }
+        },
+      ),
     );
   });
 

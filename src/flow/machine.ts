@@ -212,17 +212,34 @@ export function resumeDecision(
 export interface ScanState {
   readonly n: number;
   readonly cursor: number;
-  readonly gc: number;
+  /** The garbage collector's cursor per retention class (see gcWalk). */
+  readonly gc: Readonly<Record<string, number>>;
+  /** Every intents record below it has been walked by the garbage collector. */
+  readonly gcFloor: number;
   readonly pending: readonly PendingInstance[];
   readonly trimmed: number;
 }
 
-export const SCAN_STATE_EMPTY: ScanState = { n: -1, cursor: 0, gc: 0, pending: [], trimmed: 0 };
+export const SCAN_STATE_EMPTY: ScanState = {
+  n: -1,
+  cursor: 0,
+  gc: {},
+  gcFloor: 0,
+  pending: [],
+  trimmed: 0,
+};
 
 export function scanStateOf(cp: CheckpointRecord | undefined): ScanState {
   return cp === undefined
     ? SCAN_STATE_EMPTY
-    : { n: cp.n, cursor: cp.cursor, gc: cp.gc, pending: cp.pending, trimmed: cp.trimmed };
+    : {
+        n: cp.n,
+        cursor: cp.cursor,
+        gc: cp.gc,
+        gcFloor: cp.gcFloor,
+        pending: cp.pending,
+        trimmed: cp.trimmed,
+      };
 }
 
 /**
@@ -260,28 +277,55 @@ export function intentId(r: FlowRecord): string {
 }
 
 /**
- * The garbage collector's walk over intents from `s.gc`: each end record whose retention
- * has passed names a stream to trim; the walk stops at the first end still within its
- * retention (ends are in time order, so the later ones are too, but for a workflow with a
- * shorter retention: they wait for the one before them).
+ * The garbage collector's walk over intents. An ended instance's stream may be trimmed once
+ * its `gcAt` has passed. Ends of workflows with one retention are due in log order, so the
+ * walk keeps one cursor per retention (a class): a class stops at its first end not yet due,
+ * while the others go on. At most `trimsMax` trims are planned; the walk stops before the
+ * record that would exceed it.
  */
 export function gcWalk(
   s: ScanState,
   intents: readonly Known[],
   now: number,
+  trimsMax: number = Number.POSITIVE_INFINITY,
 ): {
   readonly trim: ReadonlyArray<{ readonly id: string; readonly below: number }>;
-  readonly gc: number;
+  readonly gc: ScanState["gc"];
+  readonly gcFloor: number;
 } {
   const trim: Array<{ id: string; below: number }> = [];
-  let gc = s.gc;
+  const cursors: Record<string, number> = { ...s.gc };
+  const stopped = new Set<string>();
+  let floor = s.gcFloor;
+  const from = Math.min(floor, ...Object.values(cursors));
   for (const k of intents) {
-    if (k.seqnum < gc) continue;
+    if (k.seqnum < from) continue;
     if (k.rec.k === "end") {
-      if (k.rec.gcAt > now) break;
-      trim.push({ id: k.rec.id, below: k.seqnum + 1 });
+      const cls = String(k.rec.gcAt - k.rec.at);
+      if (!(cls in cursors)) {
+        if (Object.keys(cursors).length >= GC_CLASSES_MAX) break;
+        cursors[cls] = k.seqnum;
+      }
+      if (!stopped.has(cls) && cursors[cls]! <= k.seqnum) {
+        if (k.rec.gcAt > now) stopped.add(cls);
+        else {
+          if (trim.length >= trimsMax) break;
+          trim.push({ id: k.rec.id, below: k.seqnum + 1 });
+        }
+      }
     }
-    gc = k.seqnum + 1;
+    for (const c of Object.keys(cursors)) {
+      if (!stopped.has(c) && cursors[c]! <= k.seqnum) cursors[c] = k.seqnum + 1;
+    }
+    floor = Math.max(floor, k.seqnum + 1);
   }
-  return { trim, gc };
+  return { trim, gc: cursors, gcFloor: floor };
+}
+
+/** Retention classes the garbage collector keeps cursors for (one per distinct retention). */
+export const GC_CLASSES_MAX = 64;
+
+/** Where INTENTS_TAG may be trimmed below: nothing a cursor or a pending instance still needs. */
+export function intentsTrimPoint(s: ScanState): number {
+  return Math.min(s.cursor, s.gcFloor, ...Object.values(s.gc), ...s.pending.map((p) => p[1]));
 }

@@ -128,8 +128,10 @@ export interface CheckpointRecord extends Base {
   readonly n: number;
   /** The next seqnum of INTENTS_TAG to scan. */
   readonly cursor: number;
-  /** The next seqnum of INTENTS_TAG the garbage collector looks at. */
-  readonly gc: number;
+  /** The garbage collector's next INTENTS_TAG seqnum per retention class. */
+  readonly gc: Readonly<Record<string, number>>;
+  /** INTENTS_TAG records below it were all walked by the garbage collector. */
+  readonly gcFloor: number;
   /** Started, not yet ended instances below `cursor`. */
   readonly pending: readonly PendingInstance[];
   /** INTENTS_TAG is trimmed below this seqnum. */

@@ -38,6 +38,7 @@ import {
 import {
   foldIntents,
   gcWalk,
+  intentsTrimPoint,
   instanceState,
   resumeDecision,
   scanStateOf,
@@ -167,7 +168,7 @@ async function scan(ctx: FunctionContext): Promise<JsonValue> {
   const log = ctx.log;
   const now = Date.now();
   const before = scanStateOf(await latestCheckpoint(log));
-  const from = Math.min(before.cursor, before.gc);
+  const from = Math.min(before.cursor, before.gcFloor, ...Object.values(before.gc));
   const intents = await readForward(
     log,
     INTENTS_TAG,
@@ -181,7 +182,7 @@ async function scan(ctx: FunctionContext): Promise<JsonValue> {
       {},
     );
   }
-  const walked = gcWalk(before, intents, now);
+  const walked = gcWalk(before, intents, now, TRIMS_PER_RUN_MAX);
 
   // Resume what is due; drop what has ended.
   const done = new Set<string>();
@@ -215,23 +216,18 @@ async function scan(ctx: FunctionContext): Promise<JsonValue> {
   }
 
   // Trim ended instances past their retention.
-  let trimmed = 0;
-  let gc = before.gc;
   for (const t of walked.trim) {
-    if (trimmed >= TRIMS_PER_RUN_MAX) break;
     try {
       await log.trim(stepsTag(t.id), t.below);
     } catch (err) {
       if (!isCode(err, "BOOK_EMPTY")) throw err;
     }
-    trimmed++;
-    gc = t.below;
   }
-  if (trimmed === walked.trim.length) gc = walked.gc;
+  const trimmed = walked.trim.length;
 
   const pending = folded.state.pending.filter(([id]) => !done.has(id));
-  const oldestPending = pending.reduce((m, p) => Math.min(m, p[1]), Number.POSITIVE_INFINITY);
-  const trimBelow = Math.min(gc, folded.state.cursor, oldestPending);
+  const next: ScanState = { ...folded.state, gc: walked.gc, gcFloor: walked.gcFloor, pending };
+  const trimBelow = intentsTrimPoint(next);
   let trimmedBelow = before.trimmed;
   if (Number.isFinite(trimBelow) && trimBelow > before.trimmed) {
     try {
@@ -241,18 +237,10 @@ async function scan(ctx: FunctionContext): Promise<JsonValue> {
       if (!isCode(err, "BOOK_EMPTY")) throw err;
     }
   }
-  const after: ScanState = {
-    n: before.n + 1,
-    cursor: folded.state.cursor,
-    gc,
-    pending,
-    trimmed: trimmedBelow,
-  };
-  const changed =
-    after.cursor !== before.cursor ||
-    after.gc !== before.gc ||
-    after.trimmed !== before.trimmed ||
-    JSON.stringify(after.pending) !== JSON.stringify(before.pending);
+  const after: ScanState = { ...next, n: before.n + 1, trimmed: trimmedBelow };
+  const { n: _n1, ...was } = before;
+  const { n: _n2, ...is } = after;
+  const changed = JSON.stringify(was) !== JSON.stringify(is);
   if (changed) {
     const cp: CheckpointRecord = { v: 1, k: "checkpoint", at: now, ...after };
     try {
