@@ -6,7 +6,9 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CommitDecider, type DeciderRecord } from "../src/store/decider.js";
-import type { CommitInfo } from "../src/store/records.js";
+import { FollowerState } from "../src/store/follower.js";
+import type { Op } from "../src/store/ops.js";
+import type { CommitInfo, StoreRecord } from "../src/store/records.js";
 
 const OBJECTS = ["a", "b", "c", "d"] as const;
 
@@ -255,5 +257,75 @@ describe("commit decision (state machine)", () => {
     });
     expect(m.onRead(out.reads[1]!.id, null)).toEqual({ reads: [], decided: [] });
     expect(m.onRead(999, null)).toEqual({ reads: [], decided: [] });
+  });
+
+  it("a follower decides what it can locally, the same way, and vouches only for unchanged values", () => {
+    const op: Op = { t: "set", p: ["x"], v: 1 };
+    const asStore = (rec: DeciderRecord): StoreRecord => {
+      switch (rec.kind) {
+        case "write":
+          return { kind: "write", seqnum: rec.seqnum, object: rec.objects[0]!, ops: [op] };
+        case "commit":
+          return {
+            kind: "commit",
+            seqnum: rec.seqnum,
+            info: rec.info,
+            ops: new Map(rec.info.writes.map((w) => [w, [op]])),
+          };
+        default:
+          return { kind: "other", seqnum: rec.seqnum };
+      }
+    };
+    fc.assert(
+      fc.property(
+        fc.array(genEntry, { minLength: 1, maxLength: 40 }),
+        fc.integer({ min: -1, max: 20 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.infiniteStream(fc.nat()),
+        (gens, start, objectsMax, picks) => {
+          const log = buildLog(gens);
+          const truth = reference(log);
+          const f = new FollowerState(start, objectsMax);
+          const it = picks[Symbol.iterator]();
+          let local = 0;
+          for (const e of log) {
+            if (e.rec.seqnum <= start) continue;
+            let step = f.apply(asStore(e.rec));
+            if (step.kind === "needs-decision")
+              step = f.apply(asStore(e.rec), truth.get(e.rec.seqnum));
+            else if (e.rec.kind === "commit") local++;
+            if (e.rec.kind === "commit") {
+              expect(step.kind).toBe("applied");
+              if (step.kind === "applied") expect(step.decision).toBe(truth.get(e.rec.seqnum));
+            }
+            // Vouching: the value as of an object's last committed write at or before some
+            // point x, confirmed at x, stands at `at` exactly when nothing committed since.
+            const o = OBJECTS[(it.next().value as number) % OBJECTS.length]!;
+            const committedWrites = log
+              .filter((r) => r.rec.seqnum <= f.position)
+              .filter((r) =>
+                r.rec.kind === "write"
+                  ? r.rec.objects.includes(o)
+                  : r.rec.kind === "commit" &&
+                    r.rec.info.writes.includes(o) &&
+                    truth.get(r.rec.seqnum) === true,
+              )
+              .map((r) => r.rec.seqnum);
+            const x = start + ((it.next().value as number) % (f.position - start + 1));
+            const t = Math.max(-1, ...committedWrites.filter((w) => w <= x));
+            const at = x + ((it.next().value as number) % (f.position - x + 1));
+            const unchanged = !committedWrites.some((w) => w > t && w <= at);
+            if (f.vouches(o, t, x, at)) expect(unchanged).toBe(true);
+            // With room for every object it vouches for every value unchanged up to its position.
+            const current = !committedWrites.some((w) => w > t);
+            if (objectsMax >= OBJECTS.length) expect(f.vouches(o, t, x, at)).toBe(current);
+          }
+          // Following from the start with room for every object, it never needs the log.
+          const commits = log.filter((e) => e.rec.kind === "commit").length;
+          if (start === -1 && objectsMax >= OBJECTS.length) expect(local).toBe(commits);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

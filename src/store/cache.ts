@@ -72,7 +72,15 @@ export class StoreCache {
   private readonly tags = new Lru<string, Tag>(TAGS_CACHED_MAX);
   private readonly followers = new Map<number, BookFollower>();
   /** Counters, for tests and profiles. */
-  readonly stats = { viewHits: 0, viewMisses: 0, vouchedHits: 0, decisionHits: 0 };
+  readonly stats = {
+    viewHits: 0,
+    viewMisses: 0,
+    vouchedHits: 0,
+    decisionHits: 0,
+    followerResets: 0,
+    /** Log reads by the stores using this cache: tail checks, follower, walks, decisions. */
+    logReads: { tail: 0, follow: 0, walk: 0, decide: 0 },
+  };
 
   constructor(options: StoreCacheOptions = {}) {
     this.viewBytesMax = options.viewBytesMax ?? VIEW_CACHE_BYTES_DEFAULT;

@@ -35,8 +35,10 @@ export class FollowerState {
   private pos: number;
   /** Last committed write per object, since the start (least recently written first). */
   private readonly lastWrite = new Map<string, number>();
-  /** The highest last-write among the objects dropped from `lastWrite` (it is bounded). */
-  private evictedUpTo: number;
+  /** The highest last-write among the objects dropped from `lastWrite` (it is bounded); -1: none. */
+  private evictedUpTo = -1;
+  /** How many times it started afresh. */
+  resets = 0;
 
   constructor(
     position: number,
@@ -44,7 +46,6 @@ export class FollowerState {
   ) {
     this.startAt = position;
     this.pos = position;
-    this.evictedUpTo = position;
   }
 
   get start(): number {
@@ -60,7 +61,8 @@ export class FollowerState {
     this.startAt = position;
     this.pos = position;
     this.lastWrite.clear();
-    this.evictedUpTo = position;
+    this.evictedUpTo = -1;
+    this.resets++;
   }
 
   /** No store record in (position, seqnum]: the position moves up. */
@@ -74,10 +76,12 @@ export class FollowerState {
    */
   vouches(object: string, seqnum: number, confirmedAt: number, at: number): boolean {
     if (at > this.pos || at < seqnum) return false;
+    // Writes in (seqnum, confirmedAt] there are none (it was confirmed); those after it, up to
+    // the position, the follower has seen all of, if it has been following since then.
     if (confirmedAt < this.startAt) return false;
     const w = this.lastWrite.get(object);
     if (w !== undefined) return w <= seqnum;
-    return this.evictedUpTo <= seqnum;
+    return this.evictedUpTo <= confirmedAt;
   }
 
   /** The local decision of a commit record, or undefined when it is not this follower's to make. */

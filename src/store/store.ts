@@ -390,6 +390,7 @@ export class Store {
 
   /** The store's newest record, with the follower caught up to it; -1 for none. */
   private async syncTail(): Promise<number> {
+    this.cache.stats.logReads.tail++;
     const tail = await this.log.checkTail(STREAM_TAG);
     const t = tail === null ? -1 : (tail.seqnum as number);
     await this.syncTo(t);
@@ -437,9 +438,11 @@ export class Store {
       if (reads >= FOLLOW_READS_PER_SYNC_MAX) {
         // Too far behind: start afresh at the target rather than read everything up to it.
         st.reset(target);
+        this.cache.stats.followerResets++;
         return;
       }
       this.stats.followReads++;
+      this.cache.stats.logReads.follow++;
       const r = await this.log.readNext(STREAM_TAG, st.position + 1);
       if (r === null || (r.seqnum as number) > target) {
         // Nothing more up to the target (the record after it is left for a later catch-up).
@@ -533,6 +536,7 @@ export class Store {
     const tag = this.cache.tag(name);
     let r: LogRecord | null =
       at === "tail" ? await this.log.checkTail(tag) : await this.log.readPrev(tag, at);
+    this.cache.stats.logReads.walk++;
     if (r === null) return { seqnum: -1, value: undefined };
     const top = r.seqnum as number;
     /** Where the value read is known current: the read's point (for the tail, its record). */
@@ -564,6 +568,8 @@ export class Store {
       if (hit !== undefined) {
         base = hit.value;
         baseAtTop = seq === top;
+        // Now known current at the read's point too: the follower can vouch for it from here on.
+        if (baseAtTop) this.cache.putView(this.book, name, top, base, 0, confirmed);
         break;
       }
       const cp = decodeCheckpoint(r.auxData);
@@ -593,6 +599,7 @@ export class Store {
         }
       }
       if (seq === 0) break;
+      this.cache.stats.logReads.walk++;
       r = await this.log.readPrev(tag, seq - 1);
     }
     if (baseAtTop) return { seqnum: top, value: base };
@@ -669,6 +676,7 @@ export class Store {
         }
         for (const q of out.reads) {
           this.stats.recordsWalked++;
+          this.cache.stats.logReads.decide++;
           this.log.readNext(this.cache.tag(q.object), q.fromSeqnum).then(
             (rec) => {
               if (over) return;

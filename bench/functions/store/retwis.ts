@@ -184,3 +184,9 @@ export const post = defineFunction({
     return { ...out, attempts };
   },
 });
+
+/** This worker's cache counters (log reads by kind, hits): for profiling the benchmark. */
+export const stats = defineFunction({
+  name: "retwis-cache-stats",
+  handler: () => JSON.parse(JSON.stringify(cache.stats)) as object,
+});
