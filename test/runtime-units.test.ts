@@ -12,6 +12,7 @@ import {
 import { normalizeJsonText, toJsonText } from "../src/runtime/json.js";
 import { PAYLOAD_BYTES_MAX } from "../src/runtime/limits.js";
 import { decodeRecord, encodeRequest, encodeResult } from "../src/gateway/records.js";
+import { recordToWire } from "../src/runtime/worker-protocol.js";
 
 function codeOf(fn: () => unknown): string | undefined {
   try {
@@ -143,5 +144,26 @@ describe("Invocation records", () => {
     });
     expect(decodeRecord(Buffer.from("not json"))).toBeNull();
     expect(decodeRecord(Buffer.from('{"v":2,"type":"request","id":"a"}'))).toBeNull();
+  });
+});
+
+describe("Records crossing to a worker", () => {
+  it("get bytes of their own even when the log holds them as a view into a shared Buffer (which transferring would detach)", () => {
+    const shared = Buffer.alloc(64, 7);
+    const r = recordToWire({
+      seqnum: 1 as never,
+      book: 0 as never,
+      tags: [],
+      data: shared.subarray(8, 16),
+      auxData: shared.subarray(20, 24),
+    })!;
+    expect(r.data.byteLength).toBe(8);
+    expect(r.data.buffer.byteLength).toBe(8);
+    expect(r.auxData!.buffer.byteLength).toBe(4);
+    expect(r.data.buffer).not.toBe(shared.buffer);
+    structuredClone(r, {
+      transfer: [r.data.buffer as ArrayBuffer, r.auxData!.buffer as ArrayBuffer],
+    });
+    expect(shared[8]).toBe(7); // the log's buffer is still readable
   });
 });

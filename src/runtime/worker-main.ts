@@ -126,7 +126,9 @@ function request(call: Call, m: FromWorker & { req: number }): Promise<unknown> 
 
 /** Binary data the caller owns is copied out of any larger buffer before it is posted. */
 function dataArg(data: unknown): unknown {
-  if (data instanceof Uint8Array && data.byteLength !== data.buffer.byteLength) return data.slice();
+  // Uint8Array's constructor copies (a Buffer's slice would be a view of the same memory).
+  if (data instanceof Uint8Array && data.byteLength !== data.buffer.byteLength)
+    return new Uint8Array(data);
   return data;
 }
 

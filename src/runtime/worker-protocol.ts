@@ -179,7 +179,10 @@ export function recordToWire(r: LogRecord | null): LogRecord | null {
     seqnum: r.seqnum,
     book: r.book,
     tags: r.tags,
-    data: r.data.slice(),
-    auxData: r.auxData === null ? null : r.auxData.slice(),
+    // Copies into buffers of their own: the record's bytes may be a view into a buffer the
+    // log keeps (a cache entry, a stored batch) and the copies are transferred to the worker.
+    // (Buffer#slice makes a view, not a copy: Uint8Array's constructor copies.)
+    data: new Uint8Array(r.data),
+    auxData: r.auxData === null ? null : new Uint8Array(r.auxData),
   };
 }
