@@ -321,10 +321,12 @@ class BeginCmd implements fc.AsyncCommand<Model, Real> {
     readonly slot: number,
     readonly isolation: Isolation,
     readonly readOnly: boolean,
+    /** A read-write transaction with a tail snapshot (no begin record). */
+    readonly tail = false,
   ) {}
   check = (m: Readonly<Model>): boolean => m.txs[this.slot] === undefined;
   async run(m: Model, r: Real): Promise<void> {
-    if (!this.readOnly) m.pos++;
+    if (!this.readOnly && !this.tail) m.pos++;
     const snapshot = m.pos;
     m.txs[this.slot] = {
       isolation: this.isolation,
@@ -333,7 +335,11 @@ class BeginCmd implements fc.AsyncCommand<Model, Real> {
       views: new Map(),
       ops: new Map(),
     };
-    r.txs[this.slot] = await r.store.begin({ isolation: this.isolation, readOnly: this.readOnly });
+    r.txs[this.slot] = await r.store.begin({
+      isolation: this.isolation,
+      readOnly: this.readOnly,
+      ...(this.tail ? { snapshot: "tail" as const } : {}),
+    });
   }
   toString = (): string => `begin(${this.slot}, ${this.isolation}${this.readOnly ? ", ro" : ""})`;
 }
@@ -436,6 +442,9 @@ const commands = [
   fc
     .tuple(slotArb, fc.constantFrom("serializable" as const, "snapshot" as const))
     .map(([s, i]) => new BeginCmd(s, i, false)),
+  fc
+    .tuple(slotArb, fc.constantFrom("serializable" as const, "snapshot" as const))
+    .map(([s, i]) => new BeginCmd(s, i, false, true)),
   fc.tuple(slotArb, nameArb).map(([s, n]) => new TxGetCmd(s, n)),
   fc.tuple(slotArb, nameArb, opArb).map(([s, n, op]) => new TxWriteCmd(s, n, op)),
   fc.tuple(slotArb, nameArb, opArb).map(([s, n, op]) => new TxWriteCmd(s, n, op)),

@@ -52,8 +52,8 @@ const TRANSACTIONAL: readonly Kind[] = ["login", "timeline", "post"];
  * Runs alternate between the systems (boki, postgres, boki, ...) at each concurrency, so that
  * both see the same drifts of a shared machine; the per-run ratios are reported too.
  */
-const FULL = { warmupMs: 2000, measureMs: 6000, runs: 5, firstWarmupMs: 10_000 };
-const QUICK = { warmupMs: 500, measureMs: 1500, runs: 3, firstWarmupMs: 3000 };
+const FULL = { warmupMs: 2000, measureMs: 6000, runs: 5, firstWarmupMs: 20_000 };
+const QUICK = { warmupMs: 500, measureMs: 1500, runs: 3, firstWarmupMs: 8000 };
 const START_TIMEOUT_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 const LOAD_BATCH_USERS = 250;

@@ -27,6 +27,9 @@ export const TIMELINE_POSTS_MAX = 96;
 export const NOTIFIED_FOLLOWERS_MAX = 4;
 export const TIMELINE_READ_MAX = 8;
 const POST_RETRIES = 8;
+/** `RETWIS_SNAPSHOT=tail` in boki dev's environment: posts take tail snapshots (no begin record). */
+const SNAPSHOT =
+  process.env["RETWIS_SNAPSHOT"] === "tail" ? ("tail" as const) : ("begin-record" as const);
 
 export interface RetwisUser {
   readonly id: string;
@@ -149,7 +152,7 @@ export const post = defineFunction({
         async (tx) => {
           attempts++;
           // The begin record's seqnum is unique: a short post id (as short as the peer's).
-          postId = tx.snapshot.toString(36);
+          postId = SNAPSHOT === "tail" ? ctx.newId() : tx.snapshot.toString(36);
           const user = (await tx.get(`user:${input.userId}`)) as
             { username: string; followers: Record<string, number> } | undefined;
           if (user === undefined) return { ok: false, message: `no user ${input.userId}` };
@@ -172,7 +175,7 @@ export const post = defineFunction({
           );
           return { ok: true };
         },
-        { retries: POST_RETRIES },
+        { retries: POST_RETRIES, snapshot: SNAPSHOT },
       );
     } catch (err) {
       if (err instanceof TransactionConflictError) {
