@@ -8,6 +8,7 @@ import { startDevServer, type TestServer } from "../src/testing/index.js";
 import { startEffectCounter, type EffectCounter } from "./helpers/effect-counter.js";
 import { http } from "./helpers/http.js";
 import { eventually } from "./helpers/async.js";
+import { runBoki } from "./helpers/dev-process.js";
 
 const FIXTURES = fileURLToPath(new URL("./fixtures/flow", import.meta.url));
 
@@ -220,4 +221,43 @@ describe("workflows over HTTP", () => {
     expect((await statusOf("never")).status).toBe(404);
     expect((await http(dev.url, "GET", "/workflows?status=weird")).status).toBe(400);
   });
+
+  test("boki workflow start, status, list and cancel print JSON; a failed workflow exits with 1", async () => {
+    const url = ["--url", dev.url];
+    const started = await runBoki([
+      "workflow",
+      "start",
+      "chain",
+      '{"steps":2}',
+      "--id",
+      "cli-1",
+      ...url,
+    ]);
+    expect(started.code).toBe(0);
+    expect(JSON.parse(started.stdout)).toEqual({
+      workflowId: "cli-1",
+      status: "succeeded",
+      output: { keys: ["cli-1:1", "cli-1:2"] },
+    });
+    const status = await runBoki(["workflow", "status", "cli-1", ...url]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ workflowId: "cli-1", status: "succeeded" });
+    const list = await runBoki(["workflow", "list", "--workflow", "chain", "--limit", "1", ...url]);
+    expect((JSON.parse(list.stdout) as { workflows: unknown[] }).workflows).toHaveLength(1);
+    const cancel = await runBoki(["workflow", "cancel", "cli-1", "--reason", "late", ...url]);
+    expect(JSON.parse(cancel.stdout)).toEqual({
+      workflowId: "cli-1",
+      cancelled: false,
+      status: "succeeded",
+    });
+    const failed = await runBoki(["workflow", "start", "failing", "--id", "cli-2", ...url]);
+    expect(failed.code).toBe(1);
+    expect(JSON.parse(failed.stdout)).toMatchObject({
+      workflowId: "cli-2",
+      status: "failed",
+      error: { code: "WORKFLOW_FAILED" },
+    });
+    const missing = await runBoki(["workflow", "status", "nope", ...url]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^boki: error NOT_FOUND: no workflow instance nope/);
+  }, 60_000);
 });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { EmbeddedLog, tagOf } from "../index.js";
 import { reportCliError } from "./errors.js";
 import { initCommand } from "./init.js";
+import { workflowCommand } from "./workflow.js";
 import { loadClusterConfig, ROLES, type Role } from "../cluster/config.js";
 import { startNode } from "../cluster/node.js";
 import { superviseCluster } from "../cluster/supervisor.js";
@@ -268,6 +269,8 @@ program
   .option("--wait", "with --async: wait for the result and print it", false)
   .option("--idempotency-key <key>", "Idempotency-Key: repeats return the first result")
   .action(invokeCommand);
+
+program.addCommand(workflowCommand());
 
 program
   .command("demo")

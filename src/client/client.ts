@@ -33,6 +33,28 @@ export interface InvokeOptions {
 
 export type InvocationStatus = "pending" | "running" | "succeeded" | "failed";
 
+export interface WorkflowStartOptions {
+  /** The instance id (default: a new one). */
+  readonly id?: string;
+  readonly book?: number;
+  /** Wait for the outcome (default true); false: record the start and return at once. */
+  readonly wait?: boolean;
+  readonly timeoutMs?: number;
+}
+
+/** How a workflow start ended, as far as the gateway could tell within the request. */
+export interface WorkflowOutcome {
+  readonly workflowId: string;
+  readonly status: "succeeded" | "failed" | "cancelled" | "sleeping" | "running" | "pending";
+  readonly output?: JsonValue;
+  readonly error?: { readonly code: string; readonly message: string };
+  readonly sleepingUntil?: string;
+}
+
+function bookHeader(book: number | undefined): Record<string, string> {
+  return book === undefined ? {} : { "x-boki-book": String(book) };
+}
+
 /** What `GET /invocations/<id>` answers. */
 export interface InvocationRecord {
   readonly invocationId: string;
@@ -141,6 +163,82 @@ export class BokiClient {
     }
   }
 
+  /**
+   * Starts workflow `name` (boki-ts/flow) and, unless `wait` is false, waits for its
+   * outcome. The id is `options.id`, else a new one; a start with the id of an existing
+   * instance joins it. A failed or cancelled workflow is an outcome, not an exception.
+   */
+  async startWorkflow(
+    name: string,
+    input: JsonValue = null,
+    options: WorkflowStartOptions = {},
+  ): Promise<WorkflowOutcome> {
+    const headers: Record<string, string> = {};
+    if (options.id !== undefined) headers["x-boki-workflow-id"] = options.id;
+    if (options.book !== undefined) headers["x-boki-book"] = String(options.book);
+    const wait = options.wait ?? true;
+    const path = `${wait ? "" : "/async"}/workflow/${encodeURIComponent(name)}`;
+    const r = await this.raw("POST", path, input, headers, options.timeoutMs);
+    const workflowId = r.headers.get("x-boki-workflow-id") ?? options.id ?? "";
+    const body = r.body as Record<string, unknown> | null;
+    if (r.status === 200) return { workflowId, status: "succeeded", output: r.body };
+    if (r.status === 202) {
+      const until = body?.["sleepingUntil"];
+      return {
+        workflowId,
+        status: (body?.["status"] as WorkflowOutcome["status"] | undefined) ?? "pending",
+        ...(typeof until === "string" ? { sleepingUntil: until } : {}),
+      };
+    }
+    const error = (body?.["error"] ?? {}) as { code?: unknown; message?: unknown };
+    if (error.code === "WORKFLOW_FAILED" || error.code === "CANCELLED") {
+      return {
+        workflowId,
+        status: error.code === "CANCELLED" ? "cancelled" : "failed",
+        error: { code: error.code, message: String(error.message) },
+      };
+    }
+    throw InvocationError.fromJSON({
+      code: error.code,
+      message: error.message ?? `HTTP ${r.status}`,
+    });
+  }
+
+  /** An instance's status, steps and outcome. */
+  async workflow(id: string, options: { book?: number } = {}): Promise<JsonValue> {
+    return this.request(
+      "GET",
+      `/workflows/${encodeURIComponent(id)}`,
+      undefined,
+      bookHeader(options.book),
+    );
+  }
+
+  /** Recent instances, newest first. */
+  async listWorkflows(
+    options: { status?: string; workflow?: string; limit?: number; book?: number } = {},
+  ): Promise<JsonValue> {
+    const q = new URLSearchParams();
+    if (options.status !== undefined) q.set("status", options.status);
+    if (options.workflow !== undefined) q.set("workflow", options.workflow);
+    if (options.limit !== undefined) q.set("limit", String(options.limit));
+    const query = q.size === 0 ? "" : `?${q.toString()}`;
+    return this.request("GET", `/workflows${query}`, undefined, bookHeader(options.book));
+  }
+
+  /** Cancels an instance (it ends at its next operation; a sleeping one at once). */
+  async cancelWorkflow(
+    id: string,
+    options: { reason?: string; book?: number } = {},
+  ): Promise<JsonValue> {
+    return this.request(
+      "POST",
+      `/workflows/${encodeURIComponent(id)}/cancel`,
+      options.reason === undefined ? null : { reason: options.reason },
+      bookHeader(options.book),
+    );
+  }
+
   /** A JSON request to any gateway route; resolves with the parsed body of a 2xx answer. */
   async request(
     method: "GET" | "POST" | "DELETE",
@@ -149,6 +247,25 @@ export class BokiClient {
     headers: Readonly<Record<string, string>> = {},
     timeoutMs?: number,
   ): Promise<JsonValue> {
+    const r = await this.raw(method, path, body, headers, timeoutMs);
+    if (r.status >= 400) {
+      const e = (r.body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+      throw InvocationError.fromJSON({
+        code: e?.code,
+        message: e?.message ?? `${method} ${path}: HTTP ${r.status}`,
+      });
+    }
+    return r.body;
+  }
+
+  /** A JSON request; resolves with the status, headers and parsed body, whatever the status. */
+  async raw(
+    method: "GET" | "POST" | "DELETE",
+    path: string,
+    body?: JsonValue,
+    headers: Readonly<Record<string, string>> = {},
+    timeoutMs?: number,
+  ): Promise<{ status: number; headers: Headers; body: JsonValue }> {
     const limitMs = positiveMs(timeoutMs ?? this.timeoutMs, "timeoutMs");
     let res: Response;
     try {
@@ -185,14 +302,7 @@ export class BokiClient {
         `${method} ${path}: HTTP ${res.status} with a body that is not JSON: ${text.slice(0, 200)}`,
       );
     }
-    if (res.status >= 400) {
-      const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-      throw InvocationError.fromJSON({
-        code: e?.code,
-        message: e?.message ?? `${method} ${path}: HTTP ${res.status}`,
-      });
-    }
-    return parsed;
+    return { status: res.status, headers: res.headers, body: parsed };
   }
 
   private post(path: string, input: JsonValue, o: InvokeOptions): Promise<JsonValue> {

@@ -8,6 +8,8 @@ export {
   type InvokeOptions,
   type InvocationRecord,
   type InvocationStatus,
+  type WorkflowOutcome,
+  type WorkflowStartOptions,
 } from "./client.js";
 export { InvocationError, type InvocationErrorCode } from "../runtime/errors.js";
 export type { JsonValue } from "../runtime/json.js";
