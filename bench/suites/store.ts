@@ -564,17 +564,19 @@ async function run(options: SuiteOptions): Promise<SuiteOutput> {
       const bP50 = bt["runP50Ms"] as number[];
       const pP50 = pt["runP50Ms"] as number[];
       const pairedP50 = bP50.map((b, i) => round(b / pP50[i]!, 2));
+      const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!;
       ratios.push({
         concurrency: c,
         throughputRatio: round(bm.opsPerSec / pm.opsPerSec, 3),
         throughputRatioPerRun: paired,
+        throughputRatioPerRunMedian: median(paired),
         transactionalP50Ratio: round(bt.p50Ms / pt.p50Ms, 3),
         transactionalP50RatioPerRun: pairedP50,
         bokiConflictRate: bm["conflictRate"],
         postgresConflictRate: pm["conflictRate"],
       });
       notes.push(
-        `c=${c}: boki/postgres throughput ${(bm.opsPerSec / pm.opsPerSec).toFixed(2)}x (per run ${paired.join(", ")}); ` +
+        `c=${c}: boki/postgres throughput ${(bm.opsPerSec / pm.opsPerSec).toFixed(2)}x (per run ${paired.join(", ")}; median ${median(paired)}); ` +
           `transactional p50 ${bt.p50Ms.toFixed(2)} ms vs ${pt.p50Ms.toFixed(2)} ms (${(bt.p50Ms / pt.p50Ms).toFixed(2)}x; per run ${pairedP50.join(", ")}); ` +
           `post conflict rate ${String(bm["conflictRate"])} vs ${String(pm["conflictRate"])}`,
       );
