@@ -119,4 +119,18 @@ describe("deterministic simulation of the whole cluster", () => {
     },
     TEST_TIMEOUT_MS,
   );
+
+  it(
+    "workflow executions that log steps without conditions are caught by the exactly-once checks",
+    async () => {
+      const r = await runSimulation({ seed: CI_SEEDS[0]!, flaw: "flowWithoutConditions" });
+      expect(r.ok, "the flaw went unnoticed").toBe(false);
+      expect(r.violations.map((v) => v.invariant)).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/workflow|each operation once|own key only/),
+        ]),
+      );
+    },
+    TEST_TIMEOUT_MS,
+  );
 });

@@ -1367,7 +1367,7 @@ export class Engine {
           if (p !== undefined && !p.settled) {
             p.settled = true;
             const expected = p.meta.kind === RecordKind.Cond ? p.meta.condPosition : -1;
-            p.reject(new CondAppendFailedError(expected, outcome.actualPosition));
+            p.reject(new CondAppendFailedError(expected, outcome.actualPosition, position));
           }
           continue;
         }
@@ -1443,7 +1443,10 @@ export class Engine {
           if (a.failedAt === null) {
             this.cacheOwn(st, seqnum, p);
             p.resolve({ seqnum, position: Math.max(a.position, position) as MetalogPosition });
-          } else p.reject(new CondAppendFailedError(meta.condPosition, a.failedAt));
+          } else {
+            const decidedAt = Math.max(a.position, position);
+            p.reject(new CondAppendFailedError(meta.condPosition, a.failedAt, decidedAt));
+          }
         },
         (err: unknown) => p.reject(err instanceof Error ? err : new Error(String(err))),
       );

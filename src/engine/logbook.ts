@@ -22,7 +22,12 @@ import {
   RECORD_BYTES_MAX,
   TAGS_PER_RECORD_MAX,
 } from "../log/limits.js";
-import { BookEmptyError, InvalidArgumentError, RecordTooLargeError } from "../log/errors.js";
+import {
+  BookEmptyError,
+  CondAppendFailedError,
+  InvalidArgumentError,
+  RecordTooLargeError,
+} from "../log/errors.js";
 import type { AppendResult, Engine, ReadResult } from "./engine.js";
 
 const utf8 = new TextEncoder();
@@ -140,7 +145,16 @@ export class EngineLogBook implements LogBook {
         condTag: parseTag(condTag, "condTag"),
         condPosition,
       } as const;
-      const r = await this.engine.append(meta, toBytes(data, "record data", RECORD_BYTES_MAX));
+      let r: AppendResult;
+      try {
+        r = await this.engine.append(meta, toBytes(data, "record data", RECORD_BYTES_MAX));
+      } catch (err) {
+        // A failure reveals that another record took the position: later reads see it.
+        if (err instanceof CondAppendFailedError && err.decidedAt !== undefined) {
+          this.raise(err.decidedAt);
+        }
+        throw err;
+      }
       this.raise(r.position);
       return r.seqnum;
     });

@@ -300,12 +300,16 @@ export class Execution {
   /** Reads the record another writer put at `pos` (the position after the last known). */
   private async readAt(pos: number): Promise<Known> {
     if (this.known.length !== pos)
-      throw new Error(`flow invariant: reading position ${pos} with ${this.known.length} known`);
+      throw stopExecution(
+        new Error(`flow invariant: reading position ${pos} with ${this.known.length} known`),
+      );
     const r = await this.logOp("reading the step stream", () =>
       this.env.log.readNext(this.tag, this.lastSeqnum() + 1),
     );
     if (r === null)
-      throw new Error(`flow invariant: position ${pos} of ${this.id} was taken but reads as empty`);
+      throw stopExecution(
+        new Error(`flow invariant: position ${pos} of ${this.id} was taken but reads as empty`),
+      );
     const k = decodeFlowRecord(r);
     this.push(k);
     return k;
@@ -786,6 +790,14 @@ export class Execution {
         const value = await this.def.handler(this.context(), this.start!.input);
         return { ok: true, value: jsonValue(value, `the output of workflow ${this.def.name}`) };
       } catch (err) {
+        // The machinery's own stops are never the workflow's failure.
+        if (isExecutionStop(err) && this.stopped === undefined) {
+          try {
+            this.stop({ kind: "failed-execution", error: err as Error });
+          } catch {
+            // recorded as this execution's stop
+          }
+        }
         return { ok: false, error: errorInfo(err) };
       }
     })();
@@ -1014,7 +1026,7 @@ export class Execution {
         r = await this.env.log.readNextBlocking(
           this.tag,
           after,
-          Math.min(left, SLEEP_IN_PROCESS_MS_MAX),
+          Math.max(1, Math.floor(Math.min(left, SLEEP_IN_PROCESS_MS_MAX))),
         );
       } catch {
         return { status: "running" };

@@ -114,12 +114,18 @@ export class LogClosedError extends BokiError {
 export class CondAppendFailedError extends BokiError {
   /** How many records the condition's sub-stream held when the append was ordered. */
   readonly actualPosition: number;
-  constructor(expected: number, actual: number) {
+  /**
+   * The metalog position at which the failure was decided: the record that took the
+   * position is visible there, so the session that saw the failure moves up to it.
+   */
+  readonly decidedAt: number | undefined;
+  constructor(expected: number, actual: number, decidedAt?: number) {
     super(
       "COND_APPEND_FAILED",
       `conditional append expected position ${expected} in its sub-stream, found ${actual}`,
     );
     this.actualPosition = actual;
+    this.decidedAt = decidedAt;
   }
 }
 

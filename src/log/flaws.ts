@@ -10,6 +10,11 @@ export const flaws = {
    * than R replicas hold them.
    */
   cutWithoutAllReplicas: false,
+  /**
+   * The simulator's workflow clients log steps with plain appends: the conditions that make
+   * racing executions of one instance agree are dropped.
+   */
+  flowWithoutConditions: false,
 };
 
 export type FlawName = keyof typeof flaws;

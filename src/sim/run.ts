@@ -17,6 +17,7 @@ import { SimNetwork } from "./network.js";
 import { checkSeed, SimRandom } from "./random.js";
 import { Trace } from "./trace.js";
 import { COND_TAG, SIM_BOOKS, TRIM_BOOK, Workload, type AppendRecord } from "./workload.js";
+import { FlowWorkload } from "./flow-workload.js";
 
 /**
  * After the quiet phase (which follows the end of the faults), every engine must serve an
@@ -25,6 +26,8 @@ import { COND_TAG, SIM_BOOKS, TRIM_BOOK, Workload, type AppendRecord } from "./w
 export const SIM_LIVENESS_MS = 5_000;
 /** Time for the nodes to start and the first view to be published before clients begin. */
 export const SIM_STARTUP_MS = 1_000;
+/** Mean pause between a workflow client's instances, ms (simulated). */
+export const FLOW_THINK_MS = 200;
 /** Longest the final reads of one engine may take, ms (simulated). */
 export const SIM_FINAL_READ_MS = 60_000;
 
@@ -34,6 +37,8 @@ export interface RunOptions {
   readonly quietMs: number;
   readonly sessions: number;
   readonly thinkMs: number;
+  /** Workflow clients (boki-ts/flow executions over the engines), beside the sessions. */
+  readonly flowClients: number;
   readonly faults: FaultOptions;
   readonly topology: SimTopology;
   /** A protocol flaw to switch on for this run (to show the checks catch it). */
@@ -47,6 +52,7 @@ export const RUN_DEFAULTS: Omit<RunOptions, "seed"> = {
   quietMs: 10_000,
   sessions: 8,
   thinkMs: 10,
+  flowClients: 3,
   faults: ALL_FAULTS,
   topology: SIM_TOPOLOGY,
 };
@@ -95,6 +101,10 @@ export async function runSimulation(
     sessions: o.sessions,
     thinkMs: o.thinkMs,
   });
+  const flows = new FlowWorkload(c, random, checker, trace, {
+    clients: o.flowClients,
+    thinkMs: FLOW_THINK_MS,
+  });
   const faults = new FaultInjector(c, random, trace, o.faults);
   const unhandled = (err: unknown): void =>
     checker.fail("no unhandled rejection", describeError(err));
@@ -109,13 +119,17 @@ export async function runSimulation(
     await c.start();
     await scheduler.run(SIM_STARTUP_MS);
     workload.start();
+    flows.start();
     faults.start();
     await scheduler.run(SIM_STARTUP_MS + o.faultMs, () => !checker.ok);
     faults.stop();
     if (checker.ok) await scheduler.run(scheduler.now() + o.quietMs, () => !checker.ok);
     await until(scheduler, workload.stop(), 120_000, "clients stop", checker);
+    await until(scheduler, flows.stop(), 120_000, "workflow clients stop", checker);
     if (checker.ok) await liveness(c, workload, checker, scheduler);
     if (checker.ok) await finalChecks(c, workload, checker, scheduler);
+    if (checker.ok)
+      await until(scheduler, flows.finish(), 600_000, "every workflow instance ends", checker);
   } catch (err) {
     checker.fail("the run completes", describeError(err));
   } finally {
