@@ -17,7 +17,7 @@ import {
   TransactionConflictError,
   openStore,
   type Transaction,
-} from "../../../src/store/index.js";
+} from "boki-ts/store";
 
 /** Shared by this module's invocations in one worker: they all read the same log. */
 const cache = new StoreCache();
