@@ -34,6 +34,14 @@ export interface QueueOptions {
   readonly cache?: QueueCache;
   /** Milliseconds since the epoch; stamped into every record (default `Date.now`). */
   readonly clock?: () => number;
+  /**
+   * Coalesce pushes (default true): while a push to a shard is being appended, other pushes
+   * of this process to that shard (through this queue object, or any sharing its `cache`)
+   * gather into the next push record, appended through the LogBook of the first of them.
+   * A push's own LogBook then may not have seen its record yet; pass false where a caller
+   * must read its own push right after with its own LogBook.
+   */
+  readonly coalescePushes?: boolean;
   /** In [0, 1): picks the shard of a push without a key (default `Math.random`). */
   readonly random?: () => number;
 }

@@ -45,6 +45,12 @@ export class Heap<T> {
     return top;
   }
 
+  /** Replaces the items (in any order) and restores the heap order. */
+  reset(items: readonly T[]): void {
+    this.items.length = 0;
+    for (const x of items) this.push(x);
+  }
+
   /** Every item, in no particular order. */
   values(): readonly T[] {
     return this.items;

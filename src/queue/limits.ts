@@ -49,6 +49,13 @@ export const LENGTH_CHECK_INTERVAL_MS = 1000;
 /** Records one catch-up may read before it fails with CATCH_UP_LIMIT (retryable). */
 export const CATCH_UP_RECORDS_MAX = 200_000;
 /**
+ * Records a catch-up reads past its own target for other calls of the process waiting on the
+ * shard, so that one reader serves them all without chasing a tail that keeps growing.
+ */
+export const EXTRA_RECORDS_MAX = 256;
+/** Reads of consecutive seqnums a catch-up sends together (see ShardReader.readChain). */
+export const READ_AHEAD_MAX = 64;
+/**
  * Times a catch-up starts over from a checkpoint after it found that records it had not yet
  * applied were trimmed under it.
  */

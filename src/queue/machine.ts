@@ -499,6 +499,7 @@ export class ShardMachine {
       accepted[i] = ok;
       if (ok) act(e);
     }
+    this.compactHeaps();
     this.effects.push({ type: "receipts", recordSeq, accepted });
   }
 
@@ -661,15 +662,48 @@ export class ShardMachine {
     return out.sort((a, b) => (byKey(a, b) ? -1 : 1));
   }
 
-  /** Deliveries that come back first, at the earliest: the next timer's log time, or null. */
+  /** When the next delivery or delay comes back (log time), or null if none is pending. */
   nextDeadline(): number | null {
-    let best: number | null = null;
-    for (const t of this.timers.values()) {
+    this.pruneTimers();
+    return this.timers.peek()?.time ?? null;
+  }
+
+  /** Whether a pop arriving with `atTime` would find a message (without counting them). */
+  hasAvailable(atTime = this.nowValue): boolean {
+    if (this.availableCount + this.freshCount > 0) return true;
+    const next = this.nextDeadline();
+    return next !== null && next <= atTime;
+  }
+
+  // ---- heap upkeep --------------------------------------------------------------------------
+  // Heap entries go stale when their element changes (acked, redelivered, extended); they are
+  // skipped when they reach the top. These keep the heaps' size proportional to the live
+  // elements, and their tops live, which none of the decisions depend on.
+
+  private pruneTimers(): void {
+    for (let t = this.timers.peek(); t !== undefined; t = this.timers.peek()) {
       const e = this.elements.get(keyOf(t.seq, t.idx));
-      if (e === undefined || e.version !== t.version || e.state === AVAILABLE) continue;
-      if (best === null || t.time < best) best = t.time;
+      if (e !== undefined && e.version === t.version && e.state !== AVAILABLE) return;
+      this.timers.pop();
     }
-    return best;
+  }
+
+  private compactHeaps(): void {
+    const live = this.inFlightCount + this.delayedCount;
+    if (this.timers.size > 1024 && this.timers.size > 2 * live) {
+      const keep = this.timers.values().filter((t) => {
+        const e = this.elements.get(keyOf(t.seq, t.idx));
+        return e !== undefined && e.version === t.version && e.state !== AVAILABLE;
+      });
+      this.timers.reset(keep);
+    }
+    if (this.available.size > 1024 && this.available.size > 2 * this.availableCount) {
+      const keep = this.available.values().filter((h) => {
+        const e = this.elements.get(keyOf(h.seq, h.idx));
+        return e !== undefined && e.version === h.version && e.state === AVAILABLE;
+      });
+      this.available.reset(keep);
+    }
   }
 
   // ---- snapshots ----------------------------------------------------------------------------

@@ -268,7 +268,10 @@ export async function openQueue(
   if (typeof random !== "function") throw invalid("options.random must be a function");
   const tags = queueTags(qname);
   const meta = await ensureMeta(log, qname, tags, requested, cache);
-  return new LogQueue(log, qname, tags, meta, cache, clock, random);
+  if (options.coalescePushes !== undefined && typeof options.coalescePushes !== "boolean") {
+    throw invalid("options.coalescePushes must be a boolean");
+  }
+  return new LogQueue(log, qname, tags, meta, cache, clock, random, options.coalescePushes ?? true);
 }
 
 interface ReceiptOp {
@@ -289,6 +292,7 @@ class LogQueue implements Queue {
     private readonly cache: QueueCache,
     private readonly clock: () => number,
     random: () => number,
+    private readonly coalesce: boolean,
   ) {
     this.nextShard = Math.floor(random() * meta.shards) % meta.shards;
     this.machineConfig = {
@@ -416,13 +420,12 @@ class LogQueue implements Queue {
     }
     const shard = this.pickShard(options);
     await this.checkLength(shard, messages.length);
-    const reader = this.reader(shard);
-    const seq = await reader.append(this.log, { type: "push", at: this.clock(), messages });
-    return messages.map((_, index) => ({
-      id: messageIdOf(shard, { seq, idx: index }),
+    const { seq, first } = await this.reader(shard).push(this.log, messages, this.coalesce);
+    return messages.map((_, i) => ({
+      id: messageIdOf(shard, { seq, idx: first + i }),
       shard,
       seqnum: seq as SeqNum,
-      index,
+      index: first + i,
     }));
   }
 
@@ -471,8 +474,8 @@ class LogQueue implements Queue {
     const seen: { shard: number; available: number }[] = [];
     for (let s = 0; s < n; s++) {
       const m = this.reader(s).state;
-      const available = m === null ? 0 : m.length(this.clock()).available;
-      if (available > 0) seen.push({ shard: s, available });
+      if (m === null || !m.hasAvailable(this.clock())) continue;
+      seen.push({ shard: s, available: m.length().available });
     }
     seen.sort((a, b) => b.available - a.available || a.shard - b.shard);
     for (const x of seen) add(x.shard);
@@ -522,7 +525,7 @@ class LogQueue implements Queue {
       const shardAcks = acksOf.get(shard) ?? [];
       acksOf.delete(shard);
       const reader = this.reader(shard);
-      const popSeq = await reader.append(
+      const appending = reader.append(
         this.log,
         {
           type: "pop",
@@ -535,6 +538,8 @@ class LogQueue implements Queue {
         },
         { watch: true },
       );
+      // Read what is already there while the pop record is being made durable.
+      const [popSeq] = await Promise.all([appending, reader.prefetch(this.log)]);
       const outcome = await reader.awaitPop(this.log, popSeq, last ? waitEnd : 0);
       if (shardAcks.length > 0)
         ackOutcomes.push(receiptResult(shardAcks, reader.receiptsAt(popSeq)));
@@ -656,7 +661,7 @@ class LogQueue implements Queue {
   }
 
   private state<T>(shard: number, what: string, fn: (m: ShardMachine) => T): Promise<T> {
-    return this.reader(shard).withState(this.log, what, fn);
+    return this.reader(shard).withState(this.log, what, "tail", fn);
   }
 
   async peek(options?: { shard?: number }): Promise<PeekedMessage | null> {

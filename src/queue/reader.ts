@@ -19,11 +19,15 @@ import {
   BLOCKING_SLICE_MS_MAX,
   CATCH_UP_RECORDS_MAX,
   CATCH_UP_RESTARTS_MAX,
+  EXTRA_RECORDS_MAX,
+  READ_AHEAD_MAX,
   CHECKPOINT_BYTES_MAX,
   DEAD_LETTER_GRACE_MS,
   DEAD_LETTERS_PER_CATCH_UP_MAX,
   LOCK_WAIT_MS_MAX,
   OUTCOMES_KEPT_MAX,
+  PUSH_BATCH_MESSAGES_MAX,
+  PUSH_RECORD_BYTES_MAX,
 } from "./limits.js";
 import {
   ShardMachine,
@@ -33,7 +37,13 @@ import {
   type PopOutcome,
   type ShardSnapshot,
 } from "./machine.js";
-import { decodeRecord, encodeRecord, type PushMessage, type QueueRecord } from "./records.js";
+import {
+  decodeRecord,
+  encodeRecord,
+  pushRecordBytes,
+  type PushMessage,
+  type QueueRecord,
+} from "./records.js";
 
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
@@ -123,13 +133,31 @@ export class ShardReader {
   /** Pops appended by this process (their owner's duties are ours). */
   private readonly ownPops = new Set<number>();
   private readonly listeners = new Set<() => void>();
+  /** Reads a prefetch sends together: about twice the records a catch-up found lately. */
+  private readAhead = 8;
+  /** Records read ahead by `prefetch`: a chain following seqnum `from`. */
+  private prefetched: { readonly from: number; readonly chain: LogRecord[] } | null = null;
+  private prefetching = false;
+  /** Coalesced pushes appended and not yet acknowledged. */
+  private pushesInFlight = 0;
+  /** Pushes waiting for the next coalesced push record. */
+  private pushOpen: {
+    readonly log: LogBook;
+    readonly messages: PushMessage[];
+    bytes: number;
+    readonly waiters: {
+      readonly first: number;
+      resolve(r: { seq: number; first: number }): void;
+      reject(err: unknown): void;
+    }[];
+  } | null = null;
   /** Whether a waiting pop of this process is blocked reading the shard's next record. */
   private blocking = false;
   private lastAuxFor = -1;
   private lastCheckpointFor = -1;
   private readonly copying = new Set<string>();
-  /** Local clock reading of the last catch-up that reached the tail. */
-  lastDrainedAt = -Infinity;
+  /** Local clock reading of the last catch-up to the tail. */
+  private lastCaughtUpAt = -Infinity;
   readonly stats: ReaderStats = {
     reads: 0,
     appends: 0,
@@ -206,11 +234,18 @@ export class ShardReader {
     return rec;
   }
 
-  /** A state to start from: an aux checkpoint near `before`, else a durable one, else empty. */
-  private async load(log: LogBook, before: number | null): Promise<ShardMachine> {
+  /**
+   * A state to start from: an aux checkpoint near `before` (unless `durableOnly`), else the
+   * durable checkpoint before it, else empty.
+   */
+  private async load(
+    log: LogBook,
+    before: number | null,
+    durableOnly: boolean,
+  ): Promise<ShardMachine> {
     this.stats.loads++;
     let cursor = before === null ? Number.MAX_SAFE_INTEGER : before - 1;
-    for (let i = 0; i < AUX_WALK_BACK_RECORDS_MAX && cursor >= 0; i++) {
+    for (let i = 0; !durableOnly && i < AUX_WALK_BACK_RECORDS_MAX && cursor >= 0; i++) {
       const r = await log.readPrev(this.shardTag, cursor);
       this.stats.reads++;
       if (r === null) break;
@@ -238,41 +273,129 @@ export class ShardReader {
   }
 
   /**
-   * Reads and applies the shard's records up to the tail (the lock must be held). `before`:
-   * the record a fresh state should start before (a pop's own record), if any.
+   * The shard's next records from `from` on, as many as one round of reads finds: the API
+   * reads one record per call, and each call from a function's worker thread is a message
+   * to the log's thread, so the calls for seqnums `from`, `from + 1`, ... go out together
+   * (one message) and the answers are chained: record r is followed by the answer for
+   * r + 1, so the chain has no holes whatever the records of other tags in between. `k`
+   * calls go out (at least one).
    */
-  private async catchUp(log: LogBook, before: number | null): Promise<ShardMachine> {
+  private async readChain(log: LogBook, from: number, k: number): Promise<LogRecord[]> {
+    const answers =
+      k <= 1
+        ? [await log.readNext(this.shardTag, from)]
+        : await Promise.all(
+            Array.from({ length: k }, (_, i) => log.readNext(this.shardTag, from + i)),
+          );
+    this.stats.reads += answers.length;
+    const chain: LogRecord[] = [];
+    for (let r = answers[0] ?? null; r !== null;) {
+      chain.push(r);
+      const i = r.seqnum + 1 - from;
+      r = i < answers.length ? (answers[i] ?? null) : null;
+    }
+    return chain;
+  }
+
+  /**
+   * Reads the shard's next records without applying them, for the catch-up that follows
+   * (a pop calls it while its own record is being appended, so the two overlap). Records
+   * read before a catch-up starts are covered by its check for trims like its own reads.
+   */
+  async prefetch(log: LogBook): Promise<void> {
+    const m = this.machine;
+    if (m === null || this.prefetching || this.lock.locked) return;
+    this.prefetching = true;
+    try {
+      const from = m.lastSeq;
+      const chain = await this.readChain(log, from + 1, this.readAhead);
+      if (chain.length > 0) this.prefetched = { from, chain };
+    } finally {
+      this.prefetching = false;
+    }
+  }
+
+  /** The prefetched records that follow `lastSeq` without a hole, if any (taken once). */
+  private takePrefetched(lastSeq: number): LogRecord[] | undefined {
+    const p = this.prefetched;
+    if (p === null) return undefined;
+    this.prefetched = null;
+    if (p.from === lastSeq) return p.chain;
+    // The state moved on meanwhile: the chain still fits if it contains the new position.
+    const i = p.chain.findIndex((r) => r.seqnum === lastSeq);
+    return i < 0 || i === p.chain.length - 1 ? undefined : p.chain.slice(i + 1);
+  }
+
+  /** The largest record a call of this process is waiting for. */
+  private wantedMax(): number {
+    let max = -1;
+    for (const s of this.watched) if (s > max) max = s;
+    return max;
+  }
+
+  /**
+   * Reads and applies the shard's records up to `target` at least (the lock must be held),
+   * and on to what other calls of this process wait for, within `EXTRA_RECORDS_MAX` more.
+   * `before`: the record a fresh state should start before (a pop's own record), if any.
+   *
+   * Records the reader has not applied may be trimmed under it (by another process that
+   * checkpointed further on): after applying anything, it checks that the record its state
+   * started from is still there. If it is, no trim reached past it before any of the reads;
+   * if not, it starts over from the durable checkpoint.
+   */
+  private async catchUp(
+    log: LogBook,
+    target: number,
+    before: number | null,
+  ): Promise<ShardMachine> {
+    let durableOnly = false;
     for (let restart = 0; ; restart++) {
-      this.machine ??= await this.load(log, before);
+      this.machine ??= await this.load(log, before, durableOnly);
       const m = this.machine;
       const start = m.lastSeq;
-      let trimmedPast = false;
+      let first = -1;
       let reads = 0;
+      let extra = 0;
       for (;;) {
-        const r = await log.readNext(this.shardTag, m.lastSeq + 1);
-        this.stats.reads++;
-        if (r === null) break;
-        const rec = this.applyRecord(m, r);
-        // A trim can only skip records under a reader that reads to the tail if the trim's
-        // checkpoint record is among the records it reads (it was appended before the trim).
-        if (rec?.type === "checkpoint" && rec.trimBelow > start + 1) trimmedPast = true;
-        if (++reads > CATCH_UP_RECORDS_MAX) {
-          this.notify();
+        let goal = target;
+        if (m.lastSeq >= target) {
+          const wanted = this.wantedMax();
+          if (m.lastSeq >= wanted || extra >= EXTRA_RECORDS_MAX) break;
+          goal = Math.min(wanted, m.lastSeq + EXTRA_RECORDS_MAX - extra);
+        }
+        const batch =
+          this.takePrefetched(m.lastSeq) ??
+          (await this.readChain(
+            log,
+            m.lastSeq + 1,
+            Math.max(1, Math.min(goal - m.lastSeq, READ_AHEAD_MAX)),
+          ));
+        if (batch.length === 0) break;
+        for (const r of batch) {
+          if (first < 0) first = r.seqnum;
+          this.applyRecord(m, r);
+          if (r.seqnum > target) extra++;
+        }
+        reads += batch.length;
+        if (reads > CATCH_UP_RECORDS_MAX) {
           throw new QueueError(
             "CATCH_UP_LIMIT",
-            `catching up on the shard read ${CATCH_UP_RECORDS_MAX} records without reaching its tail; call again to go on`,
+            `catching up on the shard read ${CATCH_UP_RECORDS_MAX} records without reaching record ${target}; call again to go on`,
           );
         }
       }
-      if (reads > 0) this.notify();
-      this.lastDrainedAt = this.clock();
-      if (!trimmedPast) return m;
-      // Was record `start` still there (so nothing after it was trimmed before our reads)?
-      const p = start < 0 ? null : await log.readPrev(this.shardTag, start);
+      // A prefetch asks for about twice what a catch-up found lately.
+      this.readAhead = Math.max(2, Math.min(READ_AHEAD_MAX, 2 * reads));
+      if (reads === 0) return m;
+      const check =
+        start >= 0
+          ? await log.readPrev(this.shardTag, start)
+          : await log.readNext(this.shardTag, 0);
       this.stats.reads++;
-      if (p !== null && p.seqnum === start) return m;
+      if (check !== null && check.seqnum === (start >= 0 ? start : first)) return m;
       this.stats.restarts++;
       this.machine = null;
+      durableOnly = true;
       if (restart >= CATCH_UP_RESTARTS_MAX) {
         throw new QueueError(
           "DATA_LOST",
@@ -282,15 +405,26 @@ export class ShardReader {
     }
   }
 
-  /** Runs `fn` holding the lock, with the state caught up to the tail. */
+  /** Catches up to the shard's tail as of now (lock held). */
+  private async catchUpToTail(log: LogBook): Promise<ShardMachine> {
+    const tail = await log.checkTail(this.shardTag);
+    this.stats.reads++;
+    const m = await this.catchUp(log, tail?.seqnum ?? -1, null);
+    this.lastCaughtUpAt = this.clock();
+    return m;
+  }
+
+  /** Runs `fn` holding the lock, with the state caught up to `target` (or the tail). */
   async withState<T>(
     log: LogBook,
     what: string,
+    target: number | "tail",
     fn: (m: ShardMachine) => Promise<T> | T,
   ): Promise<T> {
     await this.lock.acquire(LOCK_WAIT_MS_MAX, what);
     try {
-      const m = await this.catchUp(log, null);
+      const m =
+        target === "tail" ? await this.catchUpToTail(log) : await this.catchUp(log, target, null);
       return await fn(m);
     } finally {
       this.lock.release();
@@ -298,13 +432,13 @@ export class ShardReader {
     }
   }
 
-  /** Catches up if no other call is reading and the state is older than `maxAgeMs`. */
+  /** Catches up to the tail if no other call is reading and the state is older than `maxAgeMs`. */
   async refreshIfIdle(log: LogBook, maxAgeMs: number): Promise<ShardMachine | null> {
-    if (this.clock() - this.lastDrainedAt < maxAgeMs || !this.lock.tryAcquire()) {
+    if (this.clock() - this.lastCaughtUpAt < maxAgeMs || !this.lock.tryAcquire()) {
       return this.machine;
     }
     try {
-      return await this.catchUp(log, null);
+      return await this.catchUpToTail(log);
     } finally {
       this.lock.release();
       this.notify();
@@ -329,6 +463,73 @@ export class ShardReader {
     return seq;
   }
 
+  /**
+   * Pushes messages as one push record, coalesced with the pushes of other calls of this
+   * process: while a push of the shard is being appended, later pushes gather into the
+   * next record, appended (through the LogBook of the first call in it) as soon as one in
+   * flight completes. No push waits for a timer; under load, one append carries many. A
+   * call's messages stay together in one record. Resolves to the record and the index of
+   * the call's first message in it.
+   */
+  push(
+    log: LogBook,
+    messages: readonly PushMessage[],
+    coalesce: boolean,
+  ): Promise<{ seq: number; first: number }> {
+    const bytes = pushRecordBytes(messages.map((m) => m.data.byteLength));
+    if (!coalesce || this.pushesInFlight === 0) return this.appendPush(log, messages, bytes);
+    let b = this.pushOpen;
+    if (
+      b !== null &&
+      (b.messages.length + messages.length > PUSH_BATCH_MESSAGES_MAX ||
+        b.bytes + bytes > PUSH_RECORD_BYTES_MAX)
+    ) {
+      this.flushPushes(); // full: off it goes, the rest start the next one
+      b = null;
+    }
+    if (b === null) {
+      b = { log, messages: [], bytes: pushRecordBytes([]), waiters: [] };
+      this.pushOpen = b;
+    }
+    const first = b.messages.length;
+    b.messages.push(...messages);
+    b.bytes += bytes - pushRecordBytes([]);
+    const batch = b;
+    return new Promise((resolve, reject) => {
+      batch.waiters.push({ first, resolve, reject });
+    });
+  }
+
+  private async appendPush(
+    log: LogBook,
+    messages: readonly PushMessage[],
+    bytes: number,
+  ): Promise<{ seq: number; first: number }> {
+    invariant(bytes <= PUSH_RECORD_BYTES_MAX, "push record over its limit");
+    this.pushesInFlight++;
+    try {
+      const seq = await this.append(log, { type: "push", at: this.clock(), messages });
+      return { seq, first: 0 };
+    } finally {
+      this.pushesInFlight--;
+      this.flushPushes();
+    }
+  }
+
+  private flushPushes(): void {
+    const b = this.pushOpen;
+    if (b === null) return;
+    this.pushOpen = null;
+    this.appendPush(b.log, b.messages, b.bytes).then(
+      ({ seq }) => {
+        for (const w of b.waiters) w.resolve({ seq, first: w.first });
+      },
+      (err: unknown) => {
+        for (const w of b.waiters) w.reject(err);
+      },
+    );
+  }
+
   unwatch(seq: number): void {
     this.watched.delete(seq);
   }
@@ -343,7 +544,7 @@ export class ShardReader {
     try {
       const known = this.receiptOutcomes.get(recordSeq);
       if (known !== undefined) return known;
-      return await this.withState(log, what, (m) => {
+      return await this.withState(log, what, recordSeq, (m) => {
         invariant(
           m.lastSeq >= recordSeq,
           () => `record ${recordSeq} not visible to its own caller`,
@@ -398,7 +599,7 @@ export class ShardReader {
     }
     let cancelSeq = -1;
     /** A record arrived since the last catch-up of this call. */
-    let stale = false;
+    let staleUntil = -1;
     const giveUpAt = Math.max(waitEnd, this.clock()) + LOCK_WAIT_MS_MAX;
     for (;;) {
       const o = this.outcomeOf(popSeq);
@@ -419,11 +620,11 @@ export class ShardReader {
       }
       const m = this.machine;
       // Behind the pop (or its cancel): catch up, unless another call is doing so already.
-      if (m === null || m.lastSeq < Math.max(popSeq, cancelSeq) || stale) {
+      const target = Math.max(popSeq, cancelSeq, staleUntil);
+      if (m === null || m.lastSeq < target) {
         if (this.lock.tryAcquire()) {
-          stale = false;
           try {
-            const caught = await this.catchUp(log, popSeq);
+            const caught = await this.catchUp(log, target, popSeq);
             invariant(
               caught.lastSeq >= popSeq,
               () => `pop ${popSeq} not visible to its own caller`,
@@ -457,10 +658,10 @@ export class ShardReader {
           Math.max(1, Math.ceil(slice)),
         );
         this.stats.reads++;
-        if (r !== null) stale = true;
+        if (r !== null) staleUntil = Math.max(staleUntil, r.seqnum);
         else if (tickAt !== null && this.clock() >= tickAt && m.now < tickAt) {
-          await this.append(log, { type: "tick", at: this.clock() });
-          stale = true;
+          const tick = await this.append(log, { type: "tick", at: this.clock() });
+          staleUntil = Math.max(staleUntil, tick);
         }
       } finally {
         this.blocking = false;

@@ -1,0 +1,722 @@
+/**
+ * Suite "queue": message queues, producers and consumers at once, 1 KiB messages. Each
+ * producer publishes one message at a time and waits until the system says it is stored;
+ * each consumer receives up to POP_BATCH messages at a time (waiting up to WAIT_MS when none
+ * is there) and acknowledges them. Loads (producers/consumers): 16/16, 64/64, 64/16, 16/64.
+ *
+ * Measured, per load, over a fixed window after a warm-up: throughput = messages received by
+ * consumers per second; delivery delay = receive time − the time its producer sent it (both
+ * read from this process's monotonic clock; the send time travels in the message), as a
+ * histogram (p50/p99 in the row); producers' publish latency and rate as extras.
+ *
+ * Systems, all started by the suite on 127.0.0.1 and stopped afterwards:
+ *  - boki: `boki dev` (2 worker threads, the embedded log, fsync per append) serving
+ *    bench/functions/queue: push = one invocation (one append), pop = one invocation (one
+ *    append with the previous batch's acks, plus reading the shard's new records). HTTP load
+ *    with undici, keep-alive, one connection per client.
+ *  - nats-jetstream: one nats-server, a work-queue stream on file storage, one durable pull
+ *    consumer shared by all consumers (fetch batches, ack each message).
+ *  - redis-streams: redis-server with AOF (appendfsync everysec, and always); XADD; a
+ *    consumer group (XREADGROUP COUNT/BLOCK, with XACK of the previous batch pipelined).
+ *  - rabbitmq: Debian's rabbitmq-server, one quorum queue; publisher confirms; consumers
+ *    with prefetch POP_BATCH, acking each message.
+ * Every client has its own connection. The load generator is this process for all systems.
+ * The systems' durability differs and is stated in each row (`durability`).
+ */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import amqp from "amqplib";
+import type { Redis } from "ioredis";
+import { Pool } from "undici";
+import {
+  AckPolicy,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import { connect as natsConnect } from "@nats-io/transport-node";
+import { LatencyHistogram } from "../lib/histogram.js";
+import { runMeasurements, type Measurement, type Phases } from "../lib/measure.js";
+import { checkNatsConfig, ensureNatsServer, natsConfig } from "../lib/peers/nats-server.js";
+import { freePorts, lastLines, ManagedProcess } from "../lib/peers/proc.js";
+import { ensureRabbitMq, startRabbitMq, type RabbitNode } from "../lib/peers/rabbitmq.js";
+import { ensureRedisServer, startRedis, type RedisServer } from "../lib/peers/redis.js";
+import { progress } from "../lib/progress.js";
+import type { ResultRow } from "../lib/results.js";
+import type { WindowResult } from "../lib/runner.js";
+import type { Skipped, Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
+import { withTempDir } from "../lib/tmpdir.js";
+
+export const LOADS: readonly (readonly [producers: number, consumers: number])[] = [
+  [16, 16],
+  [64, 64],
+  [64, 16],
+  [16, 64],
+];
+const MESSAGE_BYTES = 1024;
+/** Most messages a consumer receives at a time (pop max, COUNT, fetch size, prefetch). */
+export const POP_BATCH = 16;
+/** How long a consumer waits for a message when none is there. */
+const WAIT_MS = 500;
+const WORKERS = 2;
+/** Sub-queues of the Boki queue (consumers pinned to shard = consumer index mod SHARDS). */
+const BOKI_SHARDS = 1;
+const FULL: Phases = { warmupMs: 1000, measureMs: 5000, runs: 3 };
+/** Quick: five systems × four loads in well under 60 s, start-ups included. */
+const QUICK: Phases = { warmupMs: 300, measureMs: 1200, runs: 1 };
+const START_TIMEOUT_MS = 60_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Longest the clients may take to stop after the window (a consumer's wait, plus slack). */
+const STOP_TIMEOUT_MS = 15_000;
+
+const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
+const FUNCTIONS = fileURLToPath(new URL("../functions/queue", import.meta.url));
+
+// ---- the workload, common to all systems ----------------------------------------------------
+
+/** A 1 KiB message whose first field is its send time (performance.now(), ms). */
+function message(sentAt: number): string {
+  const head = `${sentAt.toFixed(4)}|`;
+  return head + "x".repeat(MESSAGE_BYTES - head.length);
+}
+
+function sentAtOf(m: string | Uint8Array): number {
+  const text = typeof m === "string" ? m : Buffer.from(m.subarray(0, 32)).toString("latin1");
+  return Number(text.slice(0, text.indexOf("|")));
+}
+
+interface Producer {
+  push(msg: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Consumer {
+  /** Receives until `stopped()`, calling `got` for each message at its arrival. */
+  run(stopped: () => boolean, got: (msg: string | Uint8Array) => void): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** One queue (fresh per measurement run) of a system. */
+interface QueueRun {
+  producer(i: number): Promise<Producer>;
+  consumer(i: number): Promise<Consumer>;
+  cleanup(): Promise<void>;
+}
+
+interface System {
+  readonly system: string;
+  readonly mode: string;
+  readonly durability: string;
+  readonly extras: Record<string, unknown>;
+  open(id: number): Promise<QueueRun>;
+}
+
+interface QueueWindow {
+  readonly window: WindowResult;
+  readonly extras: Record<string, unknown>;
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+async function runWindow(
+  q: QueueRun,
+  producers: number,
+  consumers: number,
+  phases: Phases,
+): Promise<QueueWindow> {
+  const ps = await Promise.all(Array.from({ length: producers }, (_, i) => q.producer(i)));
+  const cs = await Promise.all(Array.from({ length: consumers }, (_, i) => q.consumer(i)));
+  const delay = new LatencyHistogram();
+  const publish = new LatencyHistogram();
+  let pushed = 0;
+  let pushedInWindow = 0;
+  let received = 0;
+  let receivedInWindow = 0;
+  const start = performance.now();
+  const measureStart = start + phases.warmupMs;
+  const measureEnd = measureStart + phases.measureMs;
+  let stop = false;
+  try {
+    const produce = async (p: Producer): Promise<void> => {
+      while (!stop) {
+        const t0 = performance.now();
+        if (t0 >= measureEnd) break;
+        await p.push(message(t0));
+        const t1 = performance.now();
+        pushed++;
+        if (t0 >= measureStart && t1 < measureEnd) {
+          pushedInWindow++;
+          publish.recordSpan(t0, t1);
+        }
+      }
+    };
+    const got = (m: string | Uint8Array): void => {
+      const now = performance.now();
+      received++;
+      if (now >= measureStart && now < measureEnd) {
+        receivedInWindow++;
+        delay.recordSpan(sentAtOf(m), now);
+      }
+    };
+    const stopped = (): boolean => stop || performance.now() >= measureEnd;
+    const running = [...ps.map(produce), ...cs.map((c) => c.run(stopped, got))];
+    const failFast = running.map((r) =>
+      r.catch((err: unknown) => {
+        stop = true;
+        throw err;
+      }),
+    );
+    await Promise.race([Promise.all(failFast), sleep(measureEnd - performance.now() + 1)]);
+    stop = true;
+    await within(Promise.all(failFast), STOP_TIMEOUT_MS, "stopping the clients");
+    const window: WindowResult = {
+      ops: receivedInWindow,
+      windowMs: phases.measureMs,
+      opsPerSec: receivedInWindow / (phases.measureMs / 1000),
+      latency: delay.summary(),
+    };
+    const pub = publish.summary();
+    return {
+      window,
+      extras: {
+        producers,
+        consumers,
+        popBatch: POP_BATCH,
+        producedPerSec: Math.round((pushedInWindow / (phases.measureMs / 1000)) * 10) / 10,
+        publishP50Ms: Math.round(pub.p50Ms * 1000) / 1000,
+        publishP99Ms: Math.round(pub.p99Ms * 1000) / 1000,
+        /** Pushed but not received when the clients stopped (a backlog means consumers lag). */
+        backlogAtEnd: pushed - received,
+        delayMetric: "p50Ms/p99Ms: delivery delay (receive time - send time)",
+      },
+    };
+  } finally {
+    delay.destroy();
+    publish.destroy();
+    await Promise.all([...ps, ...cs].map((c) => c.close().catch(() => undefined)));
+  }
+}
+
+let runIds = 0;
+
+function measurement(sys: System, producers: number, consumers: number): Measurement {
+  return {
+    label: `${sys.system} ${sys.mode}: p${producers}/c${consumers}, ${MESSAGE_BYTES} B`,
+    run: async (phases) => {
+      const q = await sys.open(++runIds);
+      try {
+        const r = await runWindow(q, producers, consumers, phases);
+        return {
+          window: r.window,
+          row: {
+            system: sys.system,
+            mode: sys.mode,
+            workload: `queue-p${producers}-c${consumers}`,
+            concurrency: producers + consumers,
+            payloadBytes: MESSAGE_BYTES,
+          },
+          extras: { ...r.extras, durability: sys.durability, ...sys.extras },
+        };
+      } finally {
+        await q.cleanup();
+      }
+    },
+  };
+}
+
+// ---- boki -----------------------------------------------------------------------------------
+
+async function startBoki(dataDir: string): Promise<{ url: string; proc: ManagedProcess }> {
+  const [port] = await freePorts(1);
+  const proc = ManagedProcess.start("boki-dev", process.execPath, [
+    BIN,
+    "dev",
+    "--functions",
+    FUNCTIONS,
+    "--data",
+    dataDir,
+    "--port",
+    String(port),
+    "--workers",
+    String(WORKERS),
+    "--log-level",
+    "warn",
+  ]);
+  const url = `http://127.0.0.1:${port}`;
+  const until = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < until) {
+    if (!proc.running) {
+      throw new Error(`boki dev exited while starting: ${lastLines(proc.output(40), 20)}`);
+    }
+    try {
+      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (r.ok) return { url, proc };
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  await proc.stop();
+  throw new Error(`boki dev did not answer /healthz within ${START_TIMEOUT_MS} ms`);
+}
+
+function bokiSystem(url: string): System {
+  const call = async (pool: Pool, fn: string, body: unknown): Promise<unknown> => {
+    const r = await pool.request({
+      path: `/function/${fn}`,
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+      headersTimeout: REQUEST_TIMEOUT_MS,
+      bodyTimeout: REQUEST_TIMEOUT_MS,
+    });
+    const text = await r.body.text();
+    if (r.statusCode !== 200)
+      throw new Error(`HTTP ${r.statusCode} from ${fn}: ${text.slice(0, 300)}`);
+    return JSON.parse(text) as unknown;
+  };
+  return {
+    system: "boki",
+    mode: "embedded",
+    durability:
+      "push and pop acknowledged once their record is on disk (WAL written with O_DSYNC, group commit), one node",
+    extras: {
+      via: "http gateway (boki dev process, 2 workers), undici keep-alive, one connection per client",
+      shards: BOKI_SHARDS,
+    },
+    open: (id) => {
+      const q = `bench-${id}`;
+      // One connection per client, as for the peers.
+      const pools: Pool[] = [];
+      const pool = (): Pool => {
+        const p = new Pool(url, { connections: 1, pipelining: 1 });
+        pools.push(p);
+        return p;
+      };
+      return Promise.resolve({
+        producer: () => {
+          const p = pool();
+          return Promise.resolve({
+            push: async (m: string) => {
+              await call(p, "bench-queue-push", { q, shards: BOKI_SHARDS, m });
+            },
+            close: () => p.close(),
+          });
+        },
+        consumer: (i) => {
+          const p = pool();
+          return Promise.resolve({
+            run: async (stopped, got) => {
+              let ack: string[] = [];
+              while (!stopped()) {
+                const r = (await call(p, "bench-queue-pop", {
+                  q,
+                  shards: BOKI_SHARDS,
+                  consumer: `c${i}`,
+                  max: POP_BATCH,
+                  waitMs: WAIT_MS,
+                  shard: i % BOKI_SHARDS,
+                  ack,
+                })) as { r: string[]; m: string[] };
+                for (const m of r.m) got(m);
+                ack = r.r;
+              }
+              if (ack.length > 0) {
+                await call(p, "bench-queue-pop", {
+                  q,
+                  shards: BOKI_SHARDS,
+                  consumer: `c${i}`,
+                  max: 1,
+                  waitMs: 0,
+                  shard: i % BOKI_SHARDS,
+                  ack,
+                });
+              }
+            },
+            close: () => p.close(),
+          });
+        },
+        cleanup: () =>
+          Promise.all(pools.map((p) => p.close().catch(() => undefined))).then(() => undefined),
+      });
+    },
+  };
+}
+
+// ---- redis streams --------------------------------------------------------------------------
+
+function redisSystem(server: RedisServer, version: string): System {
+  const durability =
+    server.fsync === "always"
+      ? "AOF with appendfsync always: fsync before each reply (per event-loop batch), one node"
+      : "AOF with appendfsync everysec: replied before fsync; up to ~1 s of writes lost on a crash of the machine, one node";
+  return {
+    system: "redis-streams",
+    mode: `aof-${server.fsync}`,
+    durability,
+    extras: { peerVersion: version, client: "ioredis" },
+    open: async (id) => {
+      const key = `q${id}`;
+      const admin = server.connect();
+      await admin.xgroup("CREATE", key, "g", "$", "MKSTREAM");
+      const conns: Redis[] = [admin];
+      const conn = (): Redis => {
+        const c = server.connect();
+        conns.push(c);
+        return c;
+      };
+      return {
+        producer: () => {
+          const c = conn();
+          return Promise.resolve({
+            push: async (m: string) => {
+              await c.xadd(key, "*", "d", m);
+            },
+            close: () => Promise.resolve(),
+          });
+        },
+        consumer: (i) => {
+          const c = conn();
+          return Promise.resolve({
+            run: async (stopped, got) => {
+              let ack: string[] = [];
+              while (!stopped()) {
+                const p = c.pipeline();
+                if (ack.length > 0) p.xack(key, "g", ...ack);
+                p.xreadgroup(
+                  "GROUP",
+                  "g",
+                  `c${i}`,
+                  "COUNT",
+                  POP_BATCH,
+                  "BLOCK",
+                  WAIT_MS,
+                  "STREAMS",
+                  key,
+                  ">",
+                );
+                const res = await p.exec();
+                const last = res?.[res.length - 1];
+                if (last === undefined || last[0] !== null)
+                  throw last?.[0] ?? new Error("no reply");
+                const streams = last[1] as [string, [string, string[]][]][] | null;
+                ack = [];
+                for (const [, entries] of streams ?? []) {
+                  for (const [entryId, fields] of entries) {
+                    got(fields[1]!);
+                    ack.push(entryId);
+                  }
+                }
+              }
+              if (ack.length > 0) await c.xack(key, "g", ...ack);
+            },
+            close: () => Promise.resolve(),
+          });
+        },
+        cleanup: async () => {
+          await admin.del(key).catch(() => undefined);
+          for (const c of conns) c.disconnect();
+        },
+      };
+    },
+  };
+}
+
+// ---- rabbitmq -------------------------------------------------------------------------------
+
+function rabbitSystem(node: RabbitNode, version: string): System {
+  return {
+    system: "rabbitmq",
+    mode: "quorum-queue",
+    durability:
+      "quorum queue, publisher confirms: confirmed once the message is in the queue's Raft log, fsync'ed (one node)",
+    extras: { peerVersion: version, client: "amqplib" },
+    open: async (id) => {
+      const q = `q${id}`;
+      const admin = await amqp.connect(node.url);
+      const ach = await admin.createChannel();
+      await ach.assertQueue(q, { durable: true, arguments: { "x-queue-type": "quorum" } });
+      const conns: amqp.ChannelModel[] = [admin];
+      return {
+        producer: async () => {
+          const c = await amqp.connect(node.url);
+          conns.push(c);
+          const ch = await c.createConfirmChannel();
+          return {
+            push: (m: string) =>
+              new Promise<void>((resolve, reject) => {
+                ch.sendToQueue(q, Buffer.from(m), { persistent: true }, (err) =>
+                  err === null || err === undefined ? resolve() : reject(err as Error),
+                );
+              }),
+            close: () => Promise.resolve(),
+          };
+        },
+        consumer: async () => {
+          const c = await amqp.connect(node.url);
+          conns.push(c);
+          const ch = await c.createChannel();
+          await ch.prefetch(POP_BATCH);
+          return {
+            run: async (stopped, got) => {
+              const { consumerTag } = await ch.consume(q, (msg) => {
+                if (msg === null) return;
+                got(msg.content);
+                ch.ack(msg);
+              });
+              while (!stopped()) await sleep(20);
+              await ch.cancel(consumerTag);
+            },
+            close: () => Promise.resolve(),
+          };
+        },
+        cleanup: async () => {
+          await ach.deleteQueue(q).catch(() => undefined);
+          for (const c of conns) await c.close().catch(() => undefined);
+        },
+      };
+    },
+  };
+}
+
+// ---- nats jetstream -------------------------------------------------------------------------
+
+interface NatsSingle {
+  readonly url: string;
+  readonly proc: ManagedProcess;
+}
+
+async function startNatsSingle(
+  bin: string,
+  dir: string,
+  fsync: "server-schedule" | "always",
+): Promise<NatsSingle> {
+  const [clientPort, httpPort] = await freePorts(2);
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const storeDir = join(dir, "store");
+  mkdirSync(storeDir, { recursive: true });
+  const conf = join(dir, "nats.conf");
+  writeFileSync(
+    conf,
+    natsConfig({
+      name: "queue-bench",
+      clientPort: clientPort!,
+      httpPort: httpPort!,
+      storeDir,
+      fsync,
+    }),
+  );
+  const proc = ManagedProcess.start("nats-server", bin, ["-c", conf], { cwd: dir });
+  const until = Date.now() + 30_000;
+  for (;;) {
+    if (!proc.running)
+      throw new Error(`nats-server exited while starting: ${lastLines(proc.output(10), 5)}`);
+    try {
+      const r = await fetch(`http://127.0.0.1:${httpPort}/healthz`, {
+        signal: AbortSignal.timeout(1000),
+      });
+      if (r.ok) break;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > until) {
+      await proc.stop();
+      throw new Error("nats-server not healthy within 30 s");
+    }
+    await sleep(100);
+  }
+  return { url: `nats://127.0.0.1:${clientPort}`, proc };
+}
+
+function natsSystem(
+  server: NatsSingle,
+  version: string,
+  fsync: "server-schedule" | "always",
+): System {
+  return {
+    system: "nats-jetstream",
+    mode: fsync === "always" ? "file-sync-always" : "file-default-sync",
+    durability:
+      fsync === "always"
+        ? "work-queue stream on file storage, every write fsync'ed before the PubAck (sync_interval: always), one node"
+        : "work-queue stream on file storage, PubAck once written to the OS page cache; fsync on the server's schedule (every 2 min by default), one node: weaker than the others",
+    extras: { peerVersion: version, client: "@nats-io/jetstream" },
+    open: async (id) => {
+      const stream = `Q${id}`;
+      const subject = `q.${id}`;
+      const admin = await natsConnect({ servers: server.url });
+      const jsm = await jetstreamManager(admin);
+      await jsm.streams.add({
+        name: stream,
+        subjects: [subject],
+        storage: StorageType.File,
+        retention: RetentionPolicy.Workqueue,
+      });
+      await jsm.consumers.add(stream, {
+        durable_name: "work",
+        ack_policy: AckPolicy.Explicit,
+        max_ack_pending: 100_000,
+        ack_wait: 30_000_000_000,
+      });
+      const conns = [admin];
+      return {
+        producer: async () => {
+          const nc = await natsConnect({ servers: server.url });
+          conns.push(nc);
+          const js = jetstream(nc);
+          return {
+            push: async (m: string) => {
+              await js.publish(subject, m);
+            },
+            close: () => Promise.resolve(),
+          };
+        },
+        consumer: async () => {
+          const nc = await natsConnect({ servers: server.url });
+          conns.push(nc);
+          const c = await jetstream(nc).consumers.get(stream, "work");
+          return {
+            run: async (stopped, got) => {
+              while (!stopped()) {
+                const msgs = await c.fetch({ max_messages: POP_BATCH, expires: 1000 });
+                for await (const m of msgs) {
+                  got(m.data);
+                  m.ack();
+                }
+              }
+            },
+            close: () => Promise.resolve(),
+          };
+        },
+        cleanup: async () => {
+          await jsm.streams.delete(stream).catch(() => undefined);
+          for (const nc of conns) await nc.close().catch(() => undefined);
+        },
+      };
+    },
+  };
+}
+
+// ---- the suite ------------------------------------------------------------------------------
+
+async function runQueue(options: SuiteOptions): Promise<SuiteOutput> {
+  const phases = options.quick ? QUICK : FULL;
+  const rows: ResultRow[] = [];
+  const skipped: Skipped[] = [];
+  const notes: string[] = [];
+  const peers: Record<string, unknown> = {};
+  await withTempDir("boki-bench-queue", async (dir) => {
+    const stops: (() => Promise<unknown>)[] = [];
+    try {
+      const systems: System[] = [];
+      const boki = await startBoki(join(dir, "boki"));
+      stops.push(() => boki.proc.stop());
+      progress(`queue: boki dev is up at ${boki.url}`);
+      systems.push(bokiSystem(boki.url));
+
+      if (options.peers) {
+        const nats = await ensureNatsServer();
+        if (!nats.ok) skipped.push({ system: "nats-jetstream", mode: "*", reason: nats.reason });
+        else {
+          // Equal durability needs fsync per write; servers before 2.10 cannot.
+          const refusal = await checkNatsConfig(nats.bin, join(dir, "nats-check"), "always");
+          const fsync = refusal === undefined ? "always" : "server-schedule";
+          if (refusal !== undefined) {
+            skipped.push({
+              system: "nats-jetstream",
+              mode: "file-sync-always",
+              reason: `nats-server ${nats.version} refuses sync_interval: always (${refusal}); measured with its default sync instead`,
+            });
+          }
+          try {
+            const s = await startNatsSingle(nats.bin, join(dir, "nats"), fsync);
+            stops.push(() => s.proc.stop());
+            systems.push(natsSystem(s, nats.version, fsync));
+            peers["nats-jetstream"] = { version: nats.version, notes: nats.notes };
+          } catch (err) {
+            skipped.push({ system: "nats-jetstream", mode: "*", reason: String(err) });
+          }
+        }
+        const redis = await ensureRedisServer();
+        if (!redis.ok) skipped.push({ system: "redis-streams", mode: "*", reason: redis.reason });
+        else {
+          for (const fsync of ["everysec", "always"] as const) {
+            try {
+              const s = await startRedis(redis.bin, join(dir, `redis-${fsync}`), fsync);
+              stops.push(() => s.stop());
+              systems.push(redisSystem(s, redis.version));
+            } catch (err) {
+              skipped.push({ system: "redis-streams", mode: `aof-${fsync}`, reason: String(err) });
+            }
+          }
+          peers["redis-streams"] = { version: redis.version, notes: redis.notes };
+        }
+        const rabbit = await ensureRabbitMq();
+        if (!rabbit.ok) skipped.push({ system: "rabbitmq", mode: "*", reason: rabbit.reason });
+        else {
+          try {
+            const n = await startRabbitMq(rabbit.script, join(dir, "rabbit"));
+            stops.push(() => n.stop());
+            systems.push(rabbitSystem(n, rabbit.version));
+            peers["rabbitmq"] = {
+              version: rabbit.version,
+              readyMs: n.readyMs,
+              notes: rabbit.notes,
+            };
+          } catch (err) {
+            skipped.push({ system: "rabbitmq", mode: "*", reason: String(err) });
+          }
+        }
+      }
+      for (const s of skipped) progress(`queue: skipping ${s.system} ${s.mode}: ${s.reason}`);
+
+      const list: Measurement[] = [];
+      for (const [p, c] of LOADS) for (const s of systems) list.push(measurement(s, p, c));
+      progress(
+        `queue: ${list.length} measurements (${systems.length} systems × ${LOADS.length} loads), ${phases.runs} run(s) each, taken in turns`,
+      );
+      await runMeasurements(list, { phases, quick: options.quick, into: rows, interleave: true });
+    } finally {
+      for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    }
+  });
+  notes.push(
+    `load generator: this process (P producers, C consumers, one connection each); consumers take up to ${POP_BATCH} messages at a time and wait up to ${WAIT_MS} ms; p50/p99 are delivery delays`,
+    "durability differs between systems and modes: see each row's durability field",
+  );
+  addRatios(rows, notes);
+  return { rows, skipped, notes, extra: { peers } };
+}
+
+/** Boki's throughput and p50 delay against the best peer at each load, as notes and fields. */
+function addRatios(rows: ResultRow[], notes: string[]): void {
+  for (const [p, c] of LOADS) {
+    const workload = `queue-p${p}-c${c}`;
+    const boki = rows.find((r) => r.system === "boki" && r.workload === workload);
+    const peers = rows.filter((r) => r.system !== "boki" && r.workload === workload);
+    if (boki === undefined || peers.length === 0) continue;
+    const best = peers.reduce((a, b) => (b.opsPerSec > a.opsPerSec ? b : a));
+    const ratio = boki.opsPerSec / best.opsPerSec;
+    notes.push(
+      `${workload}: boki ${Math.round(boki.opsPerSec)} msg/s, p50 ${boki.p50Ms.toFixed(2)} ms; best peer ${best.system} ${best.mode} ${Math.round(best.opsPerSec)} msg/s, p50 ${best.p50Ms.toFixed(2)} ms; throughput ratio ${ratio.toFixed(2)}`,
+    );
+  }
+}
+
+export const queueSuite: Suite = {
+  name: "queue",
+  description:
+    "message queues (1 KiB, producers/consumers 16/16, 64/64, 64/16, 16/64) beside JetStream, Redis Streams, RabbitMQ",
+  run: runQueue,
+};
