@@ -39,14 +39,20 @@ import {
 } from "@nats-io/jetstream";
 import { connect as natsConnect } from "@nats-io/transport-node";
 import { LatencyHistogram } from "../lib/histogram.js";
-import { runMeasurements, type Measurement, type Phases } from "../lib/measure.js";
+import {
+  describeWindow,
+  round,
+  type Measured,
+  type Measurement,
+  type Phases,
+} from "../lib/measure.js";
 import { checkNatsConfig, ensureNatsServer, natsConfig } from "../lib/peers/nats-server.js";
 import { freePorts, lastLines, ManagedProcess } from "../lib/peers/proc.js";
 import { ensureRabbitMq, startRabbitMq, type RabbitNode } from "../lib/peers/rabbitmq.js";
 import { ensureRedisServer, startRedis, type RedisServer } from "../lib/peers/redis.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
-import type { WindowResult } from "../lib/runner.js";
+import { medianIndex, type WindowResult } from "../lib/runner.js";
 import type { Skipped, Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { withTempDir } from "../lib/tmpdir.js";
 
@@ -66,7 +72,7 @@ const WORKERS = 2;
 const BOKI_SHARDS = 1;
 const FULL: Phases = { warmupMs: 1000, measureMs: 5000, runs: 3 };
 /** Quick: five systems × four loads in well under 60 s, start-ups included. */
-const QUICK: Phases = { warmupMs: 300, measureMs: 1200, runs: 1 };
+const QUICK: Phases = { warmupMs: 300, measureMs: 1000, runs: 1 };
 const START_TIMEOUT_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Longest the clients may take to stop after the window (a consumer's wait, plus slack). */
@@ -210,8 +216,9 @@ async function runWindow(
 
 let runIds = 0;
 
-function measurement(sys: System, producers: number, consumers: number): Measurement {
+function measurement(sys: System, producers: number, consumers: number): SystemMeasurement {
   return {
+    key: `${sys.system}|${sys.mode}`,
     label: `${sys.system} ${sys.mode}: p${producers}/c${consumers}, ${MESSAGE_BYTES} B`,
     run: async (phases) => {
       const q = await sys.open(++runIds);
@@ -271,10 +278,53 @@ async function startBoki(dataDir: string): Promise<{ url: string; proc: ManagedP
   throw new Error(`boki dev did not answer /healthz within ${START_TIMEOUT_MS} ms`);
 }
 
-function bokiSystem(url: string): System {
-  const call = async (pool: Pool, fn: string, body: unknown): Promise<unknown> => {
+interface BokiTarget {
+  readonly url: string;
+  readonly mode: string;
+  readonly via: string;
+  readonly pushPath: string;
+  readonly popPath: string;
+}
+
+const DIRECT_SERVER = fileURLToPath(
+  new URL("../functions/queue/_direct-server.ts", import.meta.url),
+);
+const REPO = fileURLToPath(new URL("../..", import.meta.url));
+
+/** The bench-only server: the queue library on an EmbeddedLog behind node:http, one thread. */
+async function startDirect(dataDir: string): Promise<{ url: string; proc: ManagedProcess }> {
+  const [port] = await freePorts(1);
+  const proc = ManagedProcess.start(
+    "queue-direct",
+    process.execPath,
+    ["--import", "tsx", DIRECT_SERVER, dataDir, String(port)],
+    { cwd: REPO },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  const until = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < until) {
+    if (!proc.running) {
+      throw new Error(
+        `the direct queue server exited while starting: ${lastLines(proc.output(20), 10)}`,
+      );
+    }
+    try {
+      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (r.ok) return { url, proc };
+    } catch {
+      // not listening yet
+    }
+    await sleep(100);
+  }
+  await proc.stop();
+  throw new Error(`the direct queue server did not answer within ${START_TIMEOUT_MS} ms`);
+}
+
+function bokiSystem(t: BokiTarget): System {
+  const { url } = t;
+  const call = async (pool: Pool, path: string, body: unknown): Promise<unknown> => {
     const r = await pool.request({
-      path: `/function/${fn}`,
+      path,
       method: "POST",
       body: JSON.stringify(body),
       headers: { "content-type": "application/json" },
@@ -283,18 +333,15 @@ function bokiSystem(url: string): System {
     });
     const text = await r.body.text();
     if (r.statusCode !== 200)
-      throw new Error(`HTTP ${r.statusCode} from ${fn}: ${text.slice(0, 300)}`);
+      throw new Error(`HTTP ${r.statusCode} from ${path}: ${text.slice(0, 300)}`);
     return JSON.parse(text) as unknown;
   };
   return {
     system: "boki",
-    mode: "embedded",
+    mode: t.mode,
     durability:
       "push and pop acknowledged once their record is on disk (WAL written with O_DSYNC, group commit), one node",
-    extras: {
-      via: "http gateway (boki dev process, 2 workers), undici keep-alive, one connection per client",
-      shards: BOKI_SHARDS,
-    },
+    extras: { via: t.via, shards: BOKI_SHARDS },
     open: (id) => {
       const q = `bench-${id}`;
       // One connection per client, as for the peers.
@@ -309,7 +356,7 @@ function bokiSystem(url: string): System {
           const p = pool();
           return Promise.resolve({
             push: async (m: string) => {
-              await call(p, "bench-queue-push", { q, shards: BOKI_SHARDS, m });
+              await call(p, t.pushPath, { q, shards: BOKI_SHARDS, m });
             },
             close: () => p.close(),
           });
@@ -320,7 +367,7 @@ function bokiSystem(url: string): System {
             run: async (stopped, got) => {
               let ack: string[] = [];
               while (!stopped()) {
-                const r = (await call(p, "bench-queue-pop", {
+                const r = (await call(p, t.popPath, {
                   q,
                   shards: BOKI_SHARDS,
                   consumer: `c${i}`,
@@ -333,7 +380,7 @@ function bokiSystem(url: string): System {
                 ack = r.r;
               }
               if (ack.length > 0) {
-                await call(p, "bench-queue-pop", {
+                await call(p, t.popPath, {
                   q,
                   shards: BOKI_SHARDS,
                   consumer: `c${i}`,
@@ -620,73 +667,124 @@ async function runQueue(options: SuiteOptions): Promise<SuiteOutput> {
     const stops: (() => Promise<unknown>)[] = [];
     try {
       const systems: System[] = [];
-      const boki = await startBoki(join(dir, "boki"));
-      stops.push(() => boki.proc.stop());
-      progress(`queue: boki dev is up at ${boki.url}`);
-      systems.push(bokiSystem(boki.url));
-
+      // Start-ups run side by side (RabbitMQ alone takes seconds); the list keeps one order.
+      const started: (System | undefined)[] = [];
+      const slot = (): number => started.push(undefined) - 1;
+      const starts: Promise<void>[] = [];
+      const bokiSlot = slot();
+      starts.push(
+        startBoki(join(dir, "boki")).then((boki) => {
+          stops.push(() => boki.proc.stop());
+          progress(`queue: boki dev is up at ${boki.url}`);
+          started[bokiSlot] = bokiSystem({
+            url: boki.url,
+            mode: "embedded",
+            via: `http gateway (boki dev process, ${WORKERS} worker threads), undici keep-alive, one connection per client`,
+            pushPath: "/function/bench-queue-push",
+            popPath: "/function/bench-queue-pop",
+          });
+        }),
+      );
+      const directSlot = slot();
+      starts.push(
+        startDirect(join(dir, "direct")).then((direct) => {
+          stops.push(() => direct.proc.stop());
+          started[directSlot] = bokiSystem({
+            url: direct.url,
+            mode: "direct-http",
+            via: "bench server: the queue library on an EmbeddedLog behind node:http on one thread, no function runtime (what push/pop endpoints in the runtime could do); undici keep-alive, one connection per client",
+            pushPath: "/push",
+            popPath: "/pop",
+          });
+        }),
+      );
       if (options.peers) {
-        const nats = await ensureNatsServer();
-        if (!nats.ok) skipped.push({ system: "nats-jetstream", mode: "*", reason: nats.reason });
-        else {
-          // Equal durability needs fsync per write; servers before 2.10 cannot.
-          const refusal = await checkNatsConfig(nats.bin, join(dir, "nats-check"), "always");
-          const fsync = refusal === undefined ? "always" : "server-schedule";
-          if (refusal !== undefined) {
-            skipped.push({
-              system: "nats-jetstream",
-              mode: "file-sync-always",
-              reason: `nats-server ${nats.version} refuses sync_interval: always (${refusal}); measured with its default sync instead`,
-            });
-          }
-          try {
-            const s = await startNatsSingle(nats.bin, join(dir, "nats"), fsync);
-            stops.push(() => s.proc.stop());
-            systems.push(natsSystem(s, nats.version, fsync));
-            peers["nats-jetstream"] = { version: nats.version, notes: nats.notes };
-          } catch (err) {
-            skipped.push({ system: "nats-jetstream", mode: "*", reason: String(err) });
-          }
-        }
-        const redis = await ensureRedisServer();
-        if (!redis.ok) skipped.push({ system: "redis-streams", mode: "*", reason: redis.reason });
-        else {
-          for (const fsync of ["everysec", "always"] as const) {
-            try {
-              const s = await startRedis(redis.bin, join(dir, `redis-${fsync}`), fsync);
-              stops.push(() => s.stop());
-              systems.push(redisSystem(s, redis.version));
-            } catch (err) {
-              skipped.push({ system: "redis-streams", mode: `aof-${fsync}`, reason: String(err) });
+        const natsSlot = slot();
+        starts.push(
+          (async () => {
+            const nats = await ensureNatsServer();
+            if (!nats.ok) {
+              skipped.push({ system: "nats-jetstream", mode: "*", reason: nats.reason });
+              return;
             }
-          }
-          peers["redis-streams"] = { version: redis.version, notes: redis.notes };
-        }
-        const rabbit = await ensureRabbitMq();
-        if (!rabbit.ok) skipped.push({ system: "rabbitmq", mode: "*", reason: rabbit.reason });
-        else {
-          try {
-            const n = await startRabbitMq(rabbit.script, join(dir, "rabbit"));
-            stops.push(() => n.stop());
-            systems.push(rabbitSystem(n, rabbit.version));
-            peers["rabbitmq"] = {
-              version: rabbit.version,
-              readyMs: n.readyMs,
-              notes: rabbit.notes,
-            };
-          } catch (err) {
-            skipped.push({ system: "rabbitmq", mode: "*", reason: String(err) });
-          }
-        }
+            // Equal durability needs fsync per write; servers before 2.10 cannot.
+            const refusal = await checkNatsConfig(nats.bin, join(dir, "nats-check"), "always");
+            const fsync = refusal === undefined ? "always" : "server-schedule";
+            if (refusal !== undefined) {
+              skipped.push({
+                system: "nats-jetstream",
+                mode: "file-sync-always",
+                reason: `nats-server ${nats.version} refuses sync_interval: always (${refusal}); measured with its default sync instead`,
+              });
+            }
+            try {
+              const srv = await startNatsSingle(nats.bin, join(dir, "nats"), fsync);
+              stops.push(() => srv.proc.stop());
+              started[natsSlot] = natsSystem(srv, nats.version, fsync);
+              peers["nats-jetstream"] = { version: nats.version, notes: nats.notes };
+            } catch (err) {
+              skipped.push({ system: "nats-jetstream", mode: "*", reason: String(err) });
+            }
+          })(),
+        );
+        const redisSlots = [slot(), slot()];
+        starts.push(
+          (async () => {
+            const redis = await ensureRedisServer();
+            if (!redis.ok) {
+              skipped.push({ system: "redis-streams", mode: "*", reason: redis.reason });
+              return;
+            }
+            peers["redis-streams"] = { version: redis.version, notes: redis.notes };
+            for (const [k, fsync] of (["everysec", "always"] as const).entries()) {
+              try {
+                const srv = await startRedis(redis.bin, join(dir, `redis-${fsync}`), fsync);
+                stops.push(() => srv.stop());
+                started[redisSlots[k]!] = redisSystem(srv, redis.version);
+              } catch (err) {
+                skipped.push({
+                  system: "redis-streams",
+                  mode: `aof-${fsync}`,
+                  reason: String(err),
+                });
+              }
+            }
+          })(),
+        );
+        const rabbitSlot = slot();
+        starts.push(
+          (async () => {
+            const rabbit = await ensureRabbitMq();
+            if (!rabbit.ok) {
+              skipped.push({ system: "rabbitmq", mode: "*", reason: rabbit.reason });
+              return;
+            }
+            try {
+              const n = await startRabbitMq(rabbit.script, join(dir, "rabbit"));
+              stops.push(() => n.stop());
+              started[rabbitSlot] = rabbitSystem(n, rabbit.version);
+              peers["rabbitmq"] = {
+                version: rabbit.version,
+                readyMs: n.readyMs,
+                notes: rabbit.notes,
+              };
+            } catch (err) {
+              skipped.push({ system: "rabbitmq", mode: "*", reason: String(err) });
+            }
+          })(),
+        );
       }
+      const outcomes = await Promise.allSettled(starts);
+      for (const o of outcomes) if (o.status === "rejected") throw o.reason;
+      for (const sys of started) if (sys !== undefined) systems.push(sys);
       for (const s of skipped) progress(`queue: skipping ${s.system} ${s.mode}: ${s.reason}`);
 
-      const list: Measurement[] = [];
+      const list: SystemMeasurement[] = [];
       for (const [p, c] of LOADS) for (const s of systems) list.push(measurement(s, p, c));
       progress(
         `queue: ${list.length} measurements (${systems.length} systems × ${LOADS.length} loads), ${phases.runs} run(s) each, taken in turns`,
       );
-      await runMeasurements(list, { phases, quick: options.quick, into: rows, interleave: true });
+      await measureInTurns(list, phases, rows, skipped);
     } finally {
       for (const stop of stops.reverse()) await stop().catch(() => undefined);
     }
@@ -699,17 +797,91 @@ async function runQueue(options: SuiteOptions): Promise<SuiteOutput> {
   return { rows, skipped, notes, extra: { peers } };
 }
 
+interface SystemMeasurement extends Measurement {
+  readonly key: string;
+}
+
+/**
+ * Runs the measurements in turns (run 1 of each, then run 2 of each, ...) so that every
+ * system is measured under the same conditions of a shared machine; the row of each is its
+ * median run. A system whose measurement fails is dropped from the rest of the suite with
+ * the error as the reason, and the others go on.
+ */
+async function measureInTurns(
+  list: readonly SystemMeasurement[],
+  phases: Phases,
+  rows: ResultRow[],
+  skipped: Skipped[],
+): Promise<void> {
+  const results: Measured[][] = list.map(() => []);
+  const failed = new Map<string, string>();
+  for (let r = 0; r < phases.runs; r++) {
+    for (let k = 0; k < list.length; k++) {
+      const m = list[k]!;
+      if (failed.has(m.key)) continue;
+      const tag = `[${k + 1}/${list.length}${phases.runs > 1 ? ` run ${r + 1}/${phases.runs}` : ""}]`;
+      progress(`${tag} ${m.label}`);
+      try {
+        const res = await m.run(phases);
+        progress(
+          `${tag} ${describeWindow(res.window)}, produced ${String(res.extras?.["producedPerSec"])}/s`,
+        );
+        results[k]!.push(res);
+      } catch (err) {
+        const reason = `${m.label} failed: ${(err as Error).message.slice(0, 600)}`;
+        progress(`${tag} ${reason}; no more measurements of it`);
+        failed.set(m.key, reason);
+      }
+    }
+  }
+  for (const [key, reason] of failed) {
+    const [system, mode] = key.split("|");
+    skipped.push({ system: system!, mode: mode!, reason });
+  }
+  list.forEach((m, k) => {
+    const runs = results[k]!;
+    if (runs.length === 0 || failed.has(m.key)) return;
+    const runOps = runs.map((x) => x.window.opsPerSec);
+    const median = runs[medianIndex(runOps)]!;
+    const l = median.window.latency;
+    rows.push({
+      ...median.row,
+      opsPerSec: round(median.window.opsPerSec, 1),
+      p50Ms: round(l.p50Ms, 4),
+      p99Ms: round(l.p99Ms, 4),
+      p999Ms: round(l.p999Ms, 4),
+      maxMs: round(l.maxMs, 4),
+      meanMs: round(l.meanMs, 4),
+      samples: l.count,
+      warmupSec: phases.warmupMs / 1000,
+      windowSec: phases.measureMs / 1000,
+      runs: runs.length,
+      runOpsPerSec: runOps.map((x) => round(x, 1)),
+      runP99Ms: runs.map((x) => round(x.window.latency.p99Ms, 3)),
+      ...median.extras,
+    });
+  });
+}
+
 /** Boki's throughput and p50 delay against the best peer at each load, as notes and fields. */
 function addRatios(rows: ResultRow[], notes: string[]): void {
   for (const [p, c] of LOADS) {
     const workload = `queue-p${p}-c${c}`;
-    const boki = rows.find((r) => r.system === "boki" && r.workload === workload);
+    const boki = rows.find(
+      (r) => r.system === "boki" && r.mode === "embedded" && r.workload === workload,
+    );
+    const direct = rows.find(
+      (r) => r.system === "boki" && r.mode === "direct-http" && r.workload === workload,
+    );
     const peers = rows.filter((r) => r.system !== "boki" && r.workload === workload);
     if (boki === undefined || peers.length === 0) continue;
     const best = peers.reduce((a, b) => (b.opsPerSec > a.opsPerSec ? b : a));
     const ratio = boki.opsPerSec / best.opsPerSec;
     notes.push(
-      `${workload}: boki ${Math.round(boki.opsPerSec)} msg/s, p50 ${boki.p50Ms.toFixed(2)} ms; best peer ${best.system} ${best.mode} ${Math.round(best.opsPerSec)} msg/s, p50 ${best.p50Ms.toFixed(2)} ms; throughput ratio ${ratio.toFixed(2)}`,
+      `${workload}: boki ${Math.round(boki.opsPerSec)} msg/s, p50 ${boki.p50Ms.toFixed(2)} ms; best peer ${best.system} ${best.mode} ${Math.round(best.opsPerSec)} msg/s, p50 ${best.p50Ms.toFixed(2)} ms; throughput ratio ${ratio.toFixed(2)}` +
+        (direct === undefined
+          ? ""
+          : `; boki direct-http ${Math.round(direct.opsPerSec)} msg/s (ratio ${(direct.opsPerSec / best.opsPerSec).toFixed(2)}), p50 ${direct.p50Ms.toFixed(2)} ms`),
     );
   }
 }
