@@ -83,6 +83,8 @@ describe("the packed package", () => {
       "dist/index.d.ts",
       "dist/client/index.d.ts",
       "dist/testing/index.d.ts",
+      "dist/flow/index.d.ts",
+      "dist/store/index.d.ts",
       "dist/.built",
       "bin/boki.js",
       "README.md",
