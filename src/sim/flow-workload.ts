@@ -125,7 +125,7 @@ export class FlowWorkload {
           },
           (err: unknown) => {
             done = true;
-            reject(err as Error);
+            reject(err instanceof Error ? err : new Error(String(err)));
           },
         );
         const check = (): void => {
