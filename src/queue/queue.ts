@@ -539,7 +539,11 @@ class LogQueue implements Queue {
         { watch: true },
       );
       // Read what is already there while the pop record is being made durable.
-      const [popSeq] = await Promise.all([appending, reader.prefetch(this.log)]);
+      // (A failed read-ahead only loses the overlap: the catch-up reads and reports.)
+      const [popSeq] = await Promise.all([
+        appending,
+        reader.prefetch(this.log).catch(() => undefined),
+      ]);
       const outcome = await reader.awaitPop(this.log, popSeq, last ? waitEnd : 0);
       if (shardAcks.length > 0)
         ackOutcomes.push(receiptResult(shardAcks, reader.receiptsAt(popSeq)));
