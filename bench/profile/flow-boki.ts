@@ -17,7 +17,7 @@ import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
 import { Pool } from "undici";
-import { cpuMs } from "../lib/proc-cpu.js";
+import { cpuMs, cpuMsPerSec } from "../lib/proc-cpu.js";
 import { progress } from "../lib/progress.js";
 import { runClosedLoop } from "../lib/runner.js";
 import { fmtMs } from "../lib/table.js";
@@ -40,6 +40,7 @@ const opts = new Command()
   .option("-s, --seconds <s>", "seconds measured", "10")
   .option("--warmup <s>", "seconds of load before the window", "5")
   .option("--cpu-prof <dir>", "run boki dev under node --cpu-prof, profiles written to <dir>")
+  .option("--idle <s>", "seconds of boki dev's idle CPU sampled before and after the load", "3")
   .option(
     "--states",
     "sample the state of boki dev's main thread every ms (running, waiting on disk, idle)",
@@ -52,6 +53,7 @@ const opts = new Command()
     warmup: string;
     cpuProf?: string;
     states?: boolean;
+    idle: string;
   }>();
 
 if (!(opts.workload in BOKI_PATH)) {
@@ -112,6 +114,44 @@ function sampleStates(pid: number, everyMs: number): () => Record<string, number
   };
 }
 
+/** Prometheus text of boki dev's /metrics. */
+async function metrics(url: string): Promise<string> {
+  const r = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+  return r.text();
+}
+
+/** A sample's value in Prometheus text (0 when absent). */
+function sample(text: string, name: string, labels: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+/** Runs and time of the flow recovery task's functions, and log reads made by functions. */
+function recoveryFigures(text: string): Record<string, number> {
+  const out: Record<string, number> = { logReads: sample(text, "boki_log_reads_total", "") };
+  for (const f of ["boki-flow.recover", "boki-flow.scan"]) {
+    const l = `function="${f}",outcome="ok"`;
+    out[`${f} runs`] = sample(text, "boki_invocation_duration_seconds_count", l);
+    out[`${f} s`] = sample(text, "boki_invocation_duration_seconds_sum", l);
+  }
+  return out;
+}
+
+async function idleReport(what: string, url: string, pid: number, ms: number): Promise<void> {
+  if (ms <= 0) return;
+  const m0 = recoveryFigures(await metrics(url));
+  const perSec = await cpuMsPerSec([pid], ms);
+  const m1 = recoveryFigures(await metrics(url));
+  const runs = m1["boki-flow.recover runs"]! - m0["boki-flow.recover runs"]!;
+  const secs = m1["boki-flow.recover s"]! - m0["boki-flow.recover s"]!;
+  const reads = m1["logReads"]! - m0["logReads"]!;
+  console.log(
+    `idle ${what}: boki dev uses ${perSec.toFixed(1)} ms of CPU per second; ` +
+      `${runs} runs of boki-flow.recover (${runs === 0 ? "-" : ((secs / runs) * 1000).toFixed(1)} ms each), ` +
+      `${Math.round((reads * 1000) / ms)} log reads/s by functions`,
+  );
+}
+
 await withTempDir("boki-flow-probe", async (dir) => {
   const nodeArgs: string[] = [];
   if (opts.cpuProf !== undefined) {
@@ -131,7 +171,9 @@ await withTempDir("boki-flow-probe", async (dir) => {
     await bokiRequest(pool, workload, s, nextId);
     ops++;
   };
+  const idleMs = Number(opts.idle) * 1000;
   try {
+    await idleReport("before the load", gw.url, pid, idleMs);
     progress(`warm-up ${warmupMs / 1000} s`);
     await runClosedLoop({ concurrency, warmupMs, measureMs: 0, op });
     const before = threadCpu(pid);
@@ -170,6 +212,7 @@ await withTempDir("boki-flow-probe", async (dir) => {
         `  ${k.padEnd(24)} ${(v / done).toFixed(4)} ms/op  ${((v / measureMs) * 100).toFixed(0).padStart(3)} % of a core`,
       );
     }
+    await idleReport(`after ${ops} requests`, gw.url, pid, idleMs);
   } finally {
     await pool.close();
     const s = await gw.proc.stop(15_000);

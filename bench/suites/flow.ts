@@ -240,7 +240,11 @@ async function withCpu(
   return { window, extras };
 }
 
-function bokiTarget(gateway: () => Gateway, workload: BokiWorkload): Target {
+function bokiTarget(
+  gateway: () => Gateway,
+  workload: BokiWorkload,
+  onDone: () => void = () => undefined,
+): Target {
   const nextSeq = seqCounter();
   const nextId = instanceIds();
   return {
@@ -262,6 +266,7 @@ function bokiTarget(gateway: () => Gateway, workload: BokiWorkload): Target {
             op: async (w) => {
               await bokiRequest(pool, workload, nextSeq(w), nextId);
               count();
+              onDone();
             },
             ...(onProgress === undefined ? {} : { onProgress }),
           }),
@@ -300,6 +305,9 @@ function peerTarget(peer: WorkflowPeer): Target {
 
 const targetName = (t: Target): string =>
   t.system === "boki" ? `boki ${t.workload}` : `${t.system} ${t.mode}`;
+/** The name of the target a row was measured on (as `targetName`). */
+const rowTarget = (r: ResultRow): string =>
+  r.system === "boki" ? `boki ${r.workload}` : `${r.system} ${r.mode}`;
 
 /** The input's JSON bytes, `{"v":seq}`, for seq up to about ten thousand. */
 const PAYLOAD_BYTES = Buffer.byteLength(JSON.stringify({ v: 1000 }));
@@ -328,7 +336,6 @@ function measurementOf(t: Target, c: number, others: readonly string[], log: Run
         extras: {
           durability: t.durability,
           ...extras,
-          runP50Ms: runs.map((w) => round(w.latency.p50Ms, 3)),
           ...(others.length === 0 ? {} : { measuredInTurnsWith: others }),
         },
       };
@@ -345,9 +352,7 @@ function ratio(
   log: RunLog,
 ): { opsRatio: number; p50Ratio: number; runOpsRatios: number[]; runP50Ratios: number[] } {
   const runsOf = (r: ResultRow): WindowResult[] =>
-    log.get(
-      `${r.system === "boki" ? `boki ${r.workload}` : `${r.system} ${r.mode}`}/${r.concurrency}`,
-    ) ?? [];
+    log.get(`${rowTarget(r)}/${r.concurrency}`) ?? [];
   const ra = runsOf(a);
   const rb = runsOf(b);
   const n = Math.min(ra.length, rb.length);
@@ -525,7 +530,31 @@ async function runFlow(options: SuiteOptions): Promise<SuiteOutput> {
     }
 
     try {
-      const boki = BOKI_WORKLOADS.map((w) => bokiTarget(() => gateway, w));
+      // Every instance's start and end stay in the log for its retention (a day), and the
+      // recovery task reads them: the count says how many there were by the end.
+      let workflows = 0;
+      const boki = BOKI_WORKLOADS.map((w) =>
+        bokiTarget(
+          () => gateway,
+          w,
+          w === WORKFLOW
+            ? () => {
+                workflows++;
+              }
+            : undefined,
+        ),
+      );
+      const idleCpu = async (when: string): Promise<void> => {
+        const pid = gateway.proc.pid;
+        if (pid === undefined) return;
+        const ms = options.quick ? IDLE_SAMPLE_MS.quick : IDLE_SAMPLE_MS.full;
+        const idle = round(await cpuMsPerSec([pid], ms), 1);
+        bokiInfo[`idleCpuMsPerSec${when}`] = idle;
+        bokiInfo[`workflowsStarted${when}`] = workflows;
+        progress(
+          `flow: boki dev idle ${when === "AfterWarmup" ? "after the warm-up" : "at the end"} (${workflows} workflow instances in the log) uses ${idle} ms of CPU per second`,
+        );
+      };
       let live: Target[] = [...boki, ...peers.map(peerTarget)];
       for (const t of live) {
         await firstWarmUp(
@@ -533,15 +562,7 @@ async function runFlow(options: SuiteOptions): Promise<SuiteOutput> {
           t.system !== "boki" ? warm.peer : t.workload === WORKFLOW ? warm.workflow : warm.plain,
         );
       }
-      const pid = gateway.proc.pid;
-      if (pid !== undefined) {
-        const idle = round(
-          await cpuMsPerSec([pid], options.quick ? IDLE_SAMPLE_MS.quick : IDLE_SAMPLE_MS.full),
-          1,
-        );
-        bokiInfo["idleCpuMsPerSec"] = idle;
-        progress(`flow: boki dev idle uses ${idle} ms of CPU per second`);
-      }
+      await idleCpu("AfterWarmup");
       const total = CONCURRENCY.length * live.length;
       let offset = 0;
       for (const c of CONCURRENCY) {
@@ -600,6 +621,7 @@ async function runFlow(options: SuiteOptions): Promise<SuiteOutput> {
           }
         }
       }
+      await idleCpu("AtEnd");
     } catch (err) {
       throw new Error(`${errText(err)}\nboki dev output:\n${gateway.proc.output(20)}`, {
         cause: err,
@@ -609,10 +631,20 @@ async function runFlow(options: SuiteOptions): Promise<SuiteOutput> {
     }
   });
 
+  // Each run's p50 beside runOpsPerSec and runP99Ms (known only once every run is done).
+  for (const [i, r] of rows.entries()) {
+    const runs = log.get(`${rowTarget(r)}/${r.concurrency}`) ?? [];
+    rows[i] = { ...r, runP50Ms: runs.map((w) => round(w.latency.p50Ms, 3)) };
+  }
   const cmp = comparisons(rows, log);
   notes.push(
     `load generator: this process (undici Pool, keep-alive), C closed-loop clients; every system on this machine (${WORKERS} cores shared); runs in turns at each concurrency, median of ${phases.runs} run(s) of ${phases.warmupMs / 1000} s + ${phases.measureMs / 1000} s`,
     `boki: boki dev (${WORKERS} worker threads, embedded log, fsync per append, one node) in its own process`,
+    ...(bokiInfo["idleCpuMsPerSecAtEnd"] === undefined
+      ? []
+      : [
+          `boki dev idle (nothing measured, its background tasks only): ${Number(bokiInfo["idleCpuMsPerSecAfterWarmup"])} ms of CPU per second after the warm-up (${Number(bokiInfo["workflowsStartedAfterWarmup"])} workflow instances in the log), ${Number(bokiInfo["idleCpuMsPerSecAtEnd"])} ms/s at the end (${Number(bokiInfo["workflowsStartedAtEnd"])})`,
+        ]),
     ...Object.entries(peersInfo).map(
       ([name, p]) =>
         `${name}: ${(p as { version: string }).version} (${(p as { mode: string }).mode})`,
