@@ -7,8 +7,6 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
-import { recordToWire } from "../src/runtime/worker-protocol.js";
-import type { LogRecord } from "../src/index.js";
 import { startDevProcess, type DevProcess } from "./helpers/dev-process.js";
 import { call } from "./helpers/http.js";
 import { tempDir } from "./helpers/tmp.js";
@@ -65,32 +63,7 @@ function valueOfReceipt(deliveries: Map<string, { value: string; delivery: numbe
   return d;
 }
 
-/**
- * Whether handing a record to a worker thread detaches storage's buffer: the record's data
- * (a Node Buffer, a view into the batch storage read) must be copied before it is
- * transferred, and `Buffer.prototype.slice` does not copy. With that defect a restarted node
- * crashes on its first reads from disk through a function, so this test cannot run.
- */
-function transferDetachesStorage(): boolean {
-  const batch = Buffer.alloc(64);
-  const data = batch.subarray(8, 16);
-  const wire = recordToWire({
-    seqnum: 1,
-    book: 0,
-    tags: [],
-    data,
-    auxData: null,
-  } as unknown as LogRecord);
-  return wire!.data.buffer === batch.buffer;
-}
-const RUNTIME_DEFECT = transferDetachesStorage();
-if (RUNTIME_DEFECT) {
-  process.stderr.write(
-    "queue-process.test.ts: SKIPPED: recordToWire (src/runtime/worker-protocol.ts) transfers a view of storage's buffer (Buffer.slice does not copy); a restarted node crashes on its first cold read\n",
-  );
-}
-
-describe.skipIf(RUNTIME_DEFECT)("queue under kill -9", () => {
+describe("queue under kill -9", () => {
   const tmp = tempDir("boki-queue-proc-");
   const dataDir = join(tmp.dir, "data");
   let dev: DevProcess | undefined;
