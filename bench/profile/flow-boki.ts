@@ -40,6 +40,10 @@ const opts = new Command()
   .option("-s, --seconds <s>", "seconds measured", "10")
   .option("--warmup <s>", "seconds of load before the window", "5")
   .option("--cpu-prof <dir>", "run boki dev under node --cpu-prof, profiles written to <dir>")
+  .option(
+    "--path <path>",
+    "another route for the workload's requests, e.g. /workflow/bench-flow3-short-retention",
+  )
   .option("--idle <s>", "seconds of boki dev's idle CPU sampled before and after the load", "3")
   .option(
     "--states",
@@ -54,6 +58,7 @@ const opts = new Command()
     cpuProf?: string;
     states?: boolean;
     idle: string;
+    path?: string;
   }>();
 
 if (!(opts.workload in BOKI_PATH)) {
@@ -168,7 +173,7 @@ await withTempDir("boki-flow-probe", async (dir) => {
   const op = async (w: number): Promise<void> => {
     const s = seqs[w] ?? 0;
     seqs[w] = s + 1;
-    await bokiRequest(pool, workload, s, nextId);
+    await bokiRequest(pool, workload, s, nextId, opts.path ?? BOKI_PATH[workload]);
     ops++;
   };
   const idleMs = Number(opts.idle) * 1000;

@@ -166,11 +166,12 @@ export async function bokiRequest(
   workload: BokiWorkload,
   seq: number,
   nextId: () => string,
+  path: string = BOKI_PATH[workload],
 ): Promise<void> {
   const workflow = workload === WORKFLOW;
   const id = workflow ? nextId() : undefined;
   const r = await pool.request({
-    path: BOKI_PATH[workload],
+    path,
     method: "POST",
     body: JSON.stringify({ v: seq }),
     headers:
@@ -183,7 +184,7 @@ export async function bokiRequest(
   const text = await r.body.text();
   if (r.statusCode !== 200) {
     throw new Error(
-      `HTTP ${r.statusCode} from ${BOKI_PATH[workload]}${id === undefined ? "" : ` (${id})`}: ${text.slice(0, ERROR_BODY_CHARS_MAX)}`,
+      `HTTP ${r.statusCode} from ${path}${id === undefined ? "" : ` (${id})`}: ${text.slice(0, ERROR_BODY_CHARS_MAX)}`,
     );
   }
   if (workflow && r.headers["x-boki-workflow-status"] !== "succeeded") {

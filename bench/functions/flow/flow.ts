@@ -10,7 +10,7 @@
  *    `ctx.invoke` (one invocation per step, as the workflow has one logged step each).
  */
 import { defineFunction } from "boki-ts";
-import { defineWorkflow } from "boki-ts/flow";
+import { defineWorkflow, type WorkflowContext } from "boki-ts/flow";
 
 /** Steps of each workflow (and computations of each baseline). */
 export const STEPS = 3;
@@ -36,14 +36,25 @@ function compute(v: number, k: number): StepValue {
   return { k, v: v + k };
 }
 
-export const flow3 = defineWorkflow({
-  name: "bench-flow3",
-  async handler(wf, input: Input | null) {
-    const v = inputValue(input);
-    let last: StepValue | undefined;
-    for (let k = 1; k <= STEPS; k++) last = await wf.step(`step-${k}`, () => compute(v, k));
-    return last!;
-  },
+/** The workflow's handler: three logged steps, the last one's value as the output. */
+async function threeSteps(wf: WorkflowContext, input: Input | null): Promise<StepValue> {
+  const v = inputValue(input);
+  let last: StepValue | undefined;
+  for (let k = 1; k <= STEPS; k++) last = await wf.step(`step-${k}`, () => compute(v, k));
+  return last!;
+}
+
+export const flow3 = defineWorkflow({ name: "bench-flow3", handler: threeSteps });
+
+/**
+ * The same workflow with instances trimmed a second after they end (the default retention is
+ * a day), for the flow-boki probe's `--path`: it shows what the recovery task's scan of the
+ * instances kept in the log costs the workflows beside it. The suite does not call it.
+ */
+export const flow3ShortRetention = defineWorkflow({
+  name: "bench-flow3-short-retention",
+  retentionMs: 1000,
+  handler: threeSteps,
 });
 
 export const plain3Inline = defineFunction({
