@@ -7,6 +7,7 @@
  *   GET  /invocations/<id>         status (and output or error) of a recorded invocation
  *   GET  /functions                the functions that can be invoked
  *   /workflow..., /workflows...    workflows (boki-ts/flow): see workflows.ts
+ *   /object/...                    keyed stateful objects (boki-ts/objects): see objects.ts
  *   GET  /healthz                  200 while serving, 503 while shutting down
  *   GET  /metrics                  Prometheus metrics
  *
@@ -26,7 +27,9 @@ import { PAYLOAD_BYTES_MAX } from "../runtime/limits.js";
 import type { Dispatcher } from "../runtime/dispatcher.js";
 import type { RuntimeMetrics } from "../runtime/metrics.js";
 import type { InvocationService, SyncOutcome } from "./invocations.js";
+import { registerObjectRoutes } from "./objects.js";
 import { registerWorkflowRoutes } from "./workflows.js";
+import { gatewayServerOptions, registerOperations, type OperationsOptions } from "./operations.js";
 
 /** Largest request body the gateway reads; larger ones get 413. */
 export const HTTP_BODY_BYTES_MAX = PAYLOAD_BYTES_MAX;
@@ -49,7 +52,8 @@ export const HTTP_STATUS: Readonly<Record<InvocationErrorCode, number>> = {
   TIMEOUT: 504,
 };
 
-export interface GatewayOptions {
+/** Authentication, TLS and the dashboard's sources: see operations.ts. */
+export interface GatewayOptions extends OperationsOptions {
   readonly invocations: InvocationService;
   readonly dispatcher: Dispatcher;
   readonly metrics?: RuntimeMetrics;
@@ -124,8 +128,12 @@ export class Gateway {
       bodyLimit: HTTP_BODY_BYTES_MAX,
       logger: false,
       return503OnClosing: true,
+      ...gatewayServerOptions(options),
     });
     const state = { closing: false };
+    const listenHost = options.host ?? "127.0.0.1";
+    let url = "";
+    registerOperations(app, { ...options, host: listenHost, dispatcher, url: () => url });
 
     // Bodies are JSON whatever their Content-Type says (curl -d sends a form type): the
     // text is parsed by the route, so a syntax error is our 400 and not fastify's.
@@ -184,6 +192,7 @@ export class Gateway {
       });
     });
 
+    registerObjectRoutes(app, { invocations, dispatcher, bookOf, keyOf, inputOf, sendError });
     registerWorkflowRoutes(app, {
       invocations,
       dispatcher,
@@ -219,10 +228,11 @@ export class Gateway {
       return reply.type(m.contentType).send(m.body);
     });
 
-    await app.listen({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 });
+    await app.listen({ host: listenHost, port: options.port ?? 0 });
     const addr = app.server.address() as AddressInfo;
     const host = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
-    return new Gateway(app, `http://${host}:${addr.port}`, state);
+    url = `${options.tls === undefined ? "http" : "https"}://${host}:${addr.port}`;
+    return new Gateway(app, url, state);
   }
 
   /** The port it listens on. */

@@ -1,0 +1,305 @@
+/**
+ * Coordinator functions (after "Distributed Transactions on Serverless Stateful Functions",
+ * DEBS 2021), as workflows of `boki-ts/flow`: every call a coordinator makes is a workflow
+ * operation with a request id derived from the instance's, so a coordinator that crashes
+ * mid-protocol is resumed from its log and finishes the protocol without repeating a call.
+ *
+ * - A **transaction** prepares each call on its instance (two-phase locking: the instance
+ *   runs the handler on its state, keeps the new state and the messages aside and holds a
+ *   lock); if every vote is yes it commits (the instances apply what they kept, release the
+ *   lock and send the messages), else it aborts (they discard it). Locks follow wait-die, so
+ *   deadlocks end: a younger transaction meeting an older one's lock dies, and the
+ *   coordinator retries it (a bounded number of times) or reports a retryable outcome.
+ *   Outcome-dependent calls run after: on success, on failure, on a retryable failure.
+ * - A **saga** runs steps in order, each with a compensation; when a step fails, the
+ *   compensations of the steps that succeeded run in reverse order, exactly once, including
+ *   for a step whose outcome came late (the coordinator waits for every step's definite
+ *   outcome before it decides).
+ */
+import type { JsonValue } from "../index.js";
+import { defineWorkflow, type Workflow, type WorkflowContext } from "../flow/index.js";
+import { ObjectError } from "./errors.js";
+import type { ErrorInfo, Outcome, TxnPart } from "./records.js";
+
+/** One call on an instance. */
+export interface Call {
+  readonly object: string;
+  readonly key: string;
+  readonly handler: string;
+  /** A JSON value. */
+  readonly input?: unknown;
+}
+
+export interface TransactionPlan {
+  readonly calls: readonly Call[];
+  /** Sent (exactly once) after a commit. */
+  readonly onSuccess?: readonly Call[];
+  /** Sent after an abort for a handler's failure. */
+  readonly onFailure?: readonly Call[];
+  /** Sent after an abort that a retry could fix (wait-die, timeouts), once the retries are spent. */
+  readonly onRetryable?: readonly Call[];
+}
+
+export type TransactionOutcome =
+  | {
+      readonly status: "committed";
+      readonly outputs: readonly JsonValue[];
+      readonly attempts: number;
+    }
+  | {
+      readonly status: "aborted";
+      readonly retryable: boolean;
+      readonly error: ErrorInfo;
+      readonly attempts: number;
+    };
+
+/** Default retries of a transaction that died (wait-die) or timed out. */
+export const TXN_RETRIES_DEFAULT = 5;
+/** Most calls one transaction or saga may make. */
+export const COORDINATED_CALLS_MAX = 64;
+/** How long a prepare may wait for its lock, ms: after it, it votes TIMEOUT. */
+export const PREPARE_TIMEOUT_MS = 5_000;
+/** First pause before a transaction is retried, ms (doubling, with the attempt). */
+const TXN_RETRY_PAUSE_MS = 5;
+/** Attempts at a saga step or compensation whose outcome is not known yet (TIMEOUT). */
+const UNKNOWN_OUTCOME_ATTEMPTS_MAX = 20;
+/** Attempts at a compensation that fails, before the saga reports it. */
+const COMPENSATION_ATTEMPTS_MAX = 5;
+
+/** Whether a value is an array (without narrowing its type, which would widen it to any[]). */
+function isList(v: unknown): boolean {
+  return Array.isArray(v);
+}
+
+function checkCalls(calls: readonly Call[] | undefined, what: string): readonly Call[] {
+  if (calls === undefined) return [];
+  if (!isList(calls) || calls.length > COORDINATED_CALLS_MAX) {
+    throw new ObjectError(
+      "INVALID_ARGUMENT",
+      `${what} must be an array of at most ${COORDINATED_CALLS_MAX} calls`,
+    );
+  }
+  for (const c of calls) {
+    if (
+      typeof c?.object !== "string" ||
+      typeof c.key !== "string" ||
+      typeof c.handler !== "string"
+    ) {
+      throw new ObjectError(
+        "INVALID_ARGUMENT",
+        `${what}: a call is { object, key, handler, input? }`,
+      );
+    }
+  }
+  return calls;
+}
+
+function isRetryableCode(code: string | undefined): boolean {
+  return code === "TXN_DIED" || code === "TIMEOUT" || code === "OBJECT_BUSY";
+}
+
+/** One request on an instance, as a workflow operation: exactly once by its id. */
+function callObject(wf: WorkflowContext, c: Call, id: string, txn?: TxnPart): Promise<Outcome> {
+  return wf.invoke<Outcome>(c.object, {
+    key: c.key,
+    handler: c.handler,
+    input: (c.input ?? null) as JsonValue,
+    id,
+    reply: "outcome",
+    ...(txn === undefined ? {} : { txn }),
+  });
+}
+
+/** Sends calls without waiting for them (they run exactly once, by their ids). */
+async function sendAll(wf: WorkflowContext, calls: readonly Call[], tag: string): Promise<void> {
+  await Promise.all(calls.map((c, i) => callObject(wf, c, `${wf.id}:${tag}${i}`)));
+}
+
+/** Runs a transaction's plan inside a workflow; see the module comment. */
+export async function runTransaction(
+  wf: WorkflowContext,
+  planIn: TransactionPlan,
+  options: { retries?: number } = {},
+): Promise<TransactionOutcome> {
+  const calls = checkCalls(planIn.calls, "calls");
+  if (calls.length === 0)
+    throw new ObjectError("INVALID_ARGUMENT", "a transaction needs at least one call");
+  const retries = options.retries ?? TXN_RETRIES_DEFAULT;
+  const instances = [
+    ...new Map(calls.map((c) => [`${c.object.length}:${c.object}/${c.key}`, c])).values(),
+  ];
+  let last: { retryable: boolean; error: ErrorInfo } | undefined;
+  for (let attempt = 1; attempt <= retries + 1; attempt++) {
+    const txnId = `${wf.id}#${attempt}`;
+    const ts = await wf.now();
+    const prepare: TxnPart = { id: txnId, ts, op: "prepare", deadline: ts + PREPARE_TIMEOUT_MS };
+    const votes = await Promise.all(
+      calls.map((c, i) => callObject(wf, c, `${txnId}:p${i}`, prepare)),
+    );
+    const failed = votes.find((v) => !v.ok) as (Outcome & { ok: false }) | undefined;
+    const decision = failed === undefined ? "commit" : "abort";
+    if (failed !== undefined && failed.error.code === "TIMEOUT") {
+      // A prepare not applied yet can still be; once the deadline has passed it locks nothing.
+      await wf.sleepUntil(prepare.deadline! + 1);
+    }
+    await Promise.all(
+      instances.map((c, i) =>
+        callObject(wf, { ...c, handler: `$${decision}` }, `${txnId}:${decision}${i}`, {
+          id: txnId,
+          ts,
+          op: decision,
+        }),
+      ),
+    );
+    if (failed === undefined) {
+      await sendAll(wf, checkCalls(planIn.onSuccess, "onSuccess"), "ok");
+      return {
+        status: "committed",
+        outputs: votes.map((v) => (v.ok ? v.value : null)),
+        attempts: attempt,
+      };
+    }
+    last = { retryable: isRetryableCode(failed.error.code), error: failed.error };
+    if (!last.retryable) break;
+    if (attempt <= retries)
+      await wf.sleep(TXN_RETRY_PAUSE_MS * 2 ** (attempt - 1) * (1 + wf.random()));
+  }
+  const attempts = last!.retryable ? retries + 1 : undefined;
+  await sendAll(
+    wf,
+    checkCalls(last!.retryable ? planIn.onRetryable : planIn.onFailure, "outcome calls"),
+    "fail",
+  );
+  return {
+    status: "aborted",
+    retryable: last!.retryable,
+    error: last!.error,
+    attempts: attempts ?? 0,
+  };
+}
+
+export interface TransactionOptions<I> {
+  readonly name: string;
+  /** The calls to make atomically, from the coordinator's input. */
+  readonly plan: (input: I) => TransactionPlan;
+  /** Retries of a transaction that died or timed out (default 5). */
+  readonly retries?: number;
+  readonly timeoutMs?: number;
+  readonly book?: number;
+}
+
+/** A coordinator function that runs `plan(input)` as one serializable transaction. */
+export function defineTransaction<I = JsonValue>(
+  options: TransactionOptions<I>,
+): Workflow<I, TransactionOutcome> {
+  return defineWorkflow<I, TransactionOutcome>({
+    name: options.name,
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    ...(options.book === undefined ? {} : { book: options.book }),
+    handler: (wf, input) =>
+      runTransaction(
+        wf,
+        options.plan(input),
+        options.retries === undefined ? {} : { retries: options.retries },
+      ),
+  });
+}
+
+export interface SagaStep {
+  readonly call: Call;
+  /** Undoes `call` once it succeeded (omit for a step that needs no undoing). */
+  readonly compensate?: Call;
+}
+
+export type SagaOutcome =
+  | { readonly status: "completed"; readonly outputs: readonly JsonValue[] }
+  | {
+      readonly status: "compensated";
+      /** The step that failed, and why. */
+      readonly failedStep: number;
+      readonly error: ErrorInfo;
+      /** Steps whose compensation ran, in the order they ran. */
+      readonly compensated: readonly number[];
+      /** Compensations that kept failing (they need a person). */
+      readonly compensationsFailed: readonly number[];
+    };
+
+/** A step's definite outcome: asked again (same id) while it is not known yet. */
+async function definite(wf: WorkflowContext, c: Call, id: string): Promise<Outcome> {
+  let out = await callObject(wf, c, id);
+  for (
+    let i = 1;
+    !out.ok && out.error.code === "TIMEOUT" && i < UNKNOWN_OUTCOME_ATTEMPTS_MAX;
+    i++
+  ) {
+    await wf.sleep(Math.min(1000, 50 * 2 ** i));
+    out = await callObject(wf, c, id);
+  }
+  return out;
+}
+
+/** Runs saga steps inside a workflow; see the module comment. */
+export async function runSaga(
+  wf: WorkflowContext,
+  steps: readonly SagaStep[],
+): Promise<SagaOutcome> {
+  if (!isList(steps) || steps.length === 0 || steps.length > COORDINATED_CALLS_MAX) {
+    throw new ObjectError("INVALID_ARGUMENT", `a saga has 1 to ${COORDINATED_CALLS_MAX} steps`);
+  }
+  checkCalls(
+    steps.map((s) => s.call),
+    "steps",
+  );
+  checkCalls(
+    steps.flatMap((s) => (s.compensate === undefined ? [] : [s.compensate])),
+    "compensations",
+  );
+  const outputs: JsonValue[] = [];
+  let failure: { step: number; error: ErrorInfo } | undefined;
+  for (const [i, s] of steps.entries()) {
+    const out = await definite(wf, s.call, `${wf.id}:s${i}`);
+    if (!out.ok) {
+      failure = { step: i, error: out.error };
+      break;
+    }
+    outputs.push(out.value);
+  }
+  if (failure === undefined) return { status: "completed", outputs };
+  const compensated: number[] = [];
+  const compensationsFailed: number[] = [];
+  for (let i = failure.step - 1; i >= 0; i--) {
+    const c = steps[i]!.compensate;
+    if (c === undefined) continue;
+    let out: Outcome = { ok: false, error: { name: "Error", message: "not run" } };
+    for (let attempt = 0; attempt < COMPENSATION_ATTEMPTS_MAX; attempt++) {
+      out = await definite(wf, c, `${wf.id}:c${i}#${attempt}`);
+      if (out.ok) break;
+      await wf.sleep(100 * 2 ** attempt);
+    }
+    (out.ok ? compensated : compensationsFailed).push(i);
+  }
+  return {
+    status: "compensated",
+    failedStep: failure.step,
+    error: failure.error,
+    compensated,
+    compensationsFailed,
+  };
+}
+
+export interface SagaOptions<I> {
+  readonly name: string;
+  readonly steps: (input: I) => readonly SagaStep[];
+  readonly timeoutMs?: number;
+  readonly book?: number;
+}
+
+/** A coordinator function that runs `steps(input)` as a saga. */
+export function defineSaga<I = JsonValue>(options: SagaOptions<I>): Workflow<I, SagaOutcome> {
+  return defineWorkflow<I, SagaOutcome>({
+    name: options.name,
+    ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    ...(options.book === undefined ? {} : { book: options.book }),
+    handler: (wf, input) => runSaga(wf, options.steps(input)),
+  });
+}
