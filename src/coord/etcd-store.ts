@@ -323,10 +323,18 @@ export class EtcdStore implements CoordStore {
     const lease = this.leaseOf(options);
     const k = Buffer.from(key, "utf8");
     if (!this.healthy) {
-      // A conditional put is sent once, so first make sure the connection answers.
-      await this.call("connect", (o) =>
-        this.client.kv.range({ key: k, limit: 1, keys_only: true }, o),
-      );
+      // A conditional put is sent once, so first make sure the connection answers. A probe
+      // that gets no answer sent nothing: etcd is unavailable (not an unknown outcome).
+      try {
+        await this.call("connect", (o) =>
+          this.client.kv.range({ key: k, limit: 1, keys_only: true }, o),
+        );
+      } catch (err) {
+        if (err instanceof TimeoutError) {
+          throw new CoordUnavailableError(`conditional put ${key}: ${err.message}`, { cause: err });
+        }
+        throw err;
+      }
     }
     const res = await this.call(
       `conditional put ${key}`,
