@@ -7,6 +7,7 @@
  */
 import { createServer } from "node:net";
 import { TcpTransport, type PeerAddress } from "../transport/tcp.js";
+import type { ClusterSecret } from "../transport/handshake.js";
 import type {
   ClientOp,
   ClientReplyMsg,
@@ -62,6 +63,8 @@ export interface ClusterClientOptions {
   readonly host?: string;
   readonly requestTimeoutMs?: number;
   readonly logger?: Logger;
+  /** The cluster's shared secret, when its links are authenticated (see handshake.ts). */
+  readonly secret?: ClusterSecret;
 }
 
 /**
@@ -152,6 +155,7 @@ export class ClusterClient {
       port,
       peers,
       logger: o.logger ?? silentLogger,
+      ...(o.secret === undefined ? {} : { secret: o.secret }),
     });
     return new ClusterClient(
       transport,

@@ -10,6 +10,7 @@ import { View } from "../log/view.js";
 import { InvalidArgumentError } from "../log/errors.js";
 import { CUT_INTERVAL_MS_DEFAULT, PHYSICAL_LOGS_MAX } from "../log/limits.js";
 import type { Durability } from "../storage/storage-node.js";
+import { ClusterSecret, isLoopbackHost } from "../transport/handshake.js";
 
 export type Role = "sequencer" | "storage" | "engine" | "gateway";
 export const ROLES: readonly Role[] = ["sequencer", "storage", "engine", "gateway"];
@@ -49,6 +50,48 @@ export interface ClusterConfig {
   /** Root of the nodes' data directories (`<dataDir>/<node id>`), relative to the config file. */
   readonly dataDir: string;
   readonly nodes: readonly NodeConfig[];
+  /**
+   * A file holding the cluster's shared secret (resolved against the config file's folder):
+   * every link between nodes (and clients) is then authenticated with it. See
+   * `clusterSecretOf` for the environment variable that may give it instead.
+   */
+  readonly clusterSecretFile?: string;
+  /** Let nodes listen beyond loopback with unauthenticated links (default false). */
+  readonly allowUnauthenticatedLinks?: boolean;
+}
+
+/** The environment variable that gives the cluster secret itself (it wins over the file). */
+export const CLUSTER_SECRET_ENV = "BOKI_CLUSTER_SECRET";
+
+/** The cluster's secret: `BOKI_CLUSTER_SECRET`, else the config's file, else none. */
+export function clusterSecretOf(
+  config: ClusterConfig,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): ClusterSecret | null {
+  const text = env[CLUSTER_SECRET_ENV];
+  if (text !== undefined && text.trim() !== "")
+    return ClusterSecret.fromText(text, `${CLUSTER_SECRET_ENV}`);
+  if (config.clusterSecretFile !== undefined)
+    return ClusterSecret.fromFile(config.clusterSecretFile);
+  return null;
+}
+
+/**
+ * Refuses to run `node` beyond loopback with unauthenticated links, unless the config allows
+ * it: anyone who could reach its port could otherwise append, trim or read the log.
+ */
+export function checkLinkAuth(
+  config: ClusterConfig,
+  node: NodeConfig,
+  secret: ClusterSecret | null,
+): void {
+  if (secret !== null || config.allowUnauthenticatedLinks === true || isLoopbackHost(node.host))
+    return;
+  throw new InvalidArgumentError(
+    `node ${node.id} would listen on ${node.host}, beyond loopback, with unauthenticated links: ` +
+      `give the cluster a secret ("clusterSecretFile" in the config, or ${CLUSTER_SECRET_ENV}; ` +
+      'make one with `openssl rand -hex 32`), or set "allowUnauthenticatedLinks": true on a trusted network',
+  );
 }
 
 /**
@@ -83,6 +126,12 @@ export function parseClusterConfig(
       fail(file, `${key} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
     return v;
   };
+  const secretFile = o["clusterSecretFile"];
+  if (secretFile !== undefined && (typeof secretFile !== "string" || secretFile.length === 0))
+    fail(file, "clusterSecretFile must be a non-empty string (a path)");
+  const allowUnauth = o["allowUnauthenticatedLinks"] ?? false;
+  if (typeof allowUnauth !== "boolean")
+    fail(file, "allowUnauthenticatedLinks must be true or false");
   const durability = o["durability"] ?? CLUSTER_DEFAULTS.durability;
   if (durability !== "memory" && durability !== "disk")
     fail(file, `durability must be "memory" or "disk", got ${JSON.stringify(durability)}`);
@@ -158,6 +207,8 @@ export function parseClusterConfig(
     indexReplicas: int("indexReplicas", count("engine"), 1, count("engine")),
     dataDir: resolve(baseDir, dataDir),
     nodes,
+    ...(secretFile === undefined ? {} : { clusterSecretFile: resolve(baseDir, secretFile) }),
+    ...(allowUnauth ? { allowUnauthenticatedLinks: true } : {}),
   };
 }
 

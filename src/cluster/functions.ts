@@ -20,6 +20,7 @@ import { parseInvocationId } from "../runtime/ids.js";
 import { loadFunctions } from "../runtime/loader.js";
 import { FUNCTION_TIMEOUT_MS_DEFAULT } from "../runtime/limits.js";
 import type { ClusterClient } from "./client.js";
+import { traceDispatch, withRemoteParent } from "../tracing/spans.js";
 
 /**
  * How many engines a gateway tries for one invocation before it gives up with UNAVAILABLE:
@@ -54,14 +55,17 @@ export async function serveFunctions(
   const host = await FunctionHost.start({ ...options, log: engineLogProvider(engine) });
   engine.setInvokeHandler(async (m): Promise<InvokeReplyMsg> => {
     try {
-      const r = await host.invoke({
-        name: m.name,
-        inputJson: m.input,
-        book: m.book,
-        position: m.position,
-        invocationId: parseInvocationId(m.invocationId),
-        deadline: Date.now() + m.timeoutMs,
-      });
+      // The invocation's span continues the trace of the gateway that sent it.
+      const r = await withRemoteParent(m.trace, () =>
+        host.invoke({
+          name: m.name,
+          inputJson: m.input,
+          book: m.book,
+          position: m.position,
+          invocationId: parseInvocationId(m.invocationId),
+          deadline: Date.now() + m.timeoutMs,
+        }),
+      );
       return {
         t: "invoke-reply",
         id: m.id,
@@ -131,14 +135,17 @@ export class EngineDispatcher implements Dispatcher {
       const engine = engines[this.next++ % engines.length]!;
       let reply: InvokeReplyMsg;
       try {
-        reply = await this.client.invoke(engine, {
-          name: req.name,
-          input: req.inputJson,
-          book: req.book,
-          position: req.position ?? 0,
-          invocationId: req.invocationId,
-          timeoutMs,
-        });
+        reply = await traceDispatch(req.name, engine, (trace) =>
+          this.client.invoke(engine, {
+            name: req.name,
+            input: req.inputJson,
+            book: req.book,
+            position: req.position ?? 0,
+            invocationId: req.invocationId,
+            timeoutMs,
+            ...(trace === undefined ? {} : { trace }),
+          }),
+        );
       } catch (err) {
         // The engine did not answer (unreachable, or gone mid-request): the function may have
         // run there. Only a request that never reached an engine could safely go elsewhere,

@@ -12,7 +12,20 @@ import { Engine } from "../engine/engine.js";
 import { attachClientService } from "../engine/client-service.js";
 import { InvalidArgumentError } from "../log/errors.js";
 import type { Logger } from "../util/logger.js";
-import { peerResolver, viewOf, type ClusterConfig, type NodeConfig, type Role } from "./config.js";
+import {
+  checkLinkAuth,
+  clusterSecretOf,
+  peerResolver,
+  viewOf,
+  type ClusterConfig,
+  type NodeConfig,
+  type Role,
+} from "./config.js";
+import type { ClusterSecret } from "../transport/handshake.js";
+import type { GatewayAuthOptions } from "../gateway/auth.js";
+import type { GatewayTls } from "../gateway/tls.js";
+import { FunctionStats, ObservedDispatcher } from "../gateway/ui/stats.js";
+import { clusterSource } from "../gateway/ui/cluster-source.js";
 import type { View } from "../log/view.js";
 import type { CoordStore } from "../coord/store.js";
 import { ViewFollower, type FollowingRole } from "./view-follower.js";
@@ -45,6 +58,10 @@ export interface NodeOptions {
    * and notices when it dies.
    */
   readonly store?: string;
+  /** A gateway's bearer tokens (required when it listens beyond loopback). */
+  readonly auth?: GatewayAuthOptions;
+  /** A gateway's TLS certificate and key: it then serves HTTPS. */
+  readonly tls?: GatewayTls;
 }
 
 /** Registers the node in the coordination store; returns what undoes it. */
@@ -93,10 +110,14 @@ export async function startNode(
 ): Promise<RunningNode> {
   const node = config.nodes.find((n) => n.id === id);
   if (node === undefined) throw new InvalidArgumentError(`node ${id} is not in the cluster config`);
+  // Links are authenticated with the cluster's secret when it has one; a node beyond
+  // loopback without one is refused unless the config allows it.
+  const secret = clusterSecretOf(config);
+  checkLinkAuth(config, node, secret);
   if (options.store === undefined) {
     const log = logger.child({ node: id, role: node.role, term });
-    if (node.role === "gateway") return startGateway(config, node.id, log, options);
-    return (await startRoleNode(config, node, viewOf(config, term), log, options)).running;
+    if (node.role === "gateway") return startGateway(config, node.id, log, options, secret);
+    return (await startRoleNode(config, node, viewOf(config, term), log, options, secret)).running;
   }
   // With a coordination store the view in force comes from the store (the configuration's
   // term `term` until a controller has published one), and the node follows later ones.
@@ -113,13 +134,13 @@ export async function startNode(
     cleanups.push(await register(store, node, view.term, log));
     let running: RunningNode;
     if (node.role === "gateway") {
-      running = await startGateway(config, node.id, log, options);
+      running = await startGateway(config, node.id, log, options, secret, store);
     } else {
       if (node.role === "engine" && !view.config.engines.includes(id)) {
         log.warn({ term: view.term }, "engine has no place in the view yet; waiting for one");
         view = await waitForPlacement(follower, id, PLACEMENT_WAIT_MS);
       }
-      const started = await startRoleNode(config, node, view, log, options);
+      const started = await startRoleNode(config, node, view, log, options, secret);
       running = started.running;
       follower.attach(started.role);
     }
@@ -160,6 +181,7 @@ async function startRoleNode(
   view: View,
   log: Logger,
   options: NodeOptions,
+  secret: ClusterSecret | null,
 ): Promise<{ running: RunningNode; role: FollowingRole }> {
   const term = view.term;
   const id = node.id;
@@ -169,6 +191,7 @@ async function startRoleNode(
     port: node.port,
     peers: peerResolver(config),
     logger: log,
+    ...(secret === null ? {} : { secret }),
   });
   const clock = systemClock;
   // A role whose disk failed stops; the process exits so that its lease lapses and the
@@ -337,6 +360,8 @@ async function startGateway(
   id: string,
   logger: Logger,
   options: NodeOptions,
+  secret: ClusterSecret | null,
+  store?: CoordStore,
 ): Promise<RunningNode> {
   const node = config.nodes.find((n) => n.id === id)!;
   if (options.functions === undefined) {
@@ -351,10 +376,16 @@ async function startGateway(
       .map((n) => ({ id: n.id, host: n.host, port: n.port })),
     host: node.host,
     logger,
+    ...(secret === null ? {} : { secret }),
   });
   let invocations: InvocationService | undefined;
   try {
-    const dispatcher = await EngineDispatcher.create(client, options.functions, options.timeoutMs);
+    const stats = new FunctionStats();
+    // The dashboard's figures: every invocation this gateway dispatches.
+    const dispatcher = new ObservedDispatcher(
+      await EngineDispatcher.create(client, options.functions, options.timeoutMs),
+      stats,
+    );
     const metrics = new RuntimeMetrics();
     const log: LogProvider = {
       book: (book, o = {}) =>
@@ -370,6 +401,17 @@ async function startGateway(
       logger,
       host: node.host,
       port: node.port,
+      ...(options.auth === undefined ? {} : { auth: options.auth }),
+      ...(options.tls === undefined ? {} : { tls: options.tls }),
+      dashboard: {
+        stats,
+        source: clusterSource({
+          config,
+          self: id,
+          client,
+          ...(store === undefined ? {} : { store }),
+        }),
+      },
     });
     const service = invocations;
     return {

@@ -10,6 +10,10 @@ import type { FunctionInfo } from "../runtime/dispatcher.js";
 import { SHUTDOWN_GRACE_MS } from "../runtime/limits.js";
 import { InvocationService } from "../gateway/invocations.js";
 import { Gateway } from "../gateway/server.js";
+import type { GatewayAuthOptions } from "../gateway/auth.js";
+import type { GatewayTls } from "../gateway/tls.js";
+import { FunctionStats, ObservedDispatcher } from "../gateway/ui/stats.js";
+import { embeddedSource } from "../gateway/ui/sources.js";
 import { EmbeddedLog } from "./embedded-log.js";
 
 export interface DevServerOptions {
@@ -32,6 +36,10 @@ export interface DevServerOptions {
   /** Whether appends wait for fsync (default true; see EmbeddedLogOptions.sync). */
   readonly sync?: boolean;
   readonly logger?: Logger;
+  /** Bearer tokens of the gateway (required when `host` is beyond loopback). */
+  readonly auth?: GatewayAuthOptions;
+  /** Serve HTTPS with this certificate and key. */
+  readonly tls?: GatewayTls;
 }
 
 export class DevServer {
@@ -70,17 +78,32 @@ export class DevServer {
           : { invocationsPerWorker: options.invocationsPerWorker }),
         ...(options.queueMax === undefined ? {} : { queueMax: options.queueMax }),
       });
-      invocations = new InvocationService({ log, dispatcher: host, logger, metrics });
+      // The dashboard's figures: every invocation the gateway dispatches.
+      const stats = new FunctionStats();
+      const dispatcher = new ObservedDispatcher(host, stats);
+      invocations = new InvocationService({ log, dispatcher, logger, metrics });
       host.setAsyncInvoker(invocations);
       const { recovered } = await invocations.start();
+      let url: string | null = null;
       const gateway = await Gateway.start({
         invocations,
-        dispatcher: host,
+        dispatcher,
         metrics,
         logger,
         ...(options.host === undefined ? {} : { host: options.host }),
         ...(options.port === undefined ? {} : { port: options.port }),
+        ...(options.auth === undefined ? {} : { auth: options.auth }),
+        ...(options.tls === undefined ? {} : { tls: options.tls }),
+        dashboard: {
+          stats,
+          source: embeddedSource({
+            log,
+            address: () => url,
+            appends: () => metrics.logOps.appends,
+          }),
+        },
       });
+      url = gateway.url;
       return new DevServer(log, host, invocations, gateway, recovered);
     } catch (err) {
       await invocations?.close();

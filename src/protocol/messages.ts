@@ -220,6 +220,8 @@ export interface ClientReplyMsg {
 export const INVOCATION_JSON_CHARS_MAX = 8 * 1024 * 1024;
 /** Longest function name or invocation id on the wire. */
 export const INVOCATION_NAME_CHARS_MAX = 256;
+/** Length of a W3C `traceparent` (version, trace id, span id, flags). */
+export const TRACEPARENT_CHARS = 55;
 
 /**
  * Gateway (or client) → engine: run function `name` on `input` (JSON text) in `book`, with
@@ -234,6 +236,8 @@ export interface InvokeRequestMsg {
   position: number;
   invocationId: string;
   timeoutMs: number;
+  /** The caller's trace context (W3C `traceparent`), when it is tracing. */
+  trace?: string;
 }
 
 /** Engine → caller: the output (JSON text) or the error, and the position after the run. */

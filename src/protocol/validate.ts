@@ -16,6 +16,7 @@ import {
   INDEX_QUERY_OPS,
   INVOCATION_JSON_CHARS_MAX,
   INVOCATION_NAME_CHARS_MAX,
+  TRACEPARENT_CHARS,
   type ClientOp,
   type IndexQueryOp,
   type Message,
@@ -149,6 +150,17 @@ function clientError(t: string, o: Fields): { code: string; message: string } | 
   if (v === null) return null;
   if (!isFields(v)) throw bad(t, "error must be an object or null");
   return { code: str(t, v, "code"), message: str(t, v, "message", 4096) };
+}
+
+function traceparent(t: string, o: Fields): string {
+  const v = o["trace"];
+  if (
+    typeof v !== "string" ||
+    v.length !== TRACEPARENT_CHARS ||
+    !/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/.test(v)
+  )
+    throw bad(t, "trace must be a W3C traceparent");
+  return v;
 }
 
 type Parsers = { [K in Message["t"]]: (t: K, o: Fields) => Extract<Message, { t: K }> };
@@ -286,6 +298,7 @@ const parsers: Parsers = {
     position: count(t, o, "position"),
     invocationId: str(t, o, "invocationId", INVOCATION_NAME_CHARS_MAX),
     timeoutMs: count(t, o, "timeoutMs"),
+    ...(o["trace"] === undefined ? {} : { trace: traceparent(t, o) }),
   }),
   "invoke-reply": (t, o) => ({
     t,

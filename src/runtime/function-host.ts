@@ -26,9 +26,10 @@ import {
 import { findFunctionModules } from "./loader.js";
 import type { RuntimeMetrics } from "./metrics.js";
 import { SessionLogBook } from "./session.js";
-import { WorkerPool } from "./worker-pool.js";
+import { WorkerPool, type JobHandlers } from "./worker-pool.js";
 import { recordToWire, type LogOp } from "./worker-protocol.js";
 import type { LogRecord } from "../log/record.js";
+import { bindToContext, traceInvocation, traceLogOp } from "../tracing/spans.js";
 
 export interface FunctionHostOptions {
   /** A module file, a directory of modules (see loader.ts), or a list of module files. */
@@ -122,8 +123,22 @@ export class FunctionHost implements Dispatcher {
     return this.pool.stats();
   }
 
-  async invoke(req: InvokeRequest): Promise<InvokeResult> {
+  invoke(req: InvokeRequest): Promise<InvokeResult> {
     const fn = this.catalogue.get(req.name);
+    return traceInvocation(
+      {
+        name: req.name,
+        invocationId: req.invocationId,
+        book: req.book,
+        depth: req.depth ?? 0,
+        kind: fn?.kind,
+        inputJson: req.inputJson,
+      },
+      () => this.run(req, fn),
+    );
+  }
+
+  private async run(req: InvokeRequest, fn: FunctionInfo | undefined): Promise<InvokeResult> {
     if (fn === undefined) {
       throw new InvocationError(
         "FUNCTION_NOT_FOUND",
@@ -166,9 +181,11 @@ export class FunctionHost implements Dispatcher {
         position: session.position,
         deadline,
         nested: depth > 0,
+        // The handlers are called from the worker's messages; bound, they run (and trace)
+        // in this invocation's context.
         handlers: {
-          logOp: async (op, args) => {
-            const value = await session.perform(op, args);
+          logOp: bindToContext(async (op: LogOp, args: readonly unknown[]) => {
+            const value = await traceLogOp(op, args, book, () => session.perform(op, args));
             if (READ_OPS.has(op)) {
               const record = recordToWire(value as LogRecord | null);
               const transfer =
@@ -183,8 +200,8 @@ export class FunctionHost implements Dispatcher {
                 : { value: record, position: session.position, transfer };
             }
             return { value, position: session.position };
-          },
-          invoke: async (child) => {
+          }),
+          invoke: bindToContext(async (child: Parameters<JobHandlers["invoke"]>[0]) => {
             const childId = parseInvocationId(child.invocationId);
             // A child in another book starts at that book's own position and does not move
             // the caller's (positions of different books are not comparable).
@@ -217,7 +234,7 @@ export class FunctionHost implements Dispatcher {
             });
             if (sameBook) session.advanceTo(r.position);
             return { value: r.outputJson, position: session.position };
-          },
+          }),
           log,
         },
       });

@@ -27,6 +27,14 @@
  * bounded exponential backoff with jitter (from an injectable random source), so a restarted
  * peer receives what was queued for it. The peer's address is looked up at every dial.
  *
+ * Authentication. With a cluster secret (`secret`), a connection carries nothing until the
+ * handshake of handshake.ts has succeeded: the acceptor challenges, the dialer proves it
+ * holds the secret, the acceptor proves it back, and only then does the dialer send what it
+ * has queued. A peer that fails is refused (its connection closed, `stats.handshakesRefused`
+ * counted, a warning logged without any secret material); a dialer that cannot authenticate
+ * to a peer treats it as unreachable and retries with backoff. Without a secret the dialer's
+ * first frame is a plain hello, as before.
+ *
  * Malformed input (oversized, undecodable, or not a valid message) closes that connection
  * with a logged error; the node keeps serving everyone else. A message handler that throws
  * is a bug in the role: the error propagates, as it does with the in-process transport.
@@ -34,6 +42,7 @@
  * The transport uses real timers (connect timeout, backoff, hello timeout); `close()` stops
  * them all and destroys every socket, so nothing keeps the process alive afterwards.
  */
+import { randomBytes } from "node:crypto";
 import { createConnection, createServer } from "node:net";
 import type { AddressInfo, Server, Socket } from "node:net";
 import type { Message } from "../protocol/messages.js";
@@ -48,6 +57,18 @@ import {
   FrameError,
 } from "./frame.js";
 import type { MessageHandler, NodeId, Transport } from "./transport.js";
+import {
+  AcceptorHandshake,
+  DialerHandshake,
+  HANDSHAKE_NONCE_BYTES,
+  HandshakeError,
+  isHandshakeFrame,
+  parseHandshakeFrame,
+  type ClusterSecret,
+  type HandshakeFrame,
+  type HandshakeOptions,
+  type HandshakeStep,
+} from "./handshake.js";
 
 export { FRAME_BYTES_MAX, FrameError } from "./frame.js";
 
@@ -66,6 +87,15 @@ export const RECONNECT_BACKOFF_MS_MAX = 1_000;
 export const CONNECT_TIMEOUT_MS = 5_000;
 /** Longest an accepted connection may stay silent before its hello; then it is closed. */
 export const HELLO_TIMEOUT_MS = 5_000;
+/** Longest a dialer waits for the peer's challenge and welcome once connected. */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/**
+ * Most bytes an authenticating peer may send before its handshake is done (its hello is about
+ * 150 bytes): a stranger cannot make the node buffer a whole frame's worth.
+ */
+export const PRE_AUTH_BYTES_MAX = 4096;
+/** Largest handshake frame a dialer reads from the peer it dials. */
+const HANDSHAKE_FRAME_BYTES_MAX = 1024;
 /** Idle time before TCP keepalive probes start, to notice peers that vanished silently. */
 export const KEEPALIVE_INITIAL_DELAY_MS = 10_000;
 /** Most connections a node accepts at once. */
@@ -91,6 +121,7 @@ export interface TcpLimits {
   readonly reconnectBackoffMsMax: number;
   readonly connectTimeoutMs: number;
   readonly helloTimeoutMs: number;
+  readonly handshakeTimeoutMs: number;
 }
 
 export const TCP_LIMITS_DEFAULT: TcpLimits = {
@@ -101,6 +132,7 @@ export const TCP_LIMITS_DEFAULT: TcpLimits = {
   reconnectBackoffMsMax: RECONNECT_BACKOFF_MS_MAX,
   connectTimeoutMs: CONNECT_TIMEOUT_MS,
   helloTimeoutMs: HELLO_TIMEOUT_MS,
+  handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
 };
 
 export interface TcpTransportOptions {
@@ -116,6 +148,13 @@ export interface TcpTransportOptions {
   readonly random?: () => number;
   /** Overrides of `TCP_LIMITS_DEFAULT`, mostly for tests. */
   readonly limits?: Partial<TcpLimits>;
+  /**
+   * The cluster's shared secret: every connection, both ways, is authenticated with it and
+   * peers that cannot prove they hold it are refused. Absent: links are not authenticated.
+   */
+  readonly secret?: ClusterSecret;
+  /** Source of handshake nonces (default `crypto.randomBytes`); for tests. */
+  readonly nonce?: () => Uint8Array;
 }
 
 /** Counters, for tests and metrics. */
@@ -137,6 +176,8 @@ export interface TcpTransportStats {
   droppedClosed: number;
   /** Inbound connections closed for a malformed frame or a protocol violation. */
   malformedFrames: number;
+  /** Connections refused because the peer failed the handshake (either side). */
+  handshakesRefused: number;
   connectsSucceeded: number;
   connectsFailed: number;
   /** Established outbound connections that failed or were closed by the peer. */
@@ -159,32 +200,14 @@ export function backoffDelayMs(
   return Math.round(lo + r * (hi - lo));
 }
 
-/** The first frame on every connection: who is dialing. */
-interface HelloFrame {
-  t: "hello";
-  v: number;
-  from: NodeId;
-}
-
-type WireFrame = HelloFrame | Message;
+type WireFrame = HandshakeFrame | Message;
 
 function parseWireFrame(value: unknown): WireFrame {
-  if (typeof value === "object" && value !== null && (value as { t?: unknown }).t === "hello") {
-    const { v, from } = value as { v?: unknown; from?: unknown };
-    if (v !== WIRE_VERSION)
-      throw new InvalidArgumentError(
-        `hello with wire version ${String(v)}, expected ${WIRE_VERSION}`,
-      );
-    if (typeof from !== "string" || from.length === 0 || from.length > NODE_ID_CHARS_MAX)
-      throw new InvalidArgumentError(
-        `hello must name the sender in 1..${NODE_ID_CHARS_MAX} characters`,
-      );
-    return { t: "hello", v, from };
-  }
+  if (isHandshakeFrame(value)) return parseHandshakeFrame(value, WIRE_VERSION);
   return parseMessage(value);
 }
 
-type OutboundState = "idle" | "connecting" | "open" | "backoff";
+type OutboundState = "idle" | "connecting" | "handshaking" | "open" | "backoff";
 
 interface Outbound {
   readonly node: NodeId;
@@ -203,6 +226,10 @@ interface Outbound {
   timer: NodeJS.Timeout | null;
   /** Messages dropped since the queue last had room, to log once per episode. */
   dropped: number;
+  /** The current connection's handshake (null when not connected). */
+  handshake: DialerHandshake | null;
+  /** Frames the peer sends during the handshake. */
+  decoder: FrameDecoder<HandshakeFrame> | null;
 }
 
 interface Inbound {
@@ -211,6 +238,7 @@ interface Inbound {
   readonly remote: string;
   from: NodeId | null;
   helloTimer: NodeJS.Timeout | null;
+  readonly handshake: AcceptorHandshake;
 }
 
 function checkLimits(l: TcpLimits): void {
@@ -243,6 +271,7 @@ export function emptyTcpStats(): TcpTransportStats {
     droppedUnknownPeer: 0,
     droppedClosed: 0,
     malformedFrames: 0,
+    handshakesRefused: 0,
     connectsSucceeded: 0,
     connectsFailed: 0,
     connectionsLost: 0,
@@ -267,6 +296,7 @@ export class TcpTransport implements Transport {
   private selfScheduled = false;
   private closed = false;
   private bound: PeerAddress | null = null;
+  private readonly handshakeOptions: HandshakeOptions;
 
   /** Starts listening; resolves once the server is bound. */
   static async listen(options: TcpTransportOptions): Promise<TcpTransport> {
@@ -288,6 +318,12 @@ export class TcpTransport implements Transport {
     this.random = options.random ?? Math.random;
     const peers = options.peers;
     this.resolve = typeof peers === "function" ? peers : (node) => peers.get(node);
+    this.handshakeOptions = {
+      self: options.self,
+      secret: options.secret ?? null,
+      nonce: options.nonce ?? (() => randomBytes(HANDSHAKE_NONCE_BYTES)),
+      wireVersion: WIRE_VERSION,
+    };
     server.maxConnections = INBOUND_CONNECTIONS_MAX;
     server.on("connection", (socket) => this.accept(socket));
     this.serverClosed = new Promise((resolve) => server.once("close", () => resolve()));
@@ -353,6 +389,8 @@ export class TcpTransport implements Transport {
         failures: 0,
         timer: null,
         dropped: 0,
+        handshake: null,
+        decoder: null,
       };
       this.outbound.set(to, out);
     }
@@ -405,6 +443,9 @@ export class TcpTransport implements Transport {
       out.head = 0;
       out.queueBytes = 0;
       out.state = "idle";
+      out.handshake = null;
+      out.decoder?.stop();
+      out.decoder = null;
     }
     for (const conn of this.inbound) this.dropInbound(conn);
     this.server.close();
@@ -468,11 +509,7 @@ export class TcpTransport implements Transport {
       out.writable = true;
       this.flush(out);
     });
-    socket.on("data", () => {
-      // Outbound connections are send-only; bytes from the acceptor break the protocol.
-      this.log.error({ peer: out.node }, "peer wrote on a send-only connection; closing it");
-      socket.destroy();
-    });
+    socket.on("data", (chunk: Buffer) => this.onOutboundData(out, socket, chunk));
     socket.on("close", () => this.onOutboundClosed(out, socket, error));
   }
 
@@ -484,19 +521,90 @@ export class TcpTransport implements Transport {
     if (out.failures > 0)
       this.log.info({ peer: out.node, failures: out.failures }, "connected to peer after failures");
     else this.log.debug({ peer: out.node, ...address }, "connected to peer");
+    const handshake = new DialerHandshake(this.handshakeOptions, out.node);
+    const first = handshake.start();
+    if (first === null) {
+      // Authenticated link: nothing is sent until the peer has proved itself.
+      out.state = "handshaking";
+      out.handshake = handshake;
+      out.decoder = new FrameDecoder(
+        (v) => parseHandshakeFrame(v, WIRE_VERSION),
+        HANDSHAKE_FRAME_BYTES_MAX,
+      );
+      out.timer = setTimeout(() => {
+        out.timer = null;
+        socket.destroy(
+          new Error(`no handshake from the peer within ${this.limits.handshakeTimeoutMs} ms`),
+        );
+      }, this.limits.handshakeTimeoutMs);
+      return;
+    }
     out.failures = 0;
     out.state = "open";
     out.writable = true;
     // The hello goes first, ahead of everything queued, and does not count against the bound.
-    const hello = this.encoder.encode({
-      t: "hello",
-      v: WIRE_VERSION,
-      from: this.self,
-    } satisfies HelloFrame);
+    const hello = this.encoder.encode(first);
     if (out.head > 0) out.queue[--out.head] = hello;
     else out.queue.unshift(hello);
     out.queueBytes += hello.length;
     this.flush(out);
+  }
+
+  /** Bytes from the peer a node dialed: handshake frames, and nothing after them. */
+  private onOutboundData(out: Outbound, socket: Socket, chunk: Buffer): void {
+    if (out.socket !== socket) return;
+    const handshake = out.handshake;
+    const decoder = out.decoder;
+    if (out.state !== "handshaking" || handshake === null || decoder === null) {
+      // Outbound connections are send-only; bytes from the acceptor break the protocol.
+      this.log.error(
+        { peer: out.node },
+        out.state === "open" && this.handshakeOptions.secret === null
+          ? "peer wrote on a send-only connection (does it require a cluster secret?); closing it"
+          : "peer wrote on a send-only connection; closing it",
+      );
+      socket.destroy();
+      return;
+    }
+    this.stats.bytesReceived += chunk.length;
+    this.stats.socketReads++;
+    try {
+      decoder.push(chunk, (frame) => {
+        const step = handshake.receive(frame);
+        if (step.send !== undefined) this.writeHandshake(socket, step.send);
+        if (step.peer !== undefined) {
+          decoder.stop();
+          this.onAuthenticated(out, socket);
+        }
+      });
+    } catch (e) {
+      if (!(e instanceof HandshakeError) && !(e instanceof FrameError)) throw e;
+      this.stats.handshakesRefused++;
+      const reason = e instanceof HandshakeError ? e.reason : e.kind;
+      socket.destroy(new Error(`cannot authenticate to the peer (${reason}): ${e.message}`));
+    }
+  }
+
+  private onAuthenticated(out: Outbound, socket: Socket): void {
+    if (out.socket !== socket || this.closed) return;
+    if (out.timer !== null) clearTimeout(out.timer);
+    out.timer = null;
+    out.handshake = null;
+    out.decoder = null;
+    if (out.failures > 0)
+      this.log.info({ peer: out.node, failures: out.failures }, "authenticated to peer");
+    out.failures = 0;
+    out.state = "open";
+    out.writable = true;
+    this.flush(out);
+  }
+
+  private writeHandshake(socket: Socket, frame: HandshakeFrame): void {
+    const bytes = this.encoder.encode(frame);
+    this.stats.framesWritten++;
+    this.stats.socketWrites++;
+    this.stats.bytesWritten += bytes.length;
+    socket.write(bytes);
   }
 
   private onOutboundClosed(out: Outbound, socket: Socket, error: Error | null): void {
@@ -505,8 +613,15 @@ export class TcpTransport implements Transport {
     out.timer = null;
     out.socket = null;
     out.writable = false;
+    out.handshake = null;
+    out.decoder?.stop();
+    out.decoder = null;
     if (this.closed) return;
-    const err = error ?? undefined;
+    const err =
+      error ??
+      (out.state === "handshaking"
+        ? new Error("the peer closed the connection during the handshake (another cluster secret?)")
+        : undefined);
     if (out.state === "open") {
       this.stats.connectionsLost++;
       this.log.warn({ peer: out.node, err }, "connection to peer lost");
@@ -598,6 +713,7 @@ export class TcpTransport implements Transport {
       remote: `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`,
       from: null,
       helloTimer: null,
+      handshake: new AcceptorHandshake(this.handshakeOptions),
     };
     conn.helloTimer = setTimeout(() => {
       conn.helloTimer = null;
@@ -608,6 +724,8 @@ export class TcpTransport implements Transport {
     }, this.limits.helloTimeoutMs);
     this.inbound.add(conn);
     socket.setKeepAlive(true, KEEPALIVE_INITIAL_DELAY_MS);
+    const challenge = conn.handshake.start();
+    if (challenge !== null) this.writeHandshake(socket, challenge);
     socket.on("data", (chunk: Buffer) => this.onInboundData(conn, chunk));
     socket.on("error", (err) => {
       this.log.debug({ peer: conn.from, remote: conn.remote, err }, "inbound connection error");
@@ -624,6 +742,20 @@ export class TcpTransport implements Transport {
   private onInboundData(conn: Inbound, chunk: Buffer): void {
     this.stats.bytesReceived += chunk.length;
     this.stats.socketReads++;
+    if (
+      conn.from === null &&
+      this.handshakeOptions.secret !== null &&
+      conn.decoder.bufferedBytes + chunk.length > PRE_AUTH_BYTES_MAX
+    ) {
+      this.refuse(
+        conn,
+        new HandshakeError(
+          "malformed",
+          `more than ${PRE_AUTH_BYTES_MAX} bytes before the handshake was done`,
+        ),
+      );
+      return;
+    }
     try {
       conn.decoder.push(chunk, (frame) => this.onFrame(conn, frame));
     } catch (e) {
@@ -642,9 +774,18 @@ export class TcpTransport implements Transport {
         );
         return;
       }
+      let step: HandshakeStep;
+      try {
+        step = conn.handshake.receive(frame);
+      } catch (e) {
+        if (!(e instanceof HandshakeError)) throw e;
+        this.refuse(conn, e);
+        return;
+      }
+      if (step.send !== undefined) this.writeHandshake(conn.socket, step.send);
       if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
       conn.helloTimer = null;
-      conn.from = frame.from;
+      conn.from = step.peer ?? frame.from;
       const previous = this.inboundFrom.get(frame.from);
       if (previous !== undefined && previous !== conn) {
         // The peer reconnected; its old connection must not deliver after the new one.
@@ -654,8 +795,8 @@ export class TcpTransport implements Transport {
       this.inboundFrom.set(frame.from, conn);
       return;
     }
-    if (frame.t === "hello") {
-      this.reject(conn, new FrameError("invalid", "second hello on a connection"));
+    if (frame.t === "hello" || frame.t === "challenge" || frame.t === "welcome") {
+      this.reject(conn, new FrameError("invalid", `a ${frame.t} frame after the handshake`));
       return;
     }
     const h = this.handler;
@@ -669,6 +810,16 @@ export class TcpTransport implements Transport {
     this.log.error(
       { peer: conn.from, remote: conn.remote, kind: error.kind, err: error },
       "malformed input; closing the connection",
+    );
+    this.dropInbound(conn);
+  }
+
+  /** Closes a connection whose peer failed the handshake; its claims are not believed. */
+  private refuse(conn: Inbound, error: HandshakeError): void {
+    this.stats.handshakesRefused++;
+    this.log.warn(
+      { remote: conn.remote, reason: error.reason, err: error.message },
+      "peer refused: it failed the cluster handshake",
     );
     this.dropInbound(conn);
   }
