@@ -85,6 +85,7 @@ describe("the packed package", () => {
       "dist/testing/index.d.ts",
       "dist/flow/index.d.ts",
       "dist/store/index.d.ts",
+      "dist/objects/index.d.ts",
       "dist/.built",
       "bin/boki.js",
       "README.md",
