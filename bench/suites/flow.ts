@@ -24,7 +24,22 @@
  * for the whole run; at each concurrency they are measured in turns (every system's run 1,
  * then every system's run 2, ...; `runMeasurements`' interleave), the median run reported,
  * so that a drift of this shared machine's speed meets all of them alike. The systems not
- * being measured are idle (boki dev's idle cost, its recovery task and GC, is recorded).
+ * being measured are idle (boki dev's idle cost, its recovery task and GC, is recorded; it
+ * grows with the instances kept in the log, and it runs beside the peers' turns).
+ *
+ * The results file has, besides the rows: `durability` (each system's), `ratios` (per
+ * concurrency: Boki's workflow against each peer and the best one, per paired run too, and
+ * against the plain calls), `goals` (the ratios at c=64 against their targets), `boki`
+ * (idle CPU, instances started), `peers` (versions, notes). Each row has runP50Ms beside
+ * runOpsPerSec, and serverCpuMsPerOp (boki dev, all threads) and loadGeneratorCpuMsPerOp.
+ *
+ *   npm run bench -- flow              # 5 runs of 1 s + 5 s in turns at each point (~8.5 min)
+ *   npm run bench -- flow --quick      # 1 run of 0.3 s + 1.5 s (~40 s)
+ *   npm run bench -- flow --no-peers   # Boki's rows only
+ *
+ * Probes: bench/profile/flow-boki.ts (one Boki workload alone: CPU per thread, a CPU
+ * profile, idle cost), bench/profile/flow-append-path.ts (WAL writes and loop turns per
+ * append of the embedded log), bench/profile/flow-peers.ts (the peers alone).
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
