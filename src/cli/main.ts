@@ -5,6 +5,9 @@
  * node of a cluster) and `cluster up` (every node of a cluster as its own process).
  */
 import { Command, InvalidArgumentError as CliArgumentError } from "commander";
+import { checkListenAuth, gatherTokens, type GatewayAuthOptions } from "../gateway/auth.js";
+import { loadTls, type GatewayTls } from "../gateway/tls.js";
+import { startTracing, tracesUrlFrom, type Tracing } from "../tracing/tracing.js";
 import { resolve } from "node:path";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -30,22 +33,111 @@ import {
 const DEFAULT_CLUSTER_CONFIG = "config/local-cluster.json";
 const DEV_PORT_DEFAULT = 8080;
 
+/** The flags of a command that runs a gateway: tokens, TLS, tracing. */
+interface OperationsFlags {
+  authToken?: string;
+  authTokenFile?: string;
+  adminToken?: string;
+  adminTokenFile?: string;
+  insecureNoAuth?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  otlpEndpoint?: string;
+}
+
+function withOperationsFlags(cmd: Command, what: string): Command {
+  return cmd
+    .option(
+      "--auth-token <token>",
+      `a bearer token ${what} requires (visible to other users in ps: prefer --auth-token-file or BOKI_AUTH_TOKEN)`,
+    )
+    .option("--auth-token-file <file>", "a file of tokens, one per line")
+    .option("--admin-token <token>", "a token that may also cancel workflows (or BOKI_ADMIN_TOKEN)")
+    .option("--admin-token-file <file>", "a file of admin tokens, one per line")
+    .option(
+      "--insecure-no-auth",
+      "listen beyond loopback without any token (anyone who reaches the port may call everything)",
+    )
+    .option("--tls-cert <file>", "serve HTTPS: the PEM certificate chain")
+    .option("--tls-key <file>", "serve HTTPS: the PEM private key")
+    .option(
+      "--otlp-endpoint <url>",
+      "export OpenTelemetry spans over OTLP/HTTP to this collector (or OTEL_EXPORTER_OTLP_ENDPOINT)",
+    );
+}
+
+/** The gateway's tokens and TLS from the flags and BOKI_AUTH_TOKEN / BOKI_ADMIN_TOKEN. */
+function gatewaySecurity(o: OperationsFlags): { auth: GatewayAuthOptions; tls?: GatewayTls } {
+  if (o.authToken !== undefined || o.adminToken !== undefined)
+    console.error(
+      "warning: a token given on the command line is visible to other users of this machine (ps); prefer a token file or BOKI_AUTH_TOKEN",
+    );
+  const auth: GatewayAuthOptions = {
+    tokens: gatherTokens({
+      token: o.authToken,
+      file: o.authTokenFile,
+      env: process.env["BOKI_AUTH_TOKEN"],
+      what: "an auth token",
+    }),
+    adminTokens: gatherTokens({
+      token: o.adminToken,
+      file: o.adminTokenFile,
+      env: process.env["BOKI_ADMIN_TOKEN"],
+      what: "an admin token",
+    }),
+    ...(o.insecureNoAuth === true ? { allowUnauthenticated: true } : {}),
+  };
+  const tls = loadTls(o.tlsCert, o.tlsKey);
+  return tls === undefined ? { auth } : { auth, tls };
+}
+
+/** One line saying who may call the gateway. */
+function describeAuth(auth: GatewayAuthOptions): string {
+  const users = auth.tokens?.length ?? 0;
+  const admins = auth.adminTokens?.length ?? 0;
+  if (users + admins === 0) return "no token required (loopback only)";
+  return `tokens required (${users} user, ${admins} admin)`;
+}
+
+/** Tracing as the flag and the environment ask (off without an endpoint). */
+async function tracingFor(
+  o: OperationsFlags,
+  serviceName: string,
+  attributes: Record<string, string>,
+): Promise<{ tracing: Tracing; url: string | null }> {
+  const url = tracesUrlFrom(process.env, o.otlpEndpoint);
+  if (url === null) {
+    return {
+      tracing: { flush: () => Promise.resolve(), shutdown: () => Promise.resolve() },
+      url: null,
+    };
+  }
+  const tracing = await startTracing({
+    url,
+    serviceName: process.env["OTEL_SERVICE_NAME"] ?? serviceName,
+    attributes,
+  });
+  return { tracing, url };
+}
+
 function positiveInt(value: string): number {
   if (!/^[1-9][0-9]{0,8}$/.test(value)) throw new CliArgumentError("must be a positive integer");
   return Number(value);
 }
 
-async function start(options: {
-  config: string;
-  id?: string;
-  role?: string;
-  term?: number;
-  logLevel: string;
-  functions?: string;
-  workers?: number;
-  timeout?: number;
-  store?: string;
-}): Promise<void> {
+async function start(
+  options: {
+    config: string;
+    id?: string;
+    role?: string;
+    term?: number;
+    logLevel: string;
+    functions?: string;
+    workers?: number;
+    timeout?: number;
+    store?: string;
+  } & OperationsFlags,
+): Promise<void> {
   const config = loadClusterConfig(options.config);
   if (options.role !== undefined && !(ROLES as readonly string[]).includes(options.role)) {
     throw new CliArgumentError(`--role must be one of ${ROLES.join(", ")}`);
@@ -75,21 +167,64 @@ async function start(options: {
     }
   }
   const logger = createLogger(options.logLevel as LogLevel);
+  const security = node.role === "gateway" ? gatewaySecurity(options) : undefined;
+  // Spans are made where invocations run and arrive: engines and gateways.
+  const traced = node.role === "engine" || node.role === "gateway";
+  const { tracing } = traced
+    ? await tracingFor(options, `boki-${node.role}`, {
+        "boki.node.id": node.id,
+        "boki.node.role": node.role,
+      })
+    : { tracing: null };
   const running = await startNode(config, id, term, logger, {
     ...(options.functions === undefined ? {} : { functions: resolve(options.functions) }),
     ...(options.workers === undefined ? {} : { workers: options.workers }),
     ...(options.timeout === undefined ? {} : { timeoutMs: options.timeout }),
     ...(options.store === undefined ? {} : { store: options.store }),
+    ...(security === undefined ? {} : security),
   });
   console.log(
     `${running.role} ${running.id} listening on ${running.address.host}:${running.address.port} (term ${term})`,
   );
-  closeOnSignals(() => running.close());
+  if (security !== undefined) {
+    const scheme = security.tls === undefined ? "http" : "https";
+    console.log(
+      `  dashboard at ${scheme}://${running.address.host}:${running.address.port}/ui; ${describeAuth(security.auth)}`,
+    );
+  }
+  closeOnSignals(async () => {
+    await running.close();
+    await tracing?.shutdown();
+  });
 }
 
-function clusterUp(options: { config: string; functions?: string; store?: string }): void {
+function clusterUp(
+  options: { config: string; functions?: string; store?: string } & OperationsFlags,
+): void {
   const config = loadClusterConfig(options.config);
   const functions = options.functions === undefined ? undefined : resolve(options.functions);
+  // Checked here, so that a gateway that could not start is said at once; the gateways get
+  // the files' paths as flags and the tokens given as values in their environment.
+  const { auth } = gatewaySecurity(options);
+  for (const n of config.nodes)
+    if (n.role === "gateway" && functions !== undefined) checkListenAuth(n.host, auth);
+  const gatewayArgs = [
+    ...(options.authTokenFile === undefined
+      ? []
+      : ["--auth-token-file", resolve(options.authTokenFile)]),
+    ...(options.adminTokenFile === undefined
+      ? []
+      : ["--admin-token-file", resolve(options.adminTokenFile)]),
+    ...(options.insecureNoAuth === true ? ["--insecure-no-auth"] : []),
+    ...(options.tlsCert === undefined ? [] : ["--tls-cert", resolve(options.tlsCert)]),
+    ...(options.tlsKey === undefined ? [] : ["--tls-key", resolve(options.tlsKey)]),
+  ];
+  const gatewayEnv: Record<string, string> = {
+    ...(options.authToken === undefined ? {} : { BOKI_AUTH_TOKEN: options.authToken }),
+    ...(options.adminToken === undefined ? {} : { BOKI_ADMIN_TOKEN: options.adminToken }),
+  };
+  if (options.otlpEndpoint !== undefined)
+    process.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = options.otlpEndpoint;
   // The handlers stop `sup` only when a signal arrives, after it has been created below.
   const signals = closeOnSignals(() => sup.stop(), { announce: "Stopping the cluster..." });
   const sup = superviseCluster(
@@ -101,6 +236,7 @@ function clusterUp(options: { config: string; functions?: string; store?: string
     "info",
     functions === undefined ? undefined : { path: functions },
     options.store,
+    { args: gatewayArgs, env: gatewayEnv },
   );
   console.log(`Cluster from ${options.config}, term ${sup.term}, data in ${config.dataDir}:`);
   for (const n of config.nodes) {
@@ -137,18 +273,25 @@ function intIn(min: number, max: number) {
   };
 }
 
-async function dev(options: {
-  functions: string;
-  data: string;
-  port: number;
-  host: string;
-  workers?: number;
-  timeout?: number;
-  logLevel: string;
-}): Promise<void> {
+async function dev(
+  options: {
+    functions: string;
+    data: string;
+    port: number;
+    host: string;
+    workers?: number;
+    timeout?: number;
+    logLevel: string;
+  } & OperationsFlags,
+): Promise<void> {
   const functions = resolve(options.functions);
   const dataDir = resolve(options.data);
   const logger = createLogger(options.logLevel as LogLevel);
+  const security = gatewaySecurity(options);
+  checkListenAuth(options.host, security.auth);
+  const { tracing, url: tracesUrl } = await tracingFor(options, "boki-dev", {
+    "boki.node.role": "dev",
+  });
   const server = await DevServer.start({
     functions,
     dataDir,
@@ -157,12 +300,15 @@ async function dev(options: {
     logger,
     ...(options.workers === undefined ? {} : { workers: options.workers }),
     ...(options.timeout === undefined ? {} : { timeoutMs: options.timeout }),
+    ...security,
   });
   // The libraries' own functions (boki-flow.status, ...) are summed up, not listed.
   const all = server.functions();
   const fns = all.filter((f) => !f.name.startsWith("boki-"));
   const library = all.length - fns.length;
   console.log(`Boki dev server at ${server.url}`);
+  console.log(`  dashboard at ${server.url}/ui; ${describeAuth(security.auth)}`);
+  if (tracesUrl !== null) console.log(`  spans go to ${tracesUrl}`);
   console.log(`  data in ${dataDir} (term ${server.log.term})`);
   console.log(`  ${fns.length} function${fns.length === 1 ? "" : "s"} from ${functions}:`);
   const width = Math.max(...fns.map((f) => f.name.length));
@@ -177,18 +323,28 @@ async function dev(options: {
     console.log(`  re-running ${server.recovered} recorded invocation(s) that had not finished`);
   }
   const example = fns[0]?.name ?? "<name>";
+  const authHeader =
+    (security.auth.tokens?.length ?? 0) + (security.auth.adminTokens?.length ?? 0) > 0
+      ? ` -H "Authorization: Bearer $BOKI_AUTH_TOKEN"`
+      : "";
   console.log(
-    `Call one: curl -X POST ${server.url}/function/${example} -d '{}'  (or: boki invoke ${example} '{}')`,
+    `Call one: curl -X POST ${server.url}/function/${example}${authHeader} -d '{}'  (or: boki invoke ${example} '{}')`,
   );
   console.log("Press Ctrl-C to stop.");
-  closeOnSignals(() => server.close(), {
-    announce:
-      "Stopping (running invocations get a few seconds to finish; Ctrl-C again to stop at once)...",
-    again: () => {
-      console.log("Stopping now.");
-      process.exit(130);
+  closeOnSignals(
+    async () => {
+      await server.close();
+      await tracing.shutdown();
     },
-  });
+    {
+      announce:
+        "Stopping (running invocations get a few seconds to finish; Ctrl-C again to stop at once)...",
+      again: () => {
+        console.log("Stopping now.");
+        process.exit(130);
+      },
+    },
+  );
 }
 
 async function demo(options: { data: string; book: number }): Promise<void> {
@@ -224,8 +380,7 @@ const program = new Command()
   .option("--verbose", "print the stack and causes of an error")
   .showHelpAfterError("(add --help for usage)");
 
-program
-  .command("dev")
+withOperationsFlags(program.command("dev"), "the gateway")
   .description(
     "run functions, the HTTP gateway and the embedded log in this process (Ctrl-C stops it)",
   )
@@ -279,8 +434,7 @@ program
   .option("--book <id>", "book to use", bookArg, 1)
   .action(demo);
 
-program
-  .command("start")
+withOperationsFlags(program.command("start"), "a gateway node")
   .description(
     "start one node of a cluster (sequencer, storage, engine or gateway) in this process",
   )
@@ -313,8 +467,7 @@ program
   .action(start);
 
 const cluster = program.command("cluster").description("run a whole cluster on this machine");
-cluster
-  .command("up")
+withOperationsFlags(cluster.command("up"), "the gateways")
   .description("start every node of the config as its own process; Ctrl-C stops them all")
   .option("--config <file>", "cluster config file", DEFAULT_CLUSTER_CONFIG)
   .option(

@@ -14,6 +14,16 @@ export const NODE_STOP_TIMEOUT_MS = 5_000;
 
 const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 
+/**
+ * What the gateway nodes get beyond the functions: arguments (token and TLS file paths) and
+ * environment variables (tokens given as values travel this way, never in a command line
+ * that every user of the machine can read).
+ */
+export interface GatewayLaunch {
+  readonly args?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 /** What engines run and gateways serve. */
 export interface FunctionsOption {
   /** Function modules: a file or a directory. */
@@ -79,6 +89,7 @@ export function superviseCluster(
   logLevel = "info",
   functions?: FunctionsOption,
   store?: string,
+  gateway: GatewayLaunch = {},
 ): Supervisor {
   const term = nextTerm(config);
   const children = new Map<string, ChildProcess>();
@@ -90,9 +101,16 @@ export function superviseCluster(
     // A spare joins through the coordination store; without one it has no place to take.
     if (n.spare === true && store === undefined) continue;
     const withFunctions = n.role === "engine" || n.role === "gateway" ? functions : undefined;
-    const args = nodeCommand(configPath, n.id, term, logLevel, withFunctions, store);
+    const isGateway = n.role === "gateway";
+    const args = [
+      ...nodeCommand(configPath, n.id, term, logLevel, withFunctions, store),
+      ...(isGateway ? (gateway.args ?? []) : []),
+    ];
     const child = spawn(process.execPath, args, {
       stdio: ["ignore", "inherit", "inherit"],
+      ...(isGateway && gateway.env !== undefined
+        ? { env: { ...process.env, ...gateway.env } }
+        : {}),
     });
     child.on("exit", (code) => onExit(n.id, code));
     children.set(n.id, child);
