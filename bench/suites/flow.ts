@@ -85,7 +85,7 @@ const FIRST_WARMUP_MS = { workflow: 10_000, plain: 3_000, peer: 5_000 } as const
 const FIRST_WARMUP_MS_QUICK = { workflow: 1_200, plain: 400, peer: 800 } as const;
 const FIRST_WARMUP_CONCURRENCY = 64;
 /** How long boki dev's idle CPU is sampled after its warm-up. */
-const IDLE_SAMPLE_MS = { full: 3000, quick: 300 } as const;
+const IDLE_SAMPLE_MS = { full: 3000, quick: 1000 } as const;
 
 const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 export const FUNCTIONS = fileURLToPath(new URL("../functions/flow", import.meta.url));
