@@ -114,6 +114,7 @@ export class EngineDispatcher implements Dispatcher {
         timeoutMs: f.fn.timeoutMs ?? defaultTimeoutMs,
         ...(f.fn.kind === undefined ? {} : { kind: f.fn.kind }),
         ...(f.fn.schedule === undefined ? {} : { scheduleEveryMs: f.fn.schedule.everyMs }),
+        ...(f.fn.meta === undefined ? {} : { meta: f.fn.meta }),
       });
     }
     return new EngineDispatcher(client, catalogue);

@@ -60,6 +60,7 @@ import {
 } from "../runtime/limits.js";
 import type { RuntimeMetrics } from "../runtime/metrics.js";
 import { Scheduler } from "../runtime/scheduler.js";
+import { CONSUMER_KIND, ConsumerRunner, type ConsumerMeta } from "../queue/runtime.js";
 import {
   CHECKPOINT_TAG,
   decodeRecord,
@@ -182,8 +183,11 @@ export class InvocationService implements AsyncInvoker {
   private rescanWhenDrained = false;
 
   private readonly scheduler: Scheduler;
+  private readonly logProvider: LogProvider;
+  private consumers: ConsumerRunner | undefined;
 
   constructor(options: InvocationServiceOptions) {
+    this.logProvider = options.log;
     this.system = options.log.book(SYSTEM_BOOK);
     this.dispatcher = options.dispatcher;
     this.logger = options.logger ?? silentLogger;
@@ -205,6 +209,39 @@ export class InvocationService implements AsyncInvoker {
     return info;
   }
 
+  /** A LogBook session of a book (for routes that use a library on the log directly). */
+  logBook(book: number): LogBook {
+    return this.logProvider.book(book);
+  }
+
+  /** Feeds the functions bound to queues (boki-ts/queue consumers) with their messages. */
+  private startConsumers(): void {
+    const consumers = this.dispatcher
+      .functions()
+      .filter((f) => f.kind === CONSUMER_KIND && f.meta !== undefined)
+      .map((f) => ({
+        name: f.name,
+        meta: f.meta as unknown as ConsumerMeta,
+        timeoutMs: f.timeoutMs,
+      }));
+    if (consumers.length === 0) return;
+    this.consumers = new ConsumerRunner({
+      consumers,
+      book: (book) => this.logProvider.book(book),
+      invoke: (name, inputJson, book, deadline) =>
+        this.dispatcher.invoke({
+          name,
+          inputJson,
+          book,
+          invocationId: newInvocationId(),
+          deadline,
+        }),
+      warn: (message, fields) => this.logger.warn(fields, message),
+      runId: newInvocationId().slice(0, 12),
+    });
+    this.consumers.start();
+  }
+
   private checkOpen(): void {
     if (this.closed) throw new InvocationError("UNAVAILABLE", "the gateway is shutting down");
   }
@@ -220,6 +257,7 @@ export class InvocationService implements AsyncInvoker {
     this.started = true;
     const recovered = await this.recover();
     this.scheduler.start();
+    this.startConsumers();
     return { recovered };
   }
 
@@ -677,11 +715,13 @@ export class InvocationService implements AsyncInvoker {
   async close(graceMs = 0): Promise<void> {
     this.closed = true;
     this.scheduler.close();
+    const consumersStopped = this.consumers?.close(graceMs);
     this.queue.length = 0;
     for (const [id, state] of this.active) if (state === "queued") this.active.delete(id);
     const until = Date.now() + graceMs;
     while (this.asyncRunning + this.syncRunning > 0 && Date.now() < until) {
       await sleep(10);
     }
+    await consumersStopped;
   }
 }

@@ -8,6 +8,7 @@
  *   GET  /functions                the functions that can be invoked
  *   /workflow..., /workflows...    workflows (boki-ts/flow): see workflows.ts
  *   /object/...                    keyed stateful objects (boki-ts/objects): see objects.ts
+ *   /queue/...                     message queues (boki-ts/queue): see queues.ts
  *   GET  /healthz                  200 while serving, 503 while shutting down
  *   GET  /metrics                  Prometheus metrics
  *
@@ -28,6 +29,7 @@ import type { Dispatcher } from "../runtime/dispatcher.js";
 import type { RuntimeMetrics } from "../runtime/metrics.js";
 import type { InvocationService, SyncOutcome } from "./invocations.js";
 import { registerObjectRoutes } from "./objects.js";
+import { registerQueueRoutes } from "./queues.js";
 import { registerWorkflowRoutes } from "./workflows.js";
 import { gatewayServerOptions, registerOperations, type OperationsOptions } from "./operations.js";
 
@@ -192,6 +194,7 @@ export class Gateway {
       });
     });
 
+    registerQueueRoutes(app, { invocations, bookOf, inputOf });
     registerObjectRoutes(app, { invocations, dispatcher, bookOf, keyOf, inputOf, sendError });
     registerWorkflowRoutes(app, {
       invocations,

@@ -28,3 +28,14 @@ export {
 export type { DeadLetterOrigin } from "./records.js";
 export { queueShardTag } from "./tags.js";
 export * as queueLimits from "./limits.js";
+export {
+  defineConsumer,
+  defineQueueFunctions,
+  popInWorkflow,
+  ackInWorkflow,
+  ConsumerRunner,
+  QUEUE_FUNCTIONS,
+  CONSUMER_KIND,
+  type ConsumerOptions,
+  type ConsumerMeta,
+} from "./runtime.js";

@@ -6,6 +6,7 @@
  */
 import type { LogBook } from "../log/api.js";
 import type { InvocationId } from "./ids.js";
+import type { JsonValue } from "./json.js";
 
 /** Where LogBook sessions come from. `EmbeddedLog` is one. */
 export interface LogProvider {
@@ -27,6 +28,8 @@ export interface FunctionInfo {
   readonly kind?: string;
   /** Set for a function the runtime runs every `everyMs`. */
   readonly scheduleEveryMs?: number;
+  /** A library's description of it (e.g. the queue a consumer is bound to). */
+  readonly meta?: JsonValue;
 }
 
 export interface InvokeRequest {

@@ -78,6 +78,7 @@ export class FunctionHost implements Dispatcher {
           timeoutMs: f.timeoutMs ?? timeoutMs,
           ...(f.kind === undefined ? {} : { kind: f.kind }),
           ...(f.scheduleEveryMs === undefined ? {} : { scheduleEveryMs: f.scheduleEveryMs }),
+          ...(f.meta === undefined ? {} : { meta: f.meta }),
         },
       ]),
     );

@@ -122,6 +122,8 @@ export interface FunctionOptions<I = JsonValue, O = unknown> {
   readonly kind?: string;
   /** For libraries: functions loaded along with this one (the same object loaded twice counts once). */
   readonly companions?: readonly BokiFunction<never, unknown>[];
+  /** For libraries: a JSON value the runtime passes on with the function's description. */
+  readonly meta?: JsonValue;
 }
 
 export interface BokiFunction<I = JsonValue, O = unknown> {
@@ -133,6 +135,7 @@ export interface BokiFunction<I = JsonValue, O = unknown> {
   readonly schedule: FunctionSchedule | undefined;
   readonly kind: string | undefined;
   readonly companions: readonly BokiFunction<never, unknown>[];
+  readonly meta: JsonValue | undefined;
 }
 
 /**
@@ -212,6 +215,7 @@ export function defineFunction<I = JsonValue, O = unknown>(
     schedule: schedule === undefined ? undefined : Object.freeze({ everyMs: schedule.everyMs }),
     kind,
     companions: Object.freeze([...companions]),
+    meta: options.meta === undefined ? undefined : (JSON.parse(JSON.stringify(options.meta)) as JsonValue),
   });
 }
 

@@ -367,6 +367,7 @@ try {
       timeoutMs: f.fn.timeoutMs,
       kind: f.fn.kind,
       scheduleEveryMs: f.fn.schedule?.everyMs,
+      meta: f.fn.meta,
       file: f.file,
     })),
   });

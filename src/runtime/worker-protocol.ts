@@ -5,6 +5,7 @@
  * `postMessage` carries an array of messages (see `Outbox`).
  */
 import { BokiError, CondAppendFailedError, RecordTooLargeError } from "../log/errors.js";
+import type { JsonValue } from "./json.js";
 import type { LogRecord } from "../log/record.js";
 import { InvocationError } from "./errors.js";
 
@@ -15,6 +16,7 @@ export interface WorkerFunctionInfo {
   readonly timeoutMs: number | undefined;
   readonly kind: string | undefined;
   readonly scheduleEveryMs: number | undefined;
+  readonly meta: JsonValue | undefined;
   readonly file: string;
 }
 
