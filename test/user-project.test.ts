@@ -86,6 +86,7 @@ describe("the packed package", () => {
       "dist/flow/index.d.ts",
       "dist/store/index.d.ts",
       "dist/objects/index.d.ts",
+      "dist/queue/index.d.ts",
       "dist/.built",
       "bin/boki.js",
       "README.md",
