@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import {
   foldIntents,
+  gcReadFrom,
   gcWalk,
   RESUME_MARGIN_MS,
   resumeDecision,
@@ -144,6 +145,24 @@ describe("the recovery task's decisions", () => {
           }
         },
       ),
+    );
+  });
+
+  test("while no retention class is due, the collector reads nothing it has read before", () => {
+    fc.assert(
+      fc.property(intentsArb, (intents) => {
+        const farFuture = 1e12;
+        const w = gcWalk(SCAN_STATE_EMPTY, intents, 0);
+        const s = { ...SCAN_STATE_EMPTY, gc: w.gc, gcFloor: w.gcFloor };
+        // Every end's gcAt (0..100) lies before farFuture, so this is the state before any is due:
+        const notDue = gcWalk(SCAN_STATE_EMPTY, intents, -1);
+        const sleeping = { ...SCAN_STATE_EMPTY, gc: notDue.gc, gcFloor: notDue.gcFloor };
+        expect(gcReadFrom(sleeping, -1)).toBe(notDue.gcFloor);
+        expect(notDue.trim).toEqual([]);
+        // Once due, the classes wake and start where they stopped.
+        expect(gcReadFrom(sleeping, farFuture)).toBeLessThanOrEqual(notDue.gcFloor);
+        expect(gcReadFrom(s, 0)).toBeLessThanOrEqual(w.gcFloor);
+      }),
     );
   });
 

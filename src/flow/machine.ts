@@ -209,11 +209,17 @@ export function resumeDecision(
 }
 
 /** The scan state of a book, as its latest checkpoint keeps it. */
+/** A retention class's place: the next intents seqnum to look at, and when it is due (0: now). */
+export interface GcCursor {
+  at: number;
+  dueAt: number;
+}
+
 export interface ScanState {
   readonly n: number;
   readonly cursor: number;
   /** The garbage collector's cursor per retention class (see gcWalk). */
-  readonly gc: Readonly<Record<string, number>>;
+  readonly gc: Readonly<Record<string, GcCursor>>;
   /** Every intents record below it has been walked by the garbage collector. */
   readonly gcFloor: number;
   readonly pending: readonly PendingInstance[];
@@ -279,9 +285,10 @@ export function intentId(r: FlowRecord): string {
 /**
  * The garbage collector's walk over intents. An ended instance's stream may be trimmed once
  * its `gcAt` has passed. Ends of workflows with one retention are due in log order, so the
- * walk keeps one cursor per retention (a class): a class stops at its first end not yet due,
- * while the others go on. At most `trimsMax` trims are planned; the walk stops before the
- * record that would exceed it.
+ * walk keeps one cursor per retention (a class): a class stops at its first end not yet due
+ * and sleeps until that end is due (it is not walked, nor its records read, before), while
+ * the others go on. At most `trimsMax` trims are planned; the walk stops before the record
+ * that would exceed it.
  */
 export function gcWalk(
   s: ScanState,
@@ -294,32 +301,45 @@ export function gcWalk(
   readonly gcFloor: number;
 } {
   const trim: Array<{ id: string; below: number }> = [];
-  const cursors: Record<string, number> = { ...s.gc };
-  const stopped = new Set<string>();
+  const cursors: Record<string, GcCursor> = {};
+  for (const [c, v] of Object.entries(s.gc)) cursors[c] = { ...v };
+  const stopped = new Set(Object.keys(cursors).filter((c) => cursors[c]!.dueAt > now));
   let floor = s.gcFloor;
-  const from = Math.min(floor, ...Object.values(cursors));
+  const from = gcReadFrom(s, now);
   for (const k of intents) {
     if (k.seqnum < from) continue;
     if (k.rec.k === "end") {
       const cls = String(k.rec.gcAt - k.rec.at);
       if (!(cls in cursors)) {
         if (Object.keys(cursors).length >= GC_CLASSES_MAX) break;
-        cursors[cls] = k.seqnum;
+        cursors[cls] = { at: k.seqnum, dueAt: 0 };
       }
-      if (!stopped.has(cls) && cursors[cls]! <= k.seqnum) {
-        if (k.rec.gcAt > now) stopped.add(cls);
-        else {
+      const c = cursors[cls]!;
+      if (!stopped.has(cls) && c.at <= k.seqnum) {
+        if (k.rec.gcAt > now) {
+          stopped.add(cls);
+          c.at = k.seqnum;
+          c.dueAt = k.rec.gcAt;
+        } else {
           if (trim.length >= trimsMax) break;
           trim.push({ id: k.rec.id, below: k.seqnum + 1 });
         }
       }
     }
-    for (const c of Object.keys(cursors)) {
-      if (!stopped.has(c) && cursors[c]! <= k.seqnum) cursors[c] = k.seqnum + 1;
+    for (const [cls, c] of Object.entries(cursors)) {
+      if (!stopped.has(cls) && c.at <= k.seqnum) c.at = k.seqnum + 1;
     }
     floor = Math.max(floor, k.seqnum + 1);
   }
   return { trim, gc: cursors, gcFloor: floor };
+}
+
+/** Where the garbage collector needs intents from: the floor, and the classes awake now. */
+export function gcReadFrom(s: ScanState, now: number): number {
+  const awake = Object.values(s.gc)
+    .filter((c) => c.dueAt <= now)
+    .map((c) => c.at);
+  return Math.min(s.gcFloor, ...awake);
 }
 
 /** Retention classes the garbage collector keeps cursors for (one per distinct retention). */
@@ -327,5 +347,10 @@ export const GC_CLASSES_MAX = 64;
 
 /** Where INTENTS_TAG may be trimmed below: nothing a cursor or a pending instance still needs. */
 export function intentsTrimPoint(s: ScanState): number {
-  return Math.min(s.cursor, s.gcFloor, ...Object.values(s.gc), ...s.pending.map((p) => p[1]));
+  return Math.min(
+    s.cursor,
+    s.gcFloor,
+    ...Object.values(s.gc).map((c) => c.at),
+    ...s.pending.map((p) => p[1]),
+  );
 }

@@ -129,7 +129,7 @@ export interface CheckpointRecord extends Base {
   /** The next seqnum of INTENTS_TAG to scan. */
   readonly cursor: number;
   /** The garbage collector's next INTENTS_TAG seqnum per retention class. */
-  readonly gc: Readonly<Record<string, number>>;
+  readonly gc: Readonly<Record<string, { at: number; dueAt: number }>>;
   /** INTENTS_TAG records below it were all walked by the garbage collector. */
   readonly gcFloor: number;
   /** Started, not yet ended instances below `cursor`. */

@@ -37,6 +37,7 @@ import {
 } from "./limits.js";
 import {
   foldIntents,
+  gcReadFrom,
   gcWalk,
   intentsTrimPoint,
   instanceState,
@@ -168,7 +169,8 @@ async function scan(ctx: FunctionContext): Promise<JsonValue> {
   const log = ctx.log;
   const now = Date.now();
   const before = scanStateOf(await latestCheckpoint(log));
-  const from = Math.min(before.cursor, before.gcFloor, ...Object.values(before.gc));
+  // Only what is new, and what an awake retention class of the collector still has to walk.
+  const from = Math.min(before.cursor, gcReadFrom(before, now));
   const intents = await readForward(
     log,
     INTENTS_TAG,
