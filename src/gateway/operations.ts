@@ -4,7 +4,7 @@
  * (ui/routes.ts). The server itself only calls `gatewayServerOptions` and
  * `registerOperations`.
  */
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Dispatcher } from "../runtime/dispatcher.js";
 import { registerHttpTracing } from "../tracing/http.js";
 import { checkListenAuth, GatewayAuth, registerAuth, type GatewayAuthOptions } from "./auth.js";
@@ -20,13 +20,25 @@ export interface OperationsOptions {
   readonly dashboard?: DashboardOptions;
 }
 
-/** The fastify options these add (the HTTPS server). */
+/**
+ * The fastify options these add: the HTTPS server, and typed errors for what fastify refuses
+ * before any route or hook runs (a URL that does not decode), like every other refusal.
+ */
 export function gatewayServerOptions(o: OperationsOptions): {
   https?: { cert: string | Buffer; key: string | Buffer; minVersion: "TLSv1.2" };
+  frameworkErrors: (error: Error, req: FastifyRequest, reply: FastifyReply) => void;
 } {
-  if (o.tls === undefined) return {};
+  const frameworkErrors = (error: Error, _req: FastifyRequest, reply: FastifyReply): void => {
+    void reply.code(400).send({
+      error: { code: "INVALID_ARGUMENT", message: error.message.slice(0, 512) },
+    });
+  };
+  if (o.tls === undefined) return { frameworkErrors };
   checkTls(o.tls);
-  return { https: { cert: o.tls.cert, key: o.tls.key, minVersion: TLS_VERSION_MIN } };
+  return {
+    https: { cert: o.tls.cert, key: o.tls.key, minVersion: TLS_VERSION_MIN },
+    frameworkErrors,
+  };
 }
 
 /**
