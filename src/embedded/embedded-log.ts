@@ -47,6 +47,9 @@ export interface EmbeddedLogOptions {
 
 const LOCK_FILE = "LOCK";
 
+/** The system clock, with `afterTurn` run at the end of the current task (a microtask). */
+const sameTurnClock: Clock = { ...systemClock, afterTurn: (callback) => queueMicrotask(callback) };
+
 function takeLock(dir: string): string {
   const path = join(dir, LOCK_FILE);
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -128,7 +131,11 @@ export class EmbeddedLog {
       const net = new InProcNetwork();
       const sequencer = new Sequencer({
         transport: net.connect("sequencer-0"),
-        clock,
+        // The cut follows the storage node's progress report within the same turn, so the
+        // metalog entry joins the records' group write in the WAL: one write (one sync) per
+        // group of appends instead of two. (Only for the system clock: a clock passed in
+        // keeps its own turns.)
+        clock: clock === systemClock ? sameTurnClock : clock,
         store: seqStore,
         view,
         logger: logger.child({ role: "sequencer" }),
