@@ -29,7 +29,7 @@ import { SessionLogBook } from "./session.js";
 import { WorkerPool, type JobHandlers } from "./worker-pool.js";
 import { recordToWire, type LogOp } from "./worker-protocol.js";
 import type { LogRecord } from "../log/record.js";
-import { bindToContext, traceInvocation, traceLogOp } from "../tracing/spans.js";
+import { bindToContext, traceInvocation, traceLogOp, tracingEnabled } from "../tracing/spans.js";
 
 export interface FunctionHostOptions {
   /** A module file, a directory of modules (see loader.ts), or a list of module files. */
@@ -126,6 +126,8 @@ export class FunctionHost implements Dispatcher {
 
   invoke(req: InvokeRequest): Promise<InvokeResult> {
     const fn = this.catalogue.get(req.name);
+    // Tracing off (the default) costs this one branch.
+    if (!tracingEnabled()) return this.run(req, fn);
     return traceInvocation(
       {
         name: req.name,
@@ -186,7 +188,9 @@ export class FunctionHost implements Dispatcher {
         // in this invocation's context.
         handlers: {
           logOp: bindToContext(async (op: LogOp, args: readonly unknown[]) => {
-            const value = await traceLogOp(op, args, book, () => session.perform(op, args));
+            const value = tracingEnabled()
+              ? await traceLogOp(op, args, book, () => session.perform(op, args))
+              : await session.perform(op, args);
             if (READ_OPS.has(op)) {
               const record = recordToWire(value as LogRecord | null);
               const transfer =
