@@ -6,6 +6,7 @@ import { logSuite } from "./log.js";
 import { natsSuite } from "./nats.js";
 import { queueSuite } from "./queue.js";
 import { storeSuite } from "./store.js";
+import { txnSuite } from "./txn.js";
 
 export const SUITES: ReadonlyMap<string, Suite> = new Map([
   [logSuite.name, logSuite],
@@ -14,4 +15,5 @@ export const SUITES: ReadonlyMap<string, Suite> = new Map([
   [queueSuite.name, queueSuite],
   [storeSuite.name, storeSuite],
   [flowSuite.name, flowSuite],
+  [txnSuite.name, txnSuite],
 ]);
