@@ -1,5 +1,6 @@
 /** Every benchmark suite, by name. */
 import type { Suite } from "../lib/suite.js";
+import { appsSuite } from "./apps.js";
 import { flowSuite } from "./flow.js";
 import { invokeSuite } from "./invoke.js";
 import { logSuite } from "./log.js";
@@ -16,4 +17,5 @@ export const SUITES: ReadonlyMap<string, Suite> = new Map([
   [storeSuite.name, storeSuite],
   [flowSuite.name, flowSuite],
   [txnSuite.name, txnSuite],
+  [appsSuite.name, appsSuite],
 ]);
