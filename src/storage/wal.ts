@@ -4,10 +4,15 @@
  * frames makes the group durable (group commit). Overwriting preallocated space syncs about
  * twice as fast as growing a file, since no block allocation has to reach the disk.
  *
- * A group is every frame appended in one turn of the event loop, and it is written on the
- * event loop thread: the loop blocks for one synced write (about 0.3 ms on an ordinary SSD)
- * instead of paying two thread hand-offs through libuv's pool, which cost more than that
- * in a VM and leave the loop idle anyway while the appenders wait for the sync.
+ * A group is every frame appended while the previous group's write was in flight (at least
+ * one turn of the event loop). By default ("async") the group is written through libuv's
+ * thread pool, one write in flight at a time: the event loop goes on serving requests while
+ * the disk syncs, and the group that gathers meanwhile is written next, so groups grow with
+ * the load. "sync" writes each turn's group on the event loop thread instead, blocking it
+ * for the synced write but saving the two thread hand-offs: cheaper for one client alone,
+ * slower under load (YCSB-T transfers through `boki dev`, c=64: 451 and 549/s sync against
+ * 626 and 614/s async, alternating runs of `npx tsx bench/profile/txn-boki.ts`).
+ * `BOKI_WAL_WRITES=sync|async` in the environment sets the default.
  *
  * Segments are recycled once their frames have been checkpointed elsewhere (lmdb), so
  * steady state creates no files.
@@ -27,7 +32,7 @@ import {
   rmSync,
   writeSync,
 } from "node:fs";
-import { constants, writevSync } from "node:fs";
+import { constants, writev, writevSync } from "node:fs";
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { invariant } from "../log/assert.js";
@@ -44,6 +49,19 @@ export interface WalOptions {
   readonly segmentBytes?: number;
   /** When false, frames are written but not fdatasync'ed. */
   readonly sync?: boolean;
+  /** How groups are written (see above); default `BOKI_WAL_WRITES`, else "async". */
+  readonly writes?: WalWrites;
+}
+
+export type WalWrites = "async" | "sync";
+
+/** The default of `WalOptions.writes`: `BOKI_WAL_WRITES`, else "async". */
+export function walWritesDefault(): WalWrites {
+  const v = process.env.BOKI_WAL_WRITES;
+  if (v === undefined || v === "") return "async";
+  if (v !== "async" && v !== "sync")
+    throw new Error(`BOKI_WAL_WRITES must be "async" or "sync", got ${JSON.stringify(v)}`);
+  return v;
 }
 
 interface Segment {
@@ -117,6 +135,9 @@ export class Wal {
   /** Groups waiting to be written, oldest first; appends join the last one. */
   private queue: Group[] = [];
   private scheduled = false;
+  /** The group whose asynchronous write is in flight (async writes only). */
+  private writing: Group | null = null;
+  private readonly asyncWrites: boolean;
   private closed = false;
   private failed: Error | null = null;
   private readonly segmentBytes: number;
@@ -130,6 +151,7 @@ export class Wal {
   ) {
     this.segmentBytes = options.segmentBytes ?? WAL_SEGMENT_BYTES_DEFAULT;
     this.sync = options.sync ?? true;
+    this.asyncWrites = (options.writes ?? walWritesDefault()) === "async";
     this.spares = spares;
     this.current = this.openSegment(nextId);
   }
@@ -222,9 +244,27 @@ export class Wal {
     return { segment: seg.id, durable };
   }
 
-  /** Writes the queued groups, in order; each is durable when its write returns. */
+  /**
+   * Writes the queued groups, in order; each is durable when its write returns. Async: the
+   * oldest group, and the next one when it is done.
+   */
   private flush(): void {
     this.scheduled = false;
+    if (this.asyncWrites) {
+      if (this.writing !== null || this.failed !== null) return;
+      const g = this.queue.shift();
+      if (g === undefined) return;
+      this.writing = g;
+      writev(g.segment.fd, g.parts, g.offset, (err, written) => {
+        this.writing = null;
+        if (err !== null) return this.fail(err, g);
+        if (written !== g.bytes)
+          return this.fail(new Error(`short WAL write: ${written} of ${g.bytes} bytes`), g);
+        for (const w of g.waiters) w.resolve();
+        this.flush();
+      });
+      return;
+    }
     for (
       let g = this.queue.shift();
       g !== undefined && this.failed === null;
@@ -270,7 +310,7 @@ export class Wal {
   /** Waits for queued frames to be durable, then closes every segment file. */
   async close(): Promise<void> {
     if (this.closed) return;
-    const last = this.queue[this.queue.length - 1];
+    const last = this.queue[this.queue.length - 1] ?? this.writing ?? undefined;
     if (last !== undefined)
       await new Promise<void>((resolve) => last.waiters.push({ resolve, reject: () => resolve() }));
     this.closed = true;
