@@ -51,9 +51,25 @@ function post(m: FromWorker): void {
   outbox.post(m);
 }
 
+/**
+ * Invocation errors the runtime gave a handler (a child's failure, a refused call): a handler
+ * that lets one through fails with FUNCTION_ERROR, not with the error's own code, so only
+ * the handler's own refusal of its input (see `run`) answers INVALID_ARGUMENT.
+ */
+const givenByRuntime = new WeakSet<object>();
+
+function given(err: unknown): never {
+  if (err instanceof InvocationError) givenByRuntime.add(err);
+  throw err;
+}
+
 /** Rebuilds an error from the host with the class a user would test with `instanceof`. */
 function errorFromWire(e: WireError): Error {
-  if (e.kind === "invocation") return InvocationError.fromJSON(e);
+  if (e.kind === "invocation") {
+    const err = InvocationError.fromJSON(e);
+    givenByRuntime.add(err);
+    return err;
+  }
   let err: BokiError;
   switch (e.code) {
     case "INVALID_ARGUMENT":
@@ -246,9 +262,14 @@ function run(loaded: LoadedFunctions, m: Extract<ToWorker, { t: "run" }>): void 
     async: boolean,
     options: InvokeOptions | undefined,
   ): Promise<unknown> => {
-    const inputJson = toJsonText(input, `input of ${name}`, "INVALID_ARGUMENT");
-    const book =
-      options?.book === undefined ? undefined : parseUserBook(options.book, "invoke's book");
+    let inputJson: string;
+    let book: BookId | undefined;
+    try {
+      inputJson = toJsonText(input, `input of ${name}`, "INVALID_ARGUMENT");
+      book = options?.book === undefined ? undefined : parseUserBook(options.book, "invoke's book");
+    } catch (err) {
+      given(err);
+    }
     return request(call, {
       t: "invoke",
       call: m.call,
@@ -303,15 +324,27 @@ function run(loaded: LoadedFunctions, m: Extract<ToWorker, { t: "run" }>): void 
       finish({ t: "done", call: m.call, ok: true, outputJson });
     },
     (err: unknown) => {
+      // A handler refuses its input by throwing InvocationError("INVALID_ARGUMENT", ...) itself:
+      // its caller sees the runtime's code for a bad request (HTTP 400), not a failure.
+      const refused =
+        err instanceof InvocationError &&
+        err.code === "INVALID_ARGUMENT" &&
+        !givenByRuntime.has(err);
       finish({
         t: "done",
         call: m.call,
         ok: false,
-        error: {
-          kind: "invocation",
-          code: "FUNCTION_ERROR",
-          message: `function ${m.name} threw ${describeThrown(err)}`,
-        },
+        error: refused
+          ? {
+              kind: "invocation",
+              code: "INVALID_ARGUMENT",
+              message: truncate(`function ${m.name} refused its input: ${err.message}`),
+            }
+          : {
+              kind: "invocation",
+              code: "FUNCTION_ERROR",
+              message: `function ${m.name} threw ${describeThrown(err)}`,
+            },
       });
     },
   );
