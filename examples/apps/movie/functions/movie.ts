@@ -1,0 +1,103 @@
+/**
+ * Movie review, the safe variant: every service is a boki-ts/flow workflow and every call
+ * between them a `wf.invoke`, so after a crash a re-executed caller finds each callee's
+ * result in the log and never runs a callee twice; the state is in flow's durable tables,
+ * whose writes are exactly once, and a component is counted with a compare-and-set
+ * (`condWrite`) whose outcome is logged, so it is counted once. The recovery task resumes
+ * every instance a crash left unfinished. The application itself is ../lib/movie.ts.
+ */
+import { defineFunction, type FunctionContext, type JsonValue } from "boki-ts";
+import { defineWorkflow, readTable, type WorkflowContext } from "boki-ts/flow";
+import * as movie from "../lib/movie.js";
+
+/**
+ * Time limit of one execution of each service, ms. After a crash, the recovery task resumes
+ * an instance started synchronously once this has passed since its last logged operation.
+ */
+const WORKFLOW_TIMEOUT_MS = 10_000;
+/** Time limit of a seed request (its writes are logged one after the other), ms. */
+const SEED_TIMEOUT_MS = 120_000;
+/** Attempts of a read-modify-write of one table key that keeps losing to other writers. */
+const KEY_UPDATE_ATTEMPTS_MAX = 64;
+
+/** Reads `key`, changes it, and writes it back if no one wrote it meanwhile; else again. */
+async function update(
+  wf: WorkflowContext,
+  table: string,
+  key: string,
+  change: (old: JsonValue | undefined) => JsonValue,
+): Promise<JsonValue> {
+  for (let attempt = 1; attempt <= KEY_UPDATE_ATTEMPTS_MAX; attempt++) {
+    const e = await wf.readEntry(table, key);
+    const next = change(e.value);
+    if (await wf.condWrite(table, key, next, e.version)) return next;
+  }
+  throw new movie.MovieError(
+    "BUSY",
+    `${table}/${key} changed under ${KEY_UPDATE_ATTEMPTS_MAX} attempts (KEY_UPDATE_ATTEMPTS_MAX)`,
+  );
+}
+
+function envOf(wf: WorkflowContext): movie.MovieEnv {
+  return {
+    call: (fn, input) => wf.invoke(fn, input),
+    now: () => wf.now(),
+    random: () => wf.random(),
+    read: (table, key) => wf.read(table, key),
+    write: (table, key, value) => wf.write(table, key, value),
+    create: (table, key, value) => wf.condWrite(table, key, value, 0),
+    async addComponent(reqId, component, value) {
+      const next = (await update(wf, movie.TABLES.compose, reqId, (old) => {
+        return movie.withComponent(old, reqId, component, value) as unknown as JsonValue;
+      })) as unknown as movie.UnderConstruction;
+      return next.count === movie.COMPONENTS.length
+        ? { count: next.count, complete: next }
+        : { count: next.count };
+    },
+    async append(table, key, item) {
+      await update(wf, table, key, (old) => movie.withItem(old, item) as unknown as JsonValue);
+    },
+  };
+}
+
+function readsOf(ctx: FunctionContext): movie.MovieReads {
+  return { read: async (table, key) => (await readTable(ctx.log, table, key)).value };
+}
+
+function service<O extends JsonValue>(
+  name: string,
+  handler: (env: movie.MovieEnv, input: unknown) => Promise<O>,
+  timeoutMs = WORKFLOW_TIMEOUT_MS,
+) {
+  return defineWorkflow({
+    name,
+    timeoutMs,
+    handler: (wf, input: JsonValue) => handler(envOf(wf), input),
+  });
+}
+
+export const compose = service(movie.FN.compose, async (env, input) => {
+  const r = await movie.compose(env, input);
+  return { reqId: r.reqId, reviewId: r.reviewId };
+});
+export const uniqueId = service(movie.FN.uniqueId, movie.uniqueId);
+export const user = service(movie.FN.user, movie.user);
+export const movieId = service(movie.FN.movieId, movie.movieId);
+export const rating = service(movie.FN.rating, movie.ratingService);
+export const text = service(movie.FN.text, movie.textService);
+export const upload = service(movie.FN.upload, movie.composeUpload);
+export const storeReview = service(movie.FN.storeReview, movie.storeReview);
+export const userReview = service(movie.FN.userReview, movie.userReview);
+export const movieReview = service(movie.FN.movieReview, movie.movieReview);
+export const seed = service(movie.FN.seed, movie.seed, SEED_TIMEOUT_MS);
+
+export const reviews = defineFunction({
+  name: movie.FN.reviews,
+  handler: async (ctx, input: unknown) => movie.reviews(readsOf(ctx), input),
+});
+
+export const check = defineFunction({
+  name: movie.FN.check,
+  timeoutMs: 120_000,
+  handler: (ctx, input: unknown) => movie.check(readsOf(ctx), input),
+});

@@ -1,0 +1,83 @@
+/**
+ * Movie review, the unsafe variant: the same services (../lib/movie.ts) as plain functions
+ * calling each other with `ctx.invoke`, the state as plain boki-ts/store objects (a table
+ * key is the object `<table>/<key>`), no workflow steps and no transactions. Each write is
+ * atomic on its own (a component is counted with one `update`: set it and add 1), so the
+ * variant is correct while nothing fails; a crash loses what was in flight (a review left
+ * partial for good), and a re-run request counts its components again. The baseline that
+ * prices exactly-once.
+ */
+import { defineFunction, type FunctionContext, type JsonValue } from "boki-ts";
+import { openStore, StoreCache } from "boki-ts/store";
+import * as movie from "../lib/movie.js";
+
+const cache = new StoreCache();
+const objectOf = (table: string, key: string): string => `${table}/${key}`;
+
+function envOf(ctx: FunctionContext): movie.MovieEnv {
+  const store = openStore(ctx.log, { cache });
+  return {
+    call: (fn, input) => ctx.invoke(fn, input),
+    now: () => Promise.resolve(Date.now()),
+    random: () => Math.random(),
+    read: (table, key) => store.get(objectOf(table, key)),
+    async write(table, key, value) {
+      await store.set(objectOf(table, key), "", value);
+    },
+    async create(table, key, value) {
+      if ((await store.get(objectOf(table, key))) !== undefined) return false;
+      await store.set(objectOf(table, key), "", value);
+      return true;
+    },
+    async addComponent(reqId, component, value) {
+      const name = objectOf(movie.TABLES.compose, reqId);
+      const [, before] = await store.update(name, (b) =>
+        b.set(["components", component], value).add("count", 1),
+      );
+      const count = (before as number) + 1;
+      if (count !== movie.COMPONENTS.length) return { count };
+      return { count, complete: (await store.get(name)) as unknown as movie.UnderConstruction };
+    },
+    async append(table, key, item) {
+      await store.push(objectOf(table, key), "ids", item, { max: movie.REVIEWS_PER_LIST_MAX });
+    },
+  };
+}
+
+function service<O extends JsonValue>(
+  name: string,
+  handler: (env: movie.MovieEnv, input: unknown) => Promise<O>,
+  timeoutMs?: number,
+) {
+  return defineFunction({
+    name,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    handler: (ctx, input: unknown) => handler(envOf(ctx), input),
+  });
+}
+
+export const compose = service(movie.FN.compose, async (env, input) => {
+  const r = await movie.compose(env, input);
+  return { reqId: r.reqId, reviewId: r.reviewId };
+});
+export const uniqueId = service(movie.FN.uniqueId, movie.uniqueId);
+export const user = service(movie.FN.user, movie.user);
+export const movieId = service(movie.FN.movieId, movie.movieId);
+export const rating = service(movie.FN.rating, movie.ratingService);
+export const text = service(movie.FN.text, movie.textService);
+export const upload = service(movie.FN.upload, movie.composeUpload);
+export const storeReview = service(movie.FN.storeReview, movie.storeReview);
+export const userReview = service(movie.FN.userReview, movie.userReview);
+export const movieReview = service(movie.FN.movieReview, movie.movieReview);
+export const seed = service(movie.FN.seed, movie.seed, 120_000);
+
+export const reviews = defineFunction({
+  name: movie.FN.reviews,
+  handler: (ctx, input: unknown) => movie.reviews(envOf(ctx), input),
+});
+
+export const check = defineFunction({
+  name: movie.FN.check,
+  timeoutMs: 120_000,
+  handler: (ctx, input: unknown) => movie.check(envOf(ctx), input),
+});
