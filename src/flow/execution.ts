@@ -157,6 +157,11 @@ export class Execution {
   private readonly stopPromise: Promise<Stop>;
   private readonly random: () => number;
   private start: StartRecord | undefined;
+  /**
+   * Whether this execution runs a parent's `wf.invoke` of this instance: the parent's
+   * execution waits for its answer, so the parent needs no resuming when it ends.
+   */
+  private awaitedByParent = false;
 
   constructor(
     private readonly def: ExecutionDefinition,
@@ -783,6 +788,7 @@ export class Execution {
    * with its input) or a resumption (`resume`).
    */
   async run(call: FlowCall): Promise<FlowOutcome> {
+    this.awaitedByParent = call.$flow === "start" && call.parent !== undefined;
     const started = await this.begin(call);
     if (started !== undefined) return started;
     const handlerDone = (async (): Promise<Outcome> => {
@@ -986,7 +992,11 @@ export class Execution {
       );
       return;
     }
-    // The parent may have stopped to wait for this child: resume it.
+    // The parent's execution that called this one gets the outcome as its answer (were it
+    // gone meanwhile, the recovery task resumes the parent). Any other execution ends the
+    // child after the parent stopped waiting for it (the child slept, or was resumed after
+    // a crash): resume the parent.
+    if (this.awaitedByParent) return;
     try {
       await this.env.invokeAsync(parent.wf, {
         $flow: "resume",
