@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { OBJECT_FUNCTIONS, OBJECT_KIND } from "../objects/object.js";
 import type { Outcome } from "../objects/records.js";
 import { InvocationError } from "../runtime/errors.js";
-import type { Dispatcher } from "../runtime/dispatcher.js";
+import type { Dispatcher, FunctionInfo } from "../runtime/dispatcher.js";
 import type { InvocationService } from "./invocations.js";
 
 const RETRYABLE = new Set(["TXN_DIED", "OBJECT_BUSY", "TIMEOUT"]);
@@ -28,11 +28,12 @@ export interface ObjectRouteDeps {
 }
 
 export function registerObjectRoutes(app: FastifyInstance, d: ObjectRouteDeps): void {
-  const objectFunction = (name: string): void => {
+  const objectFunction = (name: string): FunctionInfo => {
     const f = d.dispatcher.functions().find((x) => x.name === name);
     if (f === undefined || f.kind !== OBJECT_KIND) {
       throw new InvocationError("FUNCTION_NOT_FOUND", `no object named ${JSON.stringify(name)}`);
     }
+    return f;
   };
 
   app.post<{ Params: { name: string; key: string; handler: string } }>(
@@ -63,12 +64,13 @@ export function registerObjectRoutes(app: FastifyInstance, d: ObjectRouteDeps): 
   );
 
   app.get<{ Params: { name: string; key: string } }>("/object/:name/:key", async (req, reply) => {
-    objectFunction(req.params.name);
-    const book = d.bookOf(req);
+    const f = objectFunction(req.params.name);
+    // The instance lives in the object's book unless the request names one (as for a POST).
+    const book = d.bookOf(req) ?? f.book ?? 0;
     const o = await d.invocations.invokeSync({
       name: OBJECT_FUNCTIONS.state,
       inputJson: JSON.stringify({ object: req.params.name, key: req.params.key }),
-      ...(book === undefined ? {} : { book }),
+      book,
     });
     if (!o.ok) return d.sendError(reply, o.error);
     return reply.code(200).type("application/json; charset=utf-8").send(o.outputJson);
