@@ -2,11 +2,13 @@
  * The dashboard in a real headless Chromium (Debian's package, driven by playwright-core):
  * the page loads without a console error or a failed request, shows the node, the log, a
  * function the test invoked (and its count going up as the test invokes it again), a
- * workflow instance and its steps, and the libraries' placeholders; without a token it asks
- * for one. Also: the build copies the page's files into dist/, which the package ships.
+ * workflow instance and its steps, an object instance the test reached through the gateway
+ * and a queue it pushed to (with their figures), and the queues with a consumer bound;
+ * without a token it asks for one. Also: the build copies the page's files into dist/, which
+ * the package ships.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -16,7 +18,12 @@ import { tempDir } from "./helpers/tmp.js";
 import { http } from "./helpers/http.js";
 import { FunctionStats, RateWindow, STATS_WINDOW_SLOTS } from "../src/gateway/ui/stats.js";
 
-const FLOWS = fileURLToPath(new URL("./fixtures/flow/workflows.ts", import.meta.url));
+/** The function modules the dashboard is shown over: workflows, objects, queue consumers. */
+const FIXTURES = [
+  "./fixtures/flow/workflows.ts",
+  "./fixtures/objects/bank.ts",
+  "./fixtures/queue-runtime/consumers.ts",
+].map((f) => new URL(f, import.meta.url));
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CHROMIUM = process.env["CHROMIUM_BIN"] ?? "/usr/bin/chromium";
 const TOKEN = "dashboard-test-token-0123456789";
@@ -30,8 +37,14 @@ describe("the dashboard in headless Chromium", () => {
   let browser: Browser;
 
   beforeAll(async () => {
+    // One directory of modules re-exporting the fixtures (a directory is what boki dev loads).
+    const functions = join(t.dir, "functions");
+    mkdirSync(functions);
+    FIXTURES.forEach((f, i) =>
+      writeFileSync(join(functions, `m${i}.mjs`), `export * from ${JSON.stringify(f.href)};\n`),
+    );
     server = await DevServer.start({
-      functions: FLOWS,
+      functions,
       dataDir: join(t.dir, "data"),
       workers: 1,
       auth: { tokens: [TOKEN] },
@@ -48,6 +61,36 @@ describe("the dashboard in headless Chromium", () => {
       headers: { ...auth, "x-boki-workflow-id": "wf-ui-1" },
     });
     expect(wf.status).toBe(200);
+    // An object instance reached through the gateway: two requests, then its state read.
+    for (const [handler, input] of [
+      ["open", { balance: 100 }],
+      ["deposit", { amount: 5 }],
+    ] as const) {
+      const r = await http(server.url, "POST", `/object/account/ui-alice/${handler}`, {
+        body: JSON.stringify(input),
+        headers: auth,
+      });
+      expect(r.status, r.text).toBe(200);
+    }
+    expect(
+      (await http(server.url, "GET", "/object/account/ui-alice", { headers: auth })).json,
+    ).toMatchObject({
+      state: { balance: 105 },
+      requestsApplied: 2,
+    });
+    // A queue with no consumer: three messages pushed, one of them popped and not acked.
+    for (let i = 0; i < 3; i++) {
+      const r = await http(server.url, "POST", "/queue/ui-orders/push", {
+        body: JSON.stringify({ order: i }),
+        headers: auth,
+      });
+      expect(r.status, r.text).toBe(200);
+    }
+    const popped = await http(server.url, "POST", "/queue/ui-orders/pop", {
+      body: '{"consumer":"ui-test","visibilityMs":600000}',
+      headers: auth,
+    });
+    expect((popped.json as { messages: unknown[] }).messages).toHaveLength(1);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -118,10 +161,77 @@ describe("the dashboard in headless Chromium", () => {
         .toMatch(/step-0[\s\S]*step-1/);
       expect(await page.locator("#wf-detail-status").innerText()).toBe("succeeded");
 
-      for (const lib of ["Objects", "Queues"]) {
-        const s = page.locator(`section[data-library="${lib}"]`);
-        expect(await s.locator(".placeholder").innerText()).toMatch(/no listing API yet/);
-      }
+      expect(problems).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  }, 60_000);
+
+  it("shows the object instance and the queue the test reached through the gateway with their figures, and the queues with a consumer bound", async () => {
+    const { page, problems } = await open(`/ui#token=${TOKEN}`);
+    try {
+      // The object type and the instance the test reached, with its figures.
+      const objects = page.locator('section[data-library="Objects"]');
+      const type = 'div[data-table="Object types"] tr[data-key="account"]';
+      await objects.locator(type).waitFor({ timeout: SHOW_MS });
+      const objectCell = (r: string, c: number) => objects.locator(`${r} td`).nth(c).innerText();
+      expect(await objectCell(type, 1)).toBe("0");
+      expect(await objectCell(type, 3)).toBe("30,000");
+      expect(await objectCell(type, 4)).toBe("1");
+      const inst = 'div[data-table="Instances seen lately"] tr[data-key="account/ui-alice@0"]';
+      await objects.locator(inst).waitFor({ timeout: SHOW_MS });
+      // object, key, book, requests applied, state bytes ({"balance":105}), locked by, waiting
+      expect(await Promise.all([0, 1, 2, 3, 4, 5, 6, 8].map((c) => objectCell(inst, c)))).toEqual([
+        "account",
+        "ui-alice",
+        "0",
+        "2",
+        String('{"balance":105}'.length),
+        "–",
+        "0",
+        "ok",
+      ]);
+
+      // The queue the test pushed to, and the ones with a consumer bound.
+      const queues = page.locator('section[data-library="Queues"]');
+      const queueCells = async (key: string): Promise<string[]> => {
+        const r = queues.locator(`tr[data-key="${key}"]`);
+        await r.waitFor({ timeout: SHOW_MS });
+        return r.locator("td").allInnerTexts();
+      };
+      // queue, book, consumers, concurrency, rate, available, in flight, delayed, dead pending,
+      // dead letters, total, seen, read
+      const orders = await queueCells("ui-orders@0");
+      expect([...orders.slice(0, 11), orders[12]]).toEqual([
+        "ui-orders",
+        "0",
+        "–",
+        "–",
+        "–",
+        "2",
+        "1",
+        "0",
+        "0",
+        "0",
+        "3",
+        "ok",
+      ]);
+      expect((await queueCells("jobs@0")).slice(0, 5)).toEqual([
+        "jobs",
+        "0",
+        "jobs-worker",
+        "4",
+        "no limit",
+      ]);
+      expect((await queueCells("slow@0")).slice(0, 5)).toEqual([
+        "slow",
+        "0",
+        "slow-worker",
+        "4",
+        "20",
+      ]);
+      // The sections are real now: no placeholder is left.
+      expect(await page.locator("#libraries .placeholder").count()).toBe(0);
       expect(problems).toEqual([]);
     } finally {
       await page.close();

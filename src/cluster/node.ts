@@ -392,7 +392,8 @@ async function startGateway(
         client.book(book, o.position === undefined ? {} : { position: o.position }),
     };
     invocations = new InvocationService({ log, dispatcher, logger, metrics });
-    const firstGateway = config.nodes.find((n) => n.role === "gateway")!.id === id;
+    const firstGatewayId = config.nodes.find((n) => n.role === "gateway")!.id;
+    const firstGateway = firstGatewayId === id;
     if (firstGateway) await invocations.start();
     const gateway = await Gateway.start({
       invocations,
@@ -405,6 +406,12 @@ async function startGateway(
       ...(options.tls === undefined ? {} : { tls: options.tls }),
       dashboard: {
         stats,
+        // Queue consumers run where recovery runs: the configuration's first gateway.
+        queueNotes: [
+          firstGateway
+            ? "Consumers run on this gateway (the configuration's first). Each gateway lists the queues and instances it saw itself."
+            : `Consumers run on ${firstGatewayId}, the configuration's first gateway; this one serves the queue routes only. Each gateway lists the queues and instances it saw itself.`,
+        ],
         source: clusterSource({
           config,
           self: id,

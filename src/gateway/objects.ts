@@ -25,6 +25,8 @@ export interface ObjectRouteDeps {
   readonly keyOf: (req: FastifyRequest) => string | undefined;
   readonly inputOf: (req: FastifyRequest) => string;
   readonly sendError: (reply: FastifyReply, err: InvocationError) => FastifyReply;
+  /** Told of every instance a request reached (the dashboard's recently seen instances). */
+  readonly seen?: (object: string, key: string, book: number) => void;
 }
 
 export function registerObjectRoutes(app: FastifyInstance, d: ObjectRouteDeps): void {
@@ -39,7 +41,7 @@ export function registerObjectRoutes(app: FastifyInstance, d: ObjectRouteDeps): 
   app.post<{ Params: { name: string; key: string; handler: string } }>(
     "/object/:name/:key/:handler",
     async (req, reply) => {
-      objectFunction(req.params.name);
+      const f = objectFunction(req.params.name);
       const book = d.bookOf(req);
       const id = d.keyOf(req);
       const call = `{"key":${JSON.stringify(req.params.key)},"handler":${JSON.stringify(req.params.handler)},"input":${d.inputOf(req)},"reply":"outcome"${id === undefined ? "" : `,"id":${JSON.stringify(`http/${id}`)}`}}`;
@@ -49,6 +51,7 @@ export function registerObjectRoutes(app: FastifyInstance, d: ObjectRouteDeps): 
         ...(book === undefined ? {} : { book }),
       });
       if (!o.ok) return d.sendError(reply, o.error);
+      d.seen?.(req.params.name, req.params.key, book ?? f.book ?? 0);
       const out = JSON.parse(o.outputJson) as Outcome;
       if (out.ok)
         return reply
@@ -73,6 +76,7 @@ export function registerObjectRoutes(app: FastifyInstance, d: ObjectRouteDeps): 
       book,
     });
     if (!o.ok) return d.sendError(reply, o.error);
+    d.seen?.(req.params.name, req.params.key, book);
     return reply.code(200).type("application/json; charset=utf-8").send(o.outputJson);
   });
 }

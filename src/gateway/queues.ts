@@ -13,11 +13,13 @@
  * opened with other settings, 503 (retryable) for a full queue or a retryable failure.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { LogBook } from "../log/api.js";
+import type { Queue } from "../queue/api.js";
 import { openQueue } from "../queue/queue.js";
 import { QueueCache } from "../queue/cache.js";
+import { parseQueueName, queueTags } from "../queue/ids.js";
 import { InvocationError } from "../runtime/errors.js";
 import type { JsonValue } from "../runtime/json.js";
-import type { InvocationService } from "./invocations.js";
 
 /** Longest wait of one pop over HTTP, ms. */
 export const QUEUE_HTTP_WAIT_MS_MAX = 30_000;
@@ -34,10 +36,49 @@ const STATUS: Readonly<Record<string, number>> = {
   DATA_LOST: 500,
 };
 
+/**
+ * The queues as this gateway opens them: one cache per book (a shard's replayed state is kept
+ * between calls), shared by the routes and the dashboard.
+ */
+export class GatewayQueues {
+  private readonly caches = new Map<number, QueueCache>();
+
+  constructor(private readonly log: (book: number) => LogBook) {}
+
+  private cache(book: number): QueueCache {
+    let cache = this.caches.get(book);
+    if (cache === undefined) {
+      if (this.caches.size >= QUEUE_CACHES_MAX)
+        this.caches.delete(this.caches.keys().next().value!);
+      cache = new QueueCache();
+      this.caches.set(book, cache);
+    }
+    return cache;
+  }
+
+  /** Opens a queue, creating it (its settings record) on first use. */
+  open(book: number, name: string): Promise<Queue> {
+    return openQueue(this.log(book), name, { cache: this.cache(book) });
+  }
+
+  /** Opens a queue if it exists (its settings record is in the log); creates nothing. */
+  async openExisting(book: number, name: string): Promise<Queue | null> {
+    const cache = this.cache(book);
+    const log = this.log(book);
+    const qname = parseQueueName(name);
+    if (cache.meta(`${log.book}/${qname}`) === undefined) {
+      if ((await log.checkTail(queueTags(qname).meta)) === null) return null;
+    }
+    return openQueue(log, qname, { cache });
+  }
+}
+
 export interface QueueRouteDeps {
-  readonly invocations: InvocationService;
+  readonly queues: GatewayQueues;
   readonly bookOf: (req: FastifyRequest) => number | undefined;
   readonly inputOf: (req: FastifyRequest) => string;
+  /** Told of every queue a request opened (the dashboard's recently seen queues). */
+  readonly seen?: (queue: string, book: number) => void;
 }
 
 function intParam(v: string | undefined, what: string): number | undefined {
@@ -56,16 +97,11 @@ function bodyObject(text: string): Record<string, unknown> {
 }
 
 export function registerQueueRoutes(app: FastifyInstance, d: QueueRouteDeps): void {
-  const caches = new Map<number, QueueCache>();
-  const open = (req: FastifyRequest, name: string) => {
+  const open = async (req: FastifyRequest, name: string): Promise<Queue> => {
     const book = d.bookOf(req) ?? 0;
-    let cache = caches.get(book);
-    if (cache === undefined) {
-      if (caches.size >= QUEUE_CACHES_MAX) caches.delete(caches.keys().next().value!);
-      cache = new QueueCache();
-      caches.set(book, cache);
-    }
-    return openQueue(d.invocations.logBook(book), name, { cache });
+    const q = await d.queues.open(book, name);
+    d.seen?.(q.name, book);
+    return q;
   };
   const run = async (reply: FastifyReply, op: () => Promise<unknown>): Promise<FastifyReply> => {
     try {

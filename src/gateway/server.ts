@@ -29,9 +29,10 @@ import type { Dispatcher } from "../runtime/dispatcher.js";
 import type { RuntimeMetrics } from "../runtime/metrics.js";
 import type { InvocationService, SyncOutcome } from "./invocations.js";
 import { registerObjectRoutes } from "./objects.js";
-import { registerQueueRoutes } from "./queues.js";
+import { GatewayQueues, registerQueueRoutes } from "./queues.js";
 import { registerWorkflowRoutes } from "./workflows.js";
 import { gatewayServerOptions, registerOperations, type OperationsOptions } from "./operations.js";
+import { gatewayLibraries, RecentlySeen } from "./ui/libraries.js";
 
 /** Largest request body the gateway reads; larger ones get 413. */
 export const HTTP_BODY_BYTES_MAX = PAYLOAD_BYTES_MAX;
@@ -135,7 +136,29 @@ export class Gateway {
     const state = { closing: false };
     const listenHost = options.host ?? "127.0.0.1";
     let url = "";
-    registerOperations(app, { ...options, host: listenHost, dispatcher, url: () => url });
+    // The queues as the routes open them, and what the routes reached lately: the
+    // dashboard's Objects and Queues sections read both.
+    const queues = new GatewayQueues((book) => invocations.logBook(book));
+    const seen = new RecentlySeen();
+    const dashboard = options.dashboard ?? {};
+    registerOperations(app, {
+      ...options,
+      host: listenHost,
+      dispatcher,
+      url: () => url,
+      dashboard: {
+        ...dashboard,
+        libraries:
+          dashboard.libraries ??
+          gatewayLibraries({
+            dispatcher,
+            seen,
+            log: (book) => invocations.logBook(book),
+            queues,
+            ...(dashboard.queueNotes === undefined ? {} : { queueNotes: dashboard.queueNotes }),
+          }),
+      },
+    });
 
     // Bodies are JSON whatever their Content-Type says (curl -d sends a form type): the
     // text is parsed by the route, so a syntax error is our 400 and not fastify's.
@@ -194,8 +217,21 @@ export class Gateway {
       });
     });
 
-    registerQueueRoutes(app, { invocations, bookOf, inputOf });
-    registerObjectRoutes(app, { invocations, dispatcher, bookOf, keyOf, inputOf, sendError });
+    registerQueueRoutes(app, {
+      queues,
+      bookOf,
+      inputOf,
+      seen: (queue, book) => seen.queue(queue, book),
+    });
+    registerObjectRoutes(app, {
+      invocations,
+      dispatcher,
+      bookOf,
+      keyOf,
+      inputOf,
+      sendError,
+      seen: (object, key, book) => seen.object(object, key, book),
+    });
     registerWorkflowRoutes(app, {
       invocations,
       dispatcher,

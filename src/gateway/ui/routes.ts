@@ -6,10 +6,12 @@
  *   GET /ui/assets/<file>       its script and style sheet (public)
  *   GET /ui/api/overview        the cluster, its logs, the functions with their figures,
  *                               whether workflows are loaded, the libraries' sections
+ *                               (objects and queues: see libraries.ts)
  *
  * The overview is computed at most once per `OVERVIEW_CACHE_MS` whoever asks, so any number
  * of open dashboards cost the cluster one probe round per interval; a source that does not
- * answer within `SOURCE_TIMEOUT_MS` shows as an error line, not a hung page.
+ * answer within `SOURCE_TIMEOUT_MS` shows as an error line, not a hung page; a library
+ * section answers with what it read by then.
  */
 import { readFileSync } from "node:fs";
 import type { FastifyInstance, FastifyReply } from "fastify";
@@ -26,40 +28,49 @@ export const SOURCE_TIMEOUT_MS = 3_000;
 /** Most functions an overview lists. */
 export const OVERVIEW_FUNCTIONS_MAX = 1_000;
 
+/** One table of a library section: short values, one row per item. */
+export interface LibraryTable {
+  readonly title: string;
+  readonly columns: readonly string[];
+  readonly rows: ReadonlyArray<ReadonlyArray<string | number | null>>;
+  /** A stable key per row (the page marks rows with it). */
+  readonly rowKeys?: readonly string[];
+  /** Items left out to stay within the section's limit. */
+  readonly omitted?: number;
+}
+
+/** What a library lists: its tables, and lines shown under them. */
+export interface LibraryListing {
+  readonly tables: readonly LibraryTable[];
+  readonly notes?: readonly string[];
+}
+
 /** A library section of the dashboard: what a library holds, if it can list it. */
 export interface DashboardLibrary {
   readonly name: string;
-  /** Lists up to `limit` items as rows of short values; absent: the library has no listing yet. */
-  readonly list?: (limit: number) => Promise<{
-    readonly columns: readonly string[];
-    readonly rows: ReadonlyArray<ReadonlyArray<string | number | null>>;
-  }>;
+  /**
+   * Lists up to `limit` items per table, answering by `untilMs` (ms since the epoch) with
+   * what it could read by then; absent: the library has no listing.
+   */
+  readonly list?: (limit: number, untilMs: number) => Promise<LibraryListing>;
   /** Shown when there is no listing, or under it. */
   readonly note?: string;
 }
 
-/** Rows a library section shows. */
+/** Rows a library section's table shows. */
 export const LIBRARY_ROWS_MAX = 100;
-
-/** The sections shown until the libraries can list what they hold. */
-export const DEFAULT_LIBRARIES: readonly DashboardLibrary[] = [
-  {
-    name: "Objects",
-    note: "The object libraries (boki-ts/store's JSON objects, keyed objects) have no listing API yet: objects are named by their users and found by name, not enumerated.",
-  },
-  {
-    name: "Queues",
-    note: "boki-ts/queue has no listing API yet: a queue exists by its name in the functions that push to it.",
-  },
-];
+/** How long before `SOURCE_TIMEOUT_MS` a library is asked to answer with what it has. */
+export const LIBRARY_ANSWER_MARGIN_MS = 250;
 
 export interface DashboardOptions {
   /** The cluster view; absent: the page shows only the gateway. */
   readonly source?: ClusterSource;
   /** Figures of the invocations this gateway dispatched (see ObservedDispatcher). */
   readonly stats?: FunctionStats;
-  /** Library sections (default: placeholders for objects and queues). */
+  /** Library sections (default: the gateway's Objects and Queues, see libraries.ts). */
   readonly libraries?: readonly DashboardLibrary[];
+  /** Lines shown under the Queues section (e.g. where this deployment runs the consumers). */
+  readonly queueNotes?: readonly string[];
 }
 
 export interface DashboardDeps {
@@ -102,8 +113,8 @@ interface LibrarySection {
   readonly name: string;
   readonly available: boolean;
   readonly note: string | null;
-  readonly columns?: readonly string[];
-  readonly rows?: ReadonlyArray<ReadonlyArray<string | number | null>>;
+  readonly tables?: readonly LibraryTable[];
+  readonly notes?: readonly string[];
   readonly error?: string;
 }
 
@@ -128,7 +139,7 @@ export function registerDashboard(app: FastifyInstance, d: DashboardDeps): void 
   const startedAtMs = Date.now();
   const rates = new RateWindow();
   const stats = d.options.stats;
-  const libraries = d.options.libraries ?? DEFAULT_LIBRARIES;
+  const libraries = d.options.libraries ?? [];
   let cached: { at: number; body: Promise<unknown> } | null = null;
 
   const sendFile = (reply: FastifyReply, name: string, type: string): FastifyReply => {
@@ -185,13 +196,24 @@ export function registerDashboard(app: FastifyInstance, d: DashboardDeps): void 
         if (lib.list === undefined)
           return { name: lib.name, available: false, note: lib.note ?? null };
         try {
-          const l = await timeout(lib.list(LIBRARY_ROWS_MAX), SOURCE_TIMEOUT_MS, lib.name);
+          const untilMs = Date.now() + SOURCE_TIMEOUT_MS - LIBRARY_ANSWER_MARGIN_MS;
+          const l = await timeout(lib.list(LIBRARY_ROWS_MAX, untilMs), SOURCE_TIMEOUT_MS, lib.name);
           return {
             name: lib.name,
             available: true,
             note: lib.note ?? null,
-            columns: l.columns,
-            rows: l.rows.slice(0, LIBRARY_ROWS_MAX),
+            tables: l.tables.map((t) => {
+              const more = Math.max(0, t.rows.length - LIBRARY_ROWS_MAX);
+              return {
+                ...t,
+                rows: t.rows.slice(0, LIBRARY_ROWS_MAX),
+                ...(t.rowKeys === undefined
+                  ? {}
+                  : { rowKeys: t.rowKeys.slice(0, LIBRARY_ROWS_MAX) }),
+                ...(more + (t.omitted ?? 0) > 0 ? { omitted: more + (t.omitted ?? 0) } : {}),
+              };
+            }),
+            notes: l.notes ?? [],
           };
         } catch (err) {
           return {

@@ -199,6 +199,40 @@ function renderFunctions(fns, statsAvailable) {
   );
 }
 
+function libraryTable(t) {
+  const wrap = el("div");
+  wrap.dataset.table = t.title;
+  wrap.appendChild(el("h3", t.title));
+  const table = el("table");
+  const head = document.createElement("tr");
+  for (const c of t.columns) head.appendChild(el("th", c));
+  const thead = el("thead");
+  thead.appendChild(head);
+  const tbody = el("tbody");
+  fill(
+    tbody,
+    t.rows.map((r, i) => {
+      const tr = row(
+        r.map((v) =>
+          v === null
+            ? { text: "–", className: "muted" }
+            : typeof v === "number"
+              ? { text: num(v), className: "num" }
+              : v,
+        ),
+      );
+      if (t.rowKeys && t.rowKeys[i] !== undefined) tr.dataset.key = t.rowKeys[i];
+      return tr;
+    }),
+    "none",
+    t.columns.length,
+  );
+  table.append(thead, tbody);
+  wrap.appendChild(table);
+  if (t.omitted) wrap.appendChild(el("p", `${num(t.omitted)} more not shown.`, "muted"));
+  return wrap;
+}
+
 function renderLibraries(libs) {
   const sections = libs.map((lib) => {
     const s = el("section");
@@ -209,23 +243,13 @@ function renderLibraries(libs) {
       return s;
     }
     if (lib.error) s.appendChild(el("p", `listing failed: ${lib.error}`, "error"));
-    if (lib.columns) {
-      const table = el("table");
-      const head = document.createElement("tr");
-      for (const c of lib.columns) head.appendChild(el("th", c));
-      const thead = el("thead");
-      thead.appendChild(head);
-      const tbody = el("tbody");
-      fill(
-        tbody,
-        lib.rows.map((r) => row(r.map((v) => (v === null ? "" : v)))),
-        "none",
-        lib.columns.length,
-      );
-      table.append(thead, tbody);
-      s.appendChild(table);
+    for (const t of lib.tables ?? []) s.appendChild(libraryTable(t));
+    const notes = [...(lib.notes ?? []), ...(lib.note ? [lib.note] : [])];
+    if (notes.length > 0) {
+      const ul = el("ul", null, "notes");
+      ul.replaceChildren(...notes.map((n) => el("li", n)));
+      s.appendChild(ul);
     }
-    if (lib.note) s.appendChild(el("p", lib.note, "muted"));
     return s;
   });
   $("libraries").replaceChildren(...sections);
