@@ -11,8 +11,8 @@
  *
  * Bad input is refused with INVALID_ARGUMENT (HTTP 400); a reservation that cannot be made is
  * answered `{ reserved: false, error: { code, message, retryable } }` with a code of
- * `RefusalCode` (a definite answer), or BUSY (retryable: the hotel or flight was held by other
- * reservations for too long).
+ * `RefusalCode` (a definite answer), or BUSY (retryable: the reservation did not finish in
+ * time, e.g. its hotel or flight stayed locked by other reservations; ask again, same id).
  */
 import { defineFunction, type FunctionContext } from "boki-ts";
 import type { FlightInfo, Profile, Quote } from "./catalog.js";

@@ -92,7 +92,7 @@ export type ReserveAnswer =
       readonly error: {
         readonly code: RefusalCode | "BUSY";
         readonly message: string;
-        /** BUSY only: the hotel or flight was held by other reservations; ask again. */
+        /** BUSY only: the reservation did not finish in time; ask again with the same id. */
         readonly retryable: boolean;
       };
     };
