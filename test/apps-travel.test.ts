@@ -102,6 +102,8 @@ describe("the travel example across kill -9 of boki dev", () => {
     const finals = new Map<string, Final>();
     const sent = new Set<string>();
     let askedAgain = 0;
+    /** Requests whose connection went with a killed process. */
+    let interrupted = 0;
     let sentAsync = 0;
     let loading = true;
     let round = 0;
@@ -147,9 +149,10 @@ describe("the travel example across kill -9 of boki dev", () => {
           askedAgain++;
           await sleep(RETRY_PAUSE_MS);
         }
-        const f = await (viaAsync && attempt === 0 ? askAsync(body) : askSync(body)).catch(
-          () => undefined, // the connection went with the process
-        );
+        const f = await (viaAsync && attempt === 0 ? askAsync(body) : askSync(body)).catch(() => {
+          interrupted++; // the connection went with the process
+          return undefined;
+        });
         if (f !== undefined) {
           finals.set(rid, f);
           return;
@@ -227,12 +230,14 @@ describe("the travel example across kill -9 of boki dev", () => {
       expect(["HOTEL_FULL", "FLIGHT_FULL"]).toContain((f as { code: string }).code);
     }
     for (const rid of held) expect(sent.has(rid), `${rid} was asked for`).toBe(true);
+    expect(interrupted, "requests cut off by a kill").toBeGreaterThan(0);
     expect(held.size).toBe(accepted.length);
     expect(report.roomsBooked).toBe(accepted.length);
     expect(report.seatsBooked).toBe(accepted.length);
     console.log(
       `travel crash test: ${sent.size} reservations (${sentAsync} asynchronous) through ${KILLS} kills: ` +
-        `${accepted.length} accepted, ${refused.length} refused, ${askedAgain} asked again; ` +
+        `${accepted.length} accepted, ${refused.length} refused, ${interrupted} cut off by a kill, ` +
+        `${askedAgain} asked again; ` +
         `recovered ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the last restart, ` +
         `${((Date.now() - began) / 1000).toFixed(1)} s in all`,
     );
