@@ -194,6 +194,16 @@ describe("workflows over HTTP", () => {
     expect(ids.every((w) => w.workflow === "chain" && w.status === "succeeded")).toBe(true);
   });
 
+  test("a finished instance stays listed through its retention, after the recovery scans trim the intents below its end", async () => {
+    expect((await start("chain", { steps: 1 }, "kept-1")).status).toBe(200);
+    // The recovery task scans about once a second; two scans have passed after 2.5 s.
+    await new Promise((r) => setTimeout(r, 2500));
+    const list = await http(dev.url, "GET", "/workflows?workflow=chain&limit=100");
+    const ids = (list.json as { workflows: Array<{ workflowId: string; status: string }> })
+      .workflows;
+    expect(ids.find((w) => w.workflowId === "kept-1")?.status).toBe("succeeded");
+  });
+
   test("an ended instance is trimmed once its retention has passed", async () => {
     expect((await start("short-lived", null, "gc-1")).status).toBe(200);
     await eventually(

@@ -79,8 +79,7 @@ describe("the dashboard in headless Chromium", () => {
       headers: auth,
     });
     expect((popped.json as { messages: unknown[] }).messages).toHaveLength(1);
-    // The workflow last, just before the browser starts: a finished instance stays in
-    // GET /workflows only until the flow's recovery scan trims the intents below its end.
+    // The workflow last, just before the browser starts.
     for (let i = 0; i < 2; i++) {
       const r = await http(server.url, "POST", "/function/plain-add", {
         body: JSON.stringify({ a: i, b: 1 }),

@@ -355,7 +355,10 @@ async function list(ctx: FunctionContext, input: unknown): Promise<JsonValue> {
     throw new FlowError("INVALID_ARGUMENT", `limit must be an integer in [1, ${LIST_LIMIT_MAX}]`);
   }
   const now = Date.now();
-  const ended = new Map<string, Known>();
+  // Newest first by their latest intent. An ended instance is listed at its end record, its
+  // start read from its own stream: the intents stream may already be trimmed past the start
+  // of an instance still kept (the collector trims it below its cursors, which stop at ends).
+  const listed = new Set<string>();
   const out: InstanceSummary[] = [];
   let read = 0;
   let before = SEQNUM_MAX as number;
@@ -365,14 +368,22 @@ async function list(ctx: FunctionContext, input: unknown): Promise<JsonValue> {
     read++;
     before = r.seqnum - 1;
     const k = decodeFlowRecord(r);
-    if (k.rec.k === "end") ended.set(k.rec.id, k);
-    if (k.rec.k !== "start") continue;
-    if (o.workflow !== undefined && k.rec.wf !== o.workflow) continue;
-    const end = ended.get(k.rec.id);
+    if (k.rec.k !== "start" && k.rec.k !== "end") continue;
+    const id = k.rec.id;
+    if (listed.has(id)) continue;
+    listed.add(id);
     let s: InstanceState;
-    if (end !== undefined) s = instanceState([k, end], now);
-    else {
-      const tail = await ctx.log.checkTail(stepsTag(k.rec.id));
+    if (k.rec.k === "end") {
+      const first = await ctx.log.readNext(stepsTag(id), 0);
+      read++;
+      if (first === null) continue; // past its retention: its stream is trimmed
+      const start = decodeFlowRecord(first);
+      if (start.rec.k !== "start") continue;
+      if (o.workflow !== undefined && start.rec.wf !== o.workflow) continue;
+      s = instanceState([start, k], now);
+    } else {
+      if (o.workflow !== undefined && k.rec.wf !== o.workflow) continue;
+      const tail = await ctx.log.checkTail(stepsTag(id));
       s = instanceState(
         tail === null || tail.seqnum === k.seqnum ? [k] : [k, decodeFlowRecord(tail)],
         now,
