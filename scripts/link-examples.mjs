@@ -1,6 +1,7 @@
 // Links the example applications (examples/apps/<app>/, each a project of its own that
 // depends on boki-ts) to this checkout, as `npm install` of their `file:../../..` dependency
-// would: examples/apps/<app>/node_modules/boki-ts → the checkout's root. Their other
+// would: examples/apps/<app>/node_modules/boki-ts → the checkout's root, and
+// node_modules/.bin/boki → its CLI (so `npm start` in an app finds `boki`). Their other
 // dependencies resolve from the checkout's node_modules. Runs from "prepare" (npm install and
 // npm ci in a checkout) and before the tests and benchmarks; idempotent.
 import {
@@ -33,12 +34,31 @@ export function linkExamples() {
     } catch {
       current = undefined;
     }
-    if (current === target) continue;
-    if (current !== undefined) rmSync(link, { recursive: true, force: true });
-    symlinkSync(target, link, "dir");
-    linked.push(app.name);
+    if (current !== target) {
+      if (current !== undefined) rmSync(link, { recursive: true, force: true });
+      symlinkSync(target, link, "dir");
+      linked.push(app.name);
+    }
+    linkBin(modules);
   }
   return linked;
+}
+
+/** node_modules/.bin/boki → ../boki-ts/bin/boki.js, as npm links a dependency's bin. */
+function linkBin(modules) {
+  const bin = join(modules, ".bin");
+  const link = join(bin, "boki");
+  const target = join("..", "boki-ts", "bin", "boki.js");
+  mkdirSync(bin, { recursive: true });
+  let current;
+  try {
+    current = readlinkSync(link);
+  } catch {
+    current = undefined;
+  }
+  if (current === target) return;
+  rmSync(link, { force: true });
+  symlinkSync(target, link, "file");
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) linkExamples();
