@@ -15,7 +15,7 @@ import * as movie from "../lib/movie.js";
  * an instance started synchronously once this has passed since its last logged operation.
  */
 const WORKFLOW_TIMEOUT_MS = 10_000;
-/** Time limit of a seed request (its writes are logged one after the other), ms. */
+/** Time limit of a seed request (its writes are logged one after the other) and of a check, ms. */
 const SEED_TIMEOUT_MS = 120_000;
 /** Attempts of a read-modify-write of one table key that keeps losing to other writers. */
 const KEY_UPDATE_ATTEMPTS_MAX = 64;
@@ -60,8 +60,24 @@ function envOf(wf: WorkflowContext): movie.MovieEnv {
   };
 }
 
-function readsOf(ctx: FunctionContext): movie.MovieReads {
-  return { read: async (table, key) => (await readTable(ctx.log, table, key)).value };
+/** The entry points' environment: table reads from outside a workflow, plain calls. */
+function frontOf(ctx: FunctionContext): movie.MovieFrontEnv {
+  return {
+    read: async (table, key) => (await readTable(ctx.log, table, key)).value,
+    call: (fn, input) => ctx.invoke(fn, input),
+  };
+}
+
+function entry<O>(
+  name: string,
+  handler: (env: movie.MovieFrontEnv, input: unknown) => Promise<O>,
+  timeoutMs?: number,
+) {
+  return defineFunction({
+    name,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    handler: (ctx, input: unknown) => movie.refusingBadInput(() => handler(frontOf(ctx), input)),
+  });
 }
 
 function service<O extends JsonValue>(
@@ -76,9 +92,10 @@ function service<O extends JsonValue>(
   });
 }
 
-export const compose = service(movie.FN.compose, async (env, input) => {
-  const r = await movie.compose(env, input);
-  return { reqId: r.reqId, reviewId: r.reviewId };
+export const compose = entry(movie.FN.compose, movie.compose);
+export const composeReview = service(movie.FN.composeReview, async (env, input) => {
+  const r = await movie.composeReview(env, input);
+  return { ...r };
 });
 export const uniqueId = service(movie.FN.uniqueId, movie.uniqueId);
 export const user = service(movie.FN.user, movie.user);
@@ -89,15 +106,7 @@ export const upload = service(movie.FN.upload, movie.composeUpload);
 export const storeReview = service(movie.FN.storeReview, movie.storeReview);
 export const userReview = service(movie.FN.userReview, movie.userReview);
 export const movieReview = service(movie.FN.movieReview, movie.movieReview);
-export const seed = service(movie.FN.seed, movie.seed, SEED_TIMEOUT_MS);
-
-export const reviews = defineFunction({
-  name: movie.FN.reviews,
-  handler: async (ctx, input: unknown) => movie.reviews(readsOf(ctx), input),
-});
-
-export const check = defineFunction({
-  name: movie.FN.check,
-  timeoutMs: 120_000,
-  handler: (ctx, input: unknown) => movie.check(readsOf(ctx), input),
-});
+export const seed = entry(movie.FN.seed, movie.seed, SEED_TIMEOUT_MS);
+export const seedWrite = service(movie.FN.seedWrite, movie.seedWrite, SEED_TIMEOUT_MS);
+export const reviews = entry(movie.FN.reviews, movie.reviews);
+export const check = entry(movie.FN.check, movie.check, SEED_TIMEOUT_MS);

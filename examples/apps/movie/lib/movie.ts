@@ -4,7 +4,8 @@
  * safe variant (functions/, boki-ts/flow workflows and durable tables) and the unsafe one
  * (unsafe/, plain invocations and plain store writes) differ.
  *
- *   movie-compose (the frontend)
+ *   movie-compose (the frontend: checks the request, refuses bad input with a 400)
+ *   movie-compose-review  creates the review under construction under the request's id
  *     ├─ movie-unique-id   draws the review id                 ─┐
  *     ├─ movie-user        username → user id                   │ each uploads its
  *     ├─ movie-movie-id    title → movie id                     ├ component(s) to
@@ -26,11 +27,17 @@
  *
  * A compose request names its own id (`reqId`); the review under construction is created
  * under it first, so a request id composes one review, once.
+ *
+ * The entry points (movie-compose, movie-seed, movie-reviews, movie-check) are plain
+ * functions in both variants; they refuse bad input with InvocationError INVALID_ARGUMENT
+ * (HTTP 400), naming the MovieError code. The services behind them check their input too
+ * and fail with a MovieError.
  */
-import type { JsonValue } from "boki-ts";
+import { InvocationError, type JsonValue } from "boki-ts";
 
 export const FN = {
   compose: "movie-compose",
+  composeReview: "movie-compose-review",
   uniqueId: "movie-unique-id",
   user: "movie-user",
   movieId: "movie-movie-id",
@@ -41,6 +48,7 @@ export const FN = {
   userReview: "movie-user-review",
   movieReview: "movie-movie-review",
   seed: "movie-seed",
+  seedWrite: "movie-seed-write",
   reviews: "movie-reviews",
   check: "movie-check",
 } as const;
@@ -101,6 +109,29 @@ export class MovieError extends Error {
   }
 }
 
+/** The codes an entry point answers as a refusal of its input (HTTP 400). */
+const REFUSALS: ReadonlySet<MovieErrorCode> = new Set([
+  "INVALID_ARGUMENT",
+  "UNKNOWN_USER",
+  "UNKNOWN_MOVIE",
+  "DUPLICATE_REQUEST",
+]);
+
+/**
+ * Runs an entry point: a MovieError refusing the input becomes InvocationError
+ * INVALID_ARGUMENT (HTTP 400) with the code in the message; anything else passes through.
+ */
+export async function refusingBadInput<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if (err instanceof MovieError && REFUSALS.has(err.code)) {
+      throw new InvocationError("INVALID_ARGUMENT", `${err.code}: ${err.message}`);
+    }
+    throw err;
+  }
+}
+
 export interface UnderConstruction {
   readonly reqId: string;
   readonly createdAt: number;
@@ -122,14 +153,17 @@ export interface ReviewList {
   readonly ids: readonly string[];
 }
 
-/** Reads of the tables (safe: log-free table reads; unsafe: plain store reads). */
-export interface MovieReads {
+/**
+ * What the entry points use: table reads (safe: flow's `readTable`; unsafe: plain store
+ * reads) and calls (`ctx.invoke` in both).
+ */
+export interface MovieFrontEnv {
   read(table: string, key: string): Promise<JsonValue | undefined>;
+  /** Calls another function and waits for its output (safe services: `wf.invoke`, exactly once). */
+  call(fn: string, input: JsonValue): Promise<JsonValue>;
 }
 
-export interface MovieEnv extends MovieReads {
-  /** Calls another function and waits for its output (safe: `wf.invoke`, exactly once). */
-  call(fn: string, input: JsonValue): Promise<JsonValue>;
+export interface MovieEnv extends MovieFrontEnv {
   /** The time in ms (safe: logged, the same in every execution). */
   now(): Promise<number>;
   /** A number in [0, 1) (safe: the same sequence in every execution). */
@@ -244,27 +278,71 @@ export interface ComposeResult {
   readonly reviewId: string;
 }
 
+interface ComposeRequest {
+  readonly reqId: string;
+  readonly username: string;
+  readonly title: string;
+  readonly rating: number;
+  readonly text: string;
+}
+
+function composeRequest(input: unknown, what: string): ComposeRequest {
+  const i = fields(input, what);
+  return {
+    reqId: name(i["reqId"], "reqId"),
+    username: name(i["username"], "username"),
+    title: name(i["title"], "title"),
+    rating: rating(i["rating"]),
+    text: text(i["text"]),
+  };
+}
+
+/** What ComposeReview answers when the request's id composed a review before. */
+export interface DuplicateRequest {
+  readonly reqId: string;
+  readonly duplicate: true;
+}
+
 /**
- * The frontend: checks the request, creates the review under construction under its id,
- * then asks the four services at once; each contributes its component(s).
+ * The frontend: checks the request (its fields, that the user and the movie exist) and has
+ * it composed. A request whose id composed a review before is refused (DUPLICATE_REQUEST).
  */
-export async function compose(env: MovieEnv, input: unknown): Promise<ComposeResult> {
-  const i = fields(input, FN.compose);
-  const reqId = name(i["reqId"], "reqId");
-  const username = name(i["username"], "username");
-  const title = name(i["title"], "title");
-  const stars = rating(i["rating"]);
-  const body = text(i["text"]);
+export async function compose(env: MovieFrontEnv, input: unknown): Promise<ComposeResult> {
+  const req = composeRequest(input, FN.compose);
   const [user, movie] = await Promise.all([
-    env.read(TABLES.users, username),
-    env.read(TABLES.titles, title),
+    env.read(TABLES.users, req.username),
+    env.read(TABLES.titles, req.title),
   ]);
-  if (user === undefined) throw new MovieError("UNKNOWN_USER", `no user named ${username}`);
-  if (movie === undefined) throw new MovieError("UNKNOWN_MOVIE", `no movie titled ${title}`);
+  if (user === undefined) throw new MovieError("UNKNOWN_USER", `no user named ${req.username}`);
+  if (movie === undefined) throw new MovieError("UNKNOWN_MOVIE", `no movie titled ${req.title}`);
+  const out = (await env.call(FN.composeReview, { ...req })) as unknown as
+    ComposeResult | DuplicateRequest;
+  if ("duplicate" in out) {
+    throw new MovieError("DUPLICATE_REQUEST", `request ${req.reqId} composed a review before`);
+  }
+  return out;
+}
+
+/**
+ * ComposeReview: creates the review under construction under the request's id (or answers
+ * that the id was used before), then asks the four services at once; each contributes its
+ * component(s).
+ */
+export async function composeReview(
+  env: MovieEnv,
+  input: unknown,
+): Promise<ComposeResult | DuplicateRequest> {
+  const {
+    reqId,
+    username,
+    title,
+    rating: stars,
+    text: body,
+  } = composeRequest(input, FN.composeReview);
   const createdAt = await env.now();
   const fresh: UnderConstruction = { reqId, createdAt, count: 0, components: {} };
   if (!(await env.create(TABLES.compose, reqId, fresh as unknown as JsonValue))) {
-    throw new MovieError("DUPLICATE_REQUEST", `request ${reqId} composed a review before`);
+    return { reqId, duplicate: true };
   }
   const [reviewId] = await Promise.all([
     env.call(FN.uniqueId, { reqId, createdAt }),
@@ -401,7 +479,7 @@ export interface SeedInput {
 }
 
 /** Registers users and movies (writing the same entries again changes nothing). */
-export async function seed(env: MovieEnv, input: unknown): Promise<{ entries: number }> {
+export async function seed(env: MovieFrontEnv, input: unknown): Promise<{ entries: number }> {
   const i = fields(input, FN.seed);
   const users = i["users"] ?? [];
   const movies = i["movies"] ?? [];
@@ -414,23 +492,54 @@ export async function seed(env: MovieEnv, input: unknown): Promise<{ entries: nu
       `a seed request carries at most ${SEED_ENTRIES_MAX} users and movies`,
     );
   }
-  const writes: Array<[string, string, JsonValue]> = [];
+  const entries: Array<[string, string, JsonValue]> = [];
   users.forEach((u: unknown, k) => {
     const f = fields(u, `users[${k}]`);
     const username = name(f["username"], `users[${k}].username`);
-    writes.push([TABLES.users, username, { username, userId: name(f["userId"], "userId") }]);
+    entries.push([
+      TABLES.users,
+      username,
+      { username, userId: name(f["userId"], `users[${k}].userId`) },
+    ]);
   });
   movies.forEach((m: unknown, k) => {
     const f = fields(m, `movies[${k}]`);
     const title = name(f["title"], `movies[${k}].title`);
-    writes.push([TABLES.titles, title, { title, movieId: name(f["movieId"], "movieId") }]);
+    entries.push([
+      TABLES.titles,
+      title,
+      { title, movieId: name(f["movieId"], `movies[${k}].movieId`) },
+    ]);
   });
-  await Promise.all(writes.map(([t, k, v]) => env.write(t, k, v)));
-  return { entries: writes.length };
+  await env.call(FN.seedWrite, { entries });
+  return { entries: entries.length };
+}
+
+/** Writes the table entries a seed request checked: `[table, key, value]`. */
+export async function seedWrite(env: MovieEnv, input: unknown): Promise<number> {
+  const entries = fields(input, FN.seedWrite)["entries"];
+  if (!Array.isArray(entries) || entries.length > SEED_ENTRIES_MAX) {
+    throw new MovieError(
+      "INVALID_ARGUMENT",
+      `entries must be an array of at most ${SEED_ENTRIES_MAX}`,
+    );
+  }
+  const tables = new Set<string>([TABLES.users, TABLES.titles]);
+  const writes = entries.map((e: unknown) => {
+    if (!Array.isArray(e) || e.length !== 3 || !tables.has(e[0] as string)) {
+      throw new MovieError(
+        "INVALID_ARGUMENT",
+        "an entry is [table, key, value] of the users or titles",
+      );
+    }
+    return e as [string, string, JsonValue];
+  });
+  await Promise.all(writes.map(([t, k, v]) => env.write(t, name(k, "a key"), v)));
+  return writes.length;
 }
 
 /** The newest reviews of a user (`username`) or of a movie (`title`). */
-export async function reviews(env: MovieReads, input: unknown): Promise<Review[]> {
+export async function reviews(env: MovieFrontEnv, input: unknown): Promise<Review[]> {
   const i = fields(input, FN.reviews);
   let list: JsonValue | undefined;
   if (i["username"] !== undefined) {
@@ -483,7 +592,7 @@ export interface MovieCheckReport {
  * Examines the requests `reqIds` and counts the entries of the lists of `userIds` and
  * `movieIds`. Reads plainly: run it once the requests have finished.
  */
-export async function check(env: MovieReads, input: unknown): Promise<MovieCheckReport> {
+export async function check(env: MovieFrontEnv, input: unknown): Promise<MovieCheckReport> {
   const i = fields(input, FN.check);
   const reqIds = names(i["reqIds"], "reqIds", CHECK_REQUESTS_MAX);
   const userIds = names(i["userIds"], "userIds", CHECK_LISTS_MAX);

@@ -108,18 +108,18 @@ describe.each(Object.entries(VARIANTS))("movie review (%s variant)", (variant, f
       text: "x",
     };
     const err = await failure("movie-compose", input);
-    expect(err?.code).toBe("FUNCTION_ERROR");
-    expect(err?.message).toMatch(/MovieError.*composed a review before/);
+    expect(err?.code).toBe("INVALID_ARGUMENT");
+    expect(err?.message).toMatch(/DUPLICATE_REQUEST: request \w+-one composed a review before/);
     expect(await call("movie-reviews", { username: "bob" })).not.toContainEqual(
       expect.objectContaining({ reqId: `${variant}-one` }),
     );
   });
 
-  test("bad input fails with a typed error and leaves no review under construction", async () => {
+  test("bad input is refused with a 400 naming what is wrong, and leaves no review under construction", async () => {
     const good = { username: "ada", title: "Alien", rating: 5, text: "fine" };
     const cases: Array<[Record<string, unknown>, RegExp]> = [
-      [{ ...good, username: "zed" }, /no user named zed/],
-      [{ ...good, title: "Zardoz" }, /no movie titled Zardoz/],
+      [{ ...good, username: "zed" }, /UNKNOWN_USER: no user named zed/],
+      [{ ...good, title: "Zardoz" }, /UNKNOWN_MOVIE: no movie titled Zardoz/],
       [{ ...good, rating: 11 }, /rating must be an integer from 0 to 10/],
       [{ ...good, rating: 2.5 }, /rating must be an integer/],
       [{ ...good, text: "" }, /text must be a string of 1 to 4096/],
@@ -131,15 +131,22 @@ describe.each(Object.entries(VARIANTS))("movie review (%s variant)", (variant, f
       const reqId = `${variant}-bad-${k}`;
       reqIds.push(reqId);
       const err = await failure("movie-compose", { reqId, ...input });
-      expect(err?.code, JSON.stringify(input)).toBe("FUNCTION_ERROR");
-      expect(err?.message).toMatch(/MovieError/);
+      expect(err?.code, JSON.stringify(input)).toBe("INVALID_ARGUMENT");
+      expect(err?.message).toMatch(/^function movie-compose refused its input: /);
       expect(err?.message).toMatch(why);
     }
-    expect((await failure("movie-compose", { ...good }))?.message).toMatch(/reqId must be/);
-    expect((await failure("movie-compose", "ada"))?.message).toMatch(/takes a JSON object/);
-    expect((await failure("movie-reviews", { username: "zed" }))?.message).toMatch(
-      /no user named zed/,
-    );
+    const refusals: Array<[string, unknown, RegExp]> = [
+      ["movie-compose", { ...good }, /INVALID_ARGUMENT: reqId must be/],
+      ["movie-compose", "ada", /movie-compose takes a JSON object/],
+      ["movie-reviews", { username: "zed" }, /UNKNOWN_USER: no user named zed/],
+      ["movie-seed", { users: [{ username: "x" }] }, /users\[0\]\.userId must be a string/],
+      ["movie-check", { reqIds: "r1" }, /reqIds must be an array/],
+    ];
+    for (const [fn, input, why] of refusals) {
+      const err = await failure(fn, input);
+      expect(err?.code, `${fn} ${JSON.stringify(input)}`).toBe("INVALID_ARGUMENT");
+      expect(err?.message).toMatch(why);
+    }
     const report = await call<MovieCheckReport>("movie-check", { reqIds });
     expect(report).toMatchObject({ requests: cases.length, notStarted: cases.length });
   });

@@ -7,7 +7,7 @@
  * partial for good), and a re-run request counts its components again. The baseline that
  * prices exactly-once.
  */
-import { defineFunction, type FunctionContext, type JsonValue } from "boki-ts";
+import { defineFunction, type FunctionContext } from "boki-ts";
 import { openStore, StoreCache } from "boki-ts/store";
 import * as movie from "../lib/movie.js";
 
@@ -44,7 +44,7 @@ function envOf(ctx: FunctionContext): movie.MovieEnv {
   };
 }
 
-function service<O extends JsonValue>(
+function service<O>(
   name: string,
   handler: (env: movie.MovieEnv, input: unknown) => Promise<O>,
   timeoutMs?: number,
@@ -56,10 +56,24 @@ function service<O extends JsonValue>(
   });
 }
 
-export const compose = service(movie.FN.compose, async (env, input) => {
-  const r = await movie.compose(env, input);
-  return { reqId: r.reqId, reviewId: r.reviewId };
-});
+/** An entry point: as a service, refusing bad input with a 400. */
+function entry<O>(
+  name: string,
+  handler: (env: movie.MovieEnv, input: unknown) => Promise<O>,
+  timeoutMs?: number,
+) {
+  return service(
+    name,
+    (env, input) => movie.refusingBadInput(() => handler(env, input)),
+    timeoutMs,
+  );
+}
+
+/** Time limit of a seed request and of a check, ms. */
+const SEED_TIMEOUT_MS = 120_000;
+
+export const compose = entry(movie.FN.compose, movie.compose);
+export const composeReview = service(movie.FN.composeReview, movie.composeReview);
 export const uniqueId = service(movie.FN.uniqueId, movie.uniqueId);
 export const user = service(movie.FN.user, movie.user);
 export const movieId = service(movie.FN.movieId, movie.movieId);
@@ -69,15 +83,7 @@ export const upload = service(movie.FN.upload, movie.composeUpload);
 export const storeReview = service(movie.FN.storeReview, movie.storeReview);
 export const userReview = service(movie.FN.userReview, movie.userReview);
 export const movieReview = service(movie.FN.movieReview, movie.movieReview);
-export const seed = service(movie.FN.seed, movie.seed, 120_000);
-
-export const reviews = defineFunction({
-  name: movie.FN.reviews,
-  handler: (ctx, input: unknown) => movie.reviews(envOf(ctx), input),
-});
-
-export const check = defineFunction({
-  name: movie.FN.check,
-  timeoutMs: 120_000,
-  handler: (ctx, input: unknown) => movie.check(envOf(ctx), input),
-});
+export const seed = entry(movie.FN.seed, movie.seed, SEED_TIMEOUT_MS);
+export const seedWrite = service(movie.FN.seedWrite, movie.seedWrite, SEED_TIMEOUT_MS);
+export const reviews = entry(movie.FN.reviews, movie.reviews);
+export const check = entry(movie.FN.check, movie.check, SEED_TIMEOUT_MS);
