@@ -21,7 +21,7 @@
  * committed (it lost every retry, or the process died) names no post; readers skip it.
  */
 import { randomBytes } from "node:crypto";
-import type { JsonValue } from "boki-ts";
+import { InvocationError, type JsonValue } from "boki-ts";
 
 /** The newest post ids a user's list keeps. */
 export const USER_POSTS_MAX = 24;
@@ -48,14 +48,9 @@ export const CHECK_USERS_MAX = 1000;
 /** Ids with a problem a check report lists (the counts cover all). */
 const CHECK_BAD_LISTED_MAX = 20;
 
-/** A request that does not fit the API: a clear, non-retryable failure of the function. */
-export class RetwisError extends Error {
-  readonly code = "INVALID_ARGUMENT";
-  readonly retryable = false;
-  constructor(message: string) {
-    super(message);
-    this.name = "RetwisError";
-  }
+/** A request that does not fit the API: the function refuses it (HTTP 400 INVALID_ARGUMENT). */
+function refuse(message: string): InvocationError {
+  return new InvocationError("INVALID_ARGUMENT", message);
 }
 
 /** What a request reads and writes through: a transaction, or the store itself. */
@@ -124,21 +119,21 @@ interface UserObject {
 
 function record(input: unknown, what: string): Record<string, unknown> {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
-    throw new RetwisError(`${what} takes a JSON object, got ${JSON.stringify(input)}`);
+    throw refuse(`${what} takes a JSON object, got ${JSON.stringify(input)}`);
   }
   return input as Record<string, unknown>;
 }
 
 function name(value: unknown, what: string): string {
   if (typeof value !== "string" || value.length === 0 || value.length > NAME_CHARS_MAX) {
-    throw new RetwisError(`${what} must be a string of 1 to ${NAME_CHARS_MAX} characters`);
+    throw refuse(`${what} must be a string of 1 to ${NAME_CHARS_MAX} characters`);
   }
   return value;
 }
 
 function names(value: unknown, what: string, max: number): string[] {
   if (!Array.isArray(value) || value.length > max) {
-    throw new RetwisError(`${what} must be an array of at most ${max} strings`);
+    throw refuse(`${what} must be an array of at most ${max} strings`);
   }
   return value.map((v, i) => name(v, `${what}[${i}]`));
 }
@@ -169,7 +164,7 @@ function checkPost(value: unknown, i: number): RetwisPost {
   const p = record(value, `posts[${i}]`);
   const body = p["body"];
   if (typeof body !== "string" || body.length > POST_BODY_CHARS_MAX) {
-    throw new RetwisError(`posts[${i}].body must be a string of at most ${POST_BODY_CHARS_MAX}`);
+    throw refuse(`posts[${i}].body must be a string of at most ${POST_BODY_CHARS_MAX}`);
   }
   return {
     id: name(p["id"], `posts[${i}].id`),
@@ -185,9 +180,9 @@ export async function load(env: RetwisEnv, input: unknown): Promise<{ objects: n
   const users = i["users"] === undefined ? [] : i["users"];
   const posts = i["posts"] === undefined ? [] : i["posts"];
   if (!Array.isArray(users) || users.length > LOAD_USERS_MAX)
-    throw new RetwisError(`users must be an array of at most ${LOAD_USERS_MAX}`);
+    throw refuse(`users must be an array of at most ${LOAD_USERS_MAX}`);
   if (!Array.isArray(posts) || posts.length > LOAD_POSTS_MAX)
-    throw new RetwisError(`posts must be an array of at most ${LOAD_POSTS_MAX}`);
+    throw refuse(`posts must be an array of at most ${LOAD_POSTS_MAX}`);
   const timeline =
     i["timeline"] === undefined ? undefined : names(i["timeline"], "timeline", TIMELINE_POSTS_MAX);
   const checkedUsers = users.map(checkUser);
@@ -295,7 +290,7 @@ export async function post(env: RetwisEnv, input: unknown): Promise<PostResult> 
   const userId = name(i["userId"], "userId");
   const body = i["body"];
   if (typeof body !== "string" || body.length > POST_BODY_CHARS_MAX) {
-    throw new RetwisError(`body must be a string of at most ${POST_BODY_CHARS_MAX} characters`);
+    throw refuse(`body must be a string of at most ${POST_BODY_CHARS_MAX} characters`);
   }
   const postId = env.newPostId();
   let published = false;
@@ -326,8 +321,13 @@ export async function post(env: RetwisEnv, input: unknown): Promise<PostResult> 
 export interface CheckReport {
   /** Distinct post ids examined: those named, on the global timeline, in the users' lists. */
   readonly examined: number;
-  /** Posts made whole: the object, an entry in each notified follower's list, and in the global timeline. */
+  /**
+   * Posts named or on the global timeline that are whole: the object, an entry in as many of
+   * its author's followers' lists as a post notifies, and on the global timeline.
+   */
   readonly made: number;
+  /** Other posts found in the lists examined: the object exists, and it is on the global timeline (or that is full). */
+  readonly listed: number;
   /** Named (acknowledged to a client) but without a post object. */
   readonly lost: number;
   /** On the global timeline only, with no post object: a post that never committed (invisible). */
@@ -348,8 +348,9 @@ export interface CheckReport {
 }
 
 /**
- * Checks the posts named in `postIds` (acknowledged ones), those on the global timeline and
- * those in the lists of `userIds`. Reads plainly: run it while no posts are being made.
+ * Checks the posts named in `postIds` (acknowledged ones) and those on the global timeline
+ * in full, and the entries of the lists of `userIds`: each names an existing post, on the
+ * global timeline unless that is full. Reads plainly: run it while no posts are being made.
  */
 export async function check(env: RetwisEnv, input: unknown): Promise<CheckReport> {
   const i = record(input ?? {}, "retwis-check");
@@ -398,6 +399,7 @@ export async function check(env: RetwisEnv, input: unknown): Promise<CheckReport
   let halfMade = 0;
   let overNotified = 0;
   let agedOut = 0;
+  let listed = 0;
   for (const id of candidates) {
     const p = (await s.get(`post:${id}`)) as RetwisPost | undefined;
     if (p === undefined) {
@@ -408,6 +410,15 @@ export async function check(env: RetwisEnv, input: unknown): Promise<CheckReport
         lost++;
         note(`${id}: acknowledged, but there is no post`);
       } else unpublished++;
+      continue;
+    }
+    if (!named.has(id) && !globalSet.has(id)) {
+      // Only in the lists examined: its post exists; it must be on the global timeline too,
+      // unless that is full. (Its author's other followers' lists are not read.)
+      if (global.length < TIMELINE_POSTS_MAX) {
+        halfMade++;
+        note(`${id}: in a follower's list, not on the global timeline`);
+      } else listed++;
       continue;
     }
     const followers = Object.keys(
@@ -450,6 +461,7 @@ export async function check(env: RetwisEnv, input: unknown): Promise<CheckReport
   return {
     examined: candidates.size,
     made,
+    listed,
     lost,
     unpublished,
     halfMade,
