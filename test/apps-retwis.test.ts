@@ -7,7 +7,7 @@
  * global timeline; every list entry has its post; an id on the global timeline without a
  * post (a post cut before its transaction committed) is invisible to readers.
  *
- * The dataset is small enough (200 users, at most 80 posts) that no list reaches its cap,
+ * The dataset is small enough (200 users, at most 84 posts) that no list reaches its cap,
  * so a missing entry cannot be explained by the oldest entries being dropped.
  */
 import { join } from "node:path";
@@ -23,21 +23,27 @@ import { tempDir } from "./helpers/tmp.js";
 const FUNCTIONS = fileURLToPath(new URL("../examples/apps/retwis/functions", import.meta.url));
 const USERS = 200;
 const FOLLOWEES_PER_USER = 8;
-const ROUNDS = 4;
+const ROUNDS = 6;
 const CLIENTS = 8;
-/** Posts asked for per round: 80 in all, below the global timeline's cap of 96. */
-const POSTS_PER_ROUND = 20;
+/** Clients that post (the others log in, look at profiles and read timelines). */
+const POSTERS = 2;
+/** Longest pause of a posting client between two posts, ms. */
+const POST_PAUSE_MS_MAX = 80;
+/** Posts asked for per round: 84 in all, below the global timeline's cap of 96. */
+const POSTS_PER_ROUND = 14;
 /** How long each round's load runs at most before the kill, ms. */
 const KILL_AFTER_MS_MAX = 1200;
 const REQUEST_TIMEOUT_MS = 10_000;
 
+/** A seeded generator (mulberry32): a failure can be replayed from its seed. */
 function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
+  let s = seed >>> 0;
   return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
+    s = (s + 0x6d2b79f5) >>> 0;
+    let x = s;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32;
   };
 }
 
@@ -94,20 +100,26 @@ describe("the Retwis example across kill -9 of boki dev", () => {
       let postsLeft = POSTS_PER_ROUND;
       const client = async (c: number): Promise<void> => {
         const r = prng(seed * 31 + round * 997 + c);
+        // The first POSTERS clients post, pausing between posts so that their posts last
+        // through the round and some meet the kill; the others read.
+        const poster = c < POSTERS;
         while (!stop) {
           const x = r() * 100;
           const u = Math.floor(r() * USERS);
           let fn: string;
           let input: unknown;
-          if (x < 25 && postsLeft > 0) {
+          if (poster) {
+            if (postsLeft <= 0) return;
             postsLeft--;
+            await sleep(Math.floor(r() * POST_PAUSE_MS_MAX));
+            if (stop) return;
             counts.postsAsked++;
             fn = "retwis-post";
             input = { userId: userId(u), body: `round ${round} client ${c} ${r().toFixed(6)}` };
-          } else if (x < 40) {
+          } else if (x < 20) {
             fn = "retwis-login";
             input = { username: `user${u}`, password: `pw${u}` };
-          } else if (x < 65) {
+          } else if (x < 60) {
             fn = "retwis-profile";
             input = { userId: userId(u) };
           } else {
