@@ -10,7 +10,7 @@
  * (unsafe/) as plain functions over plain store writes. check() asks `movie-check` about the
  * request ids this module drew since the variant's seed (every one sent must have made one
  * complete review, listed once in its user's and its movie's list) and counts the lists'
- * entries, waiting (bounded) for reviews still being composed.
+ * entries, waiting (bounded) for reviews still being composed or recovered.
  */
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
@@ -34,10 +34,16 @@ const CHECK_IN_FLIGHT = 4;
 const TRACKED_MAX = 50_000;
 /** Longest wait for one gateway request of the seed or the check, ms. */
 const REQUEST_TIMEOUT_MS = 120_000;
-/** Longest wait for the reviews still being composed after a run, ms. */
-const SETTLE_TIMEOUT_MS = 30_000;
+/**
+ * Longest wait for the reviews still being composed after a run, ms: after an overload the
+ * safe variant's recovery task resumes the timed-out workflows 12 s after their last record,
+ * 256 a second.
+ */
+const SETTLE_TIMEOUT_MS = 180_000;
+/** The wait ends sooner when nothing moved for this long (the unsafe variant's partial reviews stay), ms. */
+const SETTLE_STALL_MS = 20_000;
 /** Pause between two checks while reviews are still being composed, ms. */
-const SETTLE_POLL_MS = 1000;
+const SETTLE_POLL_MS = 2000;
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,";
 
 const username = (i: number): string => `user_${i}`;
@@ -156,11 +162,16 @@ async function checkOnce(
 
 async function check(target: AppTarget, variant: Variant): Promise<InvariantReport> {
   const until = Date.now() + SETTLE_TIMEOUT_MS;
+  const unfinished = (c: Counts): number =>
+    c.partial + c.unstored + c.userListMissing + c.movieListMissing;
   let r = await checkOnce(target, variant);
+  let movedAt = Date.now();
   // Reviews still being composed (the safe variant's recovery may be finishing some).
-  while (r.counts.partial > 0 && Date.now() < until) {
+  while (unfinished(r.counts) > 0 && Date.now() < until && Date.now() - movedAt < SETTLE_STALL_MS) {
     await new Promise((resolve) => setTimeout(resolve, SETTLE_POLL_MS));
+    const before = unfinished(r.counts);
     r = await checkOnce(target, variant);
+    if (unfinished(r.counts) !== before) movedAt = Date.now();
   }
   const c = r.counts;
   const broken =
