@@ -17,7 +17,12 @@
  *   outcome before it decides).
  */
 import type { JsonValue } from "../index.js";
-import { defineWorkflow, type Workflow, type WorkflowContext } from "../flow/index.js";
+import {
+  CallFailedError,
+  defineWorkflow,
+  type Workflow,
+  type WorkflowContext,
+} from "../flow/index.js";
 import { ObjectError } from "./errors.js";
 import type { ErrorInfo, Outcome, TxnPart } from "./records.js";
 
@@ -59,6 +64,15 @@ export const TXN_RETRIES_DEFAULT = 5;
 export const COORDINATED_CALLS_MAX = 64;
 /** How long a prepare may wait for its lock, ms: after it, it votes TIMEOUT. */
 export const PREPARE_TIMEOUT_MS = 5_000;
+/**
+ * How long after a prepare's deadline its coordinator waits before aborting a transaction
+ * with a prepare of unknown outcome, ms: a prepare applied after its deadline (by the
+ * applying executor's clock) locks nothing, and this covers the skew between that clock and
+ * the coordinator's.
+ */
+export const PREPARE_CLOCK_MARGIN_MS = 500;
+/** Attempts at delivering a commit or an abort whose outcome is not known yet. */
+const DECISION_ATTEMPTS_MAX = 100;
 /** First pause before a transaction is retried, ms (doubling, with the attempt). */
 const TXN_RETRY_PAUSE_MS = 5;
 /** Attempts at a saga step or compensation whose outcome is not known yet (TIMEOUT). */
@@ -98,16 +112,55 @@ function isRetryableCode(code: string | undefined): boolean {
   return code === "TXN_DIED" || code === "TIMEOUT" || code === "OBJECT_BUSY";
 }
 
-/** One request on an instance, as a workflow operation: exactly once by its id. */
-function callObject(wf: WorkflowContext, c: Call, id: string, txn?: TxnPart): Promise<Outcome> {
-  return wf.invoke<Outcome>(c.object, {
-    key: c.key,
-    handler: c.handler,
-    input: (c.input ?? null) as JsonValue,
-    id,
-    reply: "outcome",
-    ...(txn === undefined ? {} : { txn }),
-  });
+/**
+ * One request on an instance, as a workflow operation: exactly once by its id. The object's
+ * function answers the request's outcome; when the function itself fails (it ran out of
+ * time waiting for the request's turn, its worker was lost, the node was overloaded), the
+ * request may still be applied later, so the outcome is TIMEOUT (unknown), unless the call
+ * was refused before it was submitted (INVALID_ARGUMENT).
+ */
+async function callObject(
+  wf: WorkflowContext,
+  c: Call,
+  id: string,
+  txn?: TxnPart,
+): Promise<Outcome> {
+  try {
+    return await wf.invoke<Outcome>(c.object, {
+      key: c.key,
+      handler: c.handler,
+      input: (c.input ?? null) as JsonValue,
+      id,
+      reply: "outcome",
+      ...(txn === undefined ? {} : { txn }),
+    });
+  } catch (err) {
+    if (!(err instanceof CallFailedError)) throw err;
+    const code = err.error.code === "INVALID_ARGUMENT" ? "INVALID_ARGUMENT" : "TIMEOUT";
+    return {
+      ok: false,
+      error: {
+        name: "ObjectError",
+        code,
+        message: `call of ${c.object}/${c.key}.${c.handler} failed (${err.error.code ?? err.error.name}: ${err.error.message})`,
+      },
+    };
+  }
+}
+
+/** A decided request (a commit or an abort): asked again, by the same id, until it is applied. */
+async function decided(wf: WorkflowContext, c: Call, id: string, txn: TxnPart): Promise<void> {
+  for (let i = 0; ; i++) {
+    const out = await callObject(wf, c, id, txn);
+    if (out.ok || out.error.code !== "TIMEOUT") return;
+    if (i + 1 >= DECISION_ATTEMPTS_MAX) {
+      throw new ObjectError(
+        "TIMEOUT",
+        `the ${txn.op} of transaction ${txn.id} on ${c.object}/${c.key} was not applied after ${DECISION_ATTEMPTS_MAX} attempts (DECISION_ATTEMPTS_MAX); its lock stays until it is`,
+      );
+    }
+    await wf.sleep(Math.min(1000, 50 * 2 ** i));
+  }
 }
 
 /** Sends calls without waiting for them (they run exactly once, by their ids). */
@@ -139,12 +192,12 @@ export async function runTransaction(
     const failed = votes.find((v) => !v.ok) as (Outcome & { ok: false }) | undefined;
     const decision = failed === undefined ? "commit" : "abort";
     if (failed !== undefined && failed.error.code === "TIMEOUT") {
-      // A prepare not applied yet can still be; once the deadline has passed it locks nothing.
-      await wf.sleepUntil(prepare.deadline! + 1);
+      // A prepare not applied yet can still be; applied after its deadline it locks nothing.
+      await wf.sleepUntil(prepare.deadline! + PREPARE_CLOCK_MARGIN_MS);
     }
     await Promise.all(
       instances.map((c, i) =>
-        callObject(wf, { ...c, handler: `$${decision}` }, `${txnId}:${decision}${i}`, {
+        decided(wf, { ...c, handler: `$${decision}` }, `${txnId}:${decision}${i}`, {
           id: txnId,
           ts,
           op: decision,

@@ -11,7 +11,7 @@
  * again after a crash); exactly one run's state, output and messages count. Handlers keep
  * their effects to the context (state, send, call).
  */
-import type { FunctionLogger, JsonValue, LogBook, LogRecord } from "../index.js";
+import type { FunctionLogger, JsonValue, LogBook, LogRecord, Tag } from "../index.js";
 import { toJsonText } from "../index.js";
 import { ObjectError, errorInfo, RequestFailedError } from "./errors.js";
 import {
@@ -22,6 +22,8 @@ import {
   INBOX_SCAN_MAX,
   MESSAGES_PER_REQUEST_MAX,
   NAME_CHARS_MAX,
+  REQUESTS_CACHED_BYTES_MAX,
+  REQUESTS_CACHED_MAX,
   RESULT_WAIT_MS_MAX,
   STATE_BYTES_MAX,
 } from "./limits.js";
@@ -167,6 +169,44 @@ function asRequest(r: LogRecord): Request {
   return decodeRecord<RequestRecord>(r, "req");
 }
 
+/**
+ * Inbox requests read, by book, inbox tag and the seqnum read from: the first request at or
+ * after it. An entry never goes stale (a later append gets a later seqnum than any record
+ * there), so executors that look at an instance again (a deferred request's waiters, racing
+ * callers) read each request from the log once per thread.
+ */
+const requestsRead = new Map<string, { req: Request; bytes: number }>();
+let requestsReadBytes = 0;
+
+function forget(k: string): void {
+  const e = requestsRead.get(k);
+  if (e === undefined) return;
+  requestsRead.delete(k);
+  requestsReadBytes -= e.bytes;
+}
+
+async function readRequest(log: LogBook, tag: Tag, from: number): Promise<Request | null> {
+  const k = `${String(log.book)}:${String(tag)}:${from}`;
+  const hit = requestsRead.get(k);
+  if (hit !== undefined) {
+    requestsRead.delete(k);
+    requestsRead.set(k, hit);
+    return hit.req;
+  }
+  const r = await log.readNext(tag, from);
+  if (r === null) return null;
+  const req = asRequest(r);
+  const keys = r.seqnum === from ? [k] : [k, `${String(log.book)}:${String(tag)}:${r.seqnum}`];
+  for (const key of keys) {
+    forget(key);
+    requestsRead.set(key, { req, bytes: r.data.byteLength });
+    requestsReadBytes += r.data.byteLength;
+  }
+  while (requestsRead.size > REQUESTS_CACHED_MAX || requestsReadBytes > REQUESTS_CACHED_BYTES_MAX)
+    forget(requestsRead.keys().next().value!);
+  return req;
+}
+
 async function readInbox(
   log: LogBook,
   object: string,
@@ -175,9 +215,9 @@ async function readInbox(
 ): Promise<Request[]> {
   const tag = inboxTag(object, key);
   const out: Request[] = [];
-  for (let r = await log.readNext(tag, from); r !== null && out.length < INBOX_SCAN_MAX;) {
-    out.push(asRequest(r));
-    if (out.length < INBOX_SCAN_MAX) r = await log.readNext(tag, r.seqnum + 1);
+  for (let r = await readRequest(log, tag, from); r !== null && out.length < INBOX_SCAN_MAX;) {
+    out.push(r);
+    if (out.length < INBOX_SCAN_MAX) r = await readRequest(log, tag, r.seqnum + 1);
   }
   return out;
 }
@@ -191,10 +231,10 @@ async function readDeferred(
   const tag = inboxTag(object, key);
   return Promise.all(
     seqnums.map(async (s) => {
-      const r = await log.readNext(tag, s);
+      const r = await readRequest(log, tag, s);
       if (r === null || r.seqnum !== s)
         throw new Error(`objects invariant: deferred request ${s} of ${object}/${key} is gone`);
-      return asRequest(r);
+      return r;
     }),
   );
 }
@@ -386,6 +426,17 @@ async function applyOne(
       outcome: refusal(
         "OBJECT_BUSY",
         `more than ${DEFERRED_MAX} requests wait behind a transaction on ${object}/${key}`,
+      ),
+    };
+  }
+  if (r.txn?.op === "prepare" && r.txn.deadline !== undefined && base.at > r.txn.deadline) {
+    // Its coordinator may have given up on it and aborted already: it must lock nothing.
+    return {
+      ...base,
+      ...keep,
+      outcome: refusal(
+        "TIMEOUT",
+        `the prepare of transaction ${r.txn.id} on ${object}/${key} came to be applied after its deadline; it locks nothing`,
       ),
     };
   }

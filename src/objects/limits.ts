@@ -8,6 +8,10 @@ export const STATE_BYTES_MAX = 256 * 1024;
 export const DEFERRED_MAX = 1_000;
 /** Inbox records an executor reads per step. */
 export const INBOX_SCAN_MAX = 1_000;
+/** Inbox requests an executor thread keeps decoded, to look at an instance again without reading them. */
+export const REQUESTS_CACHED_MAX = 20_000;
+/** Bytes of records those requests came from, at most (the cache's memory bound). */
+export const REQUESTS_CACHED_BYTES_MAX = 32 * 1024 * 1024;
 /** Messages one request may send. */
 export const MESSAGES_PER_REQUEST_MAX = 256;
 /** Nested calls one handler execution may make. */
