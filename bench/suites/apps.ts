@@ -284,13 +284,19 @@ async function runApp(
   const systems: System[] = [];
   try {
     const t0 = performance.now();
-    for (const variant of ["safe", "unsafe"] as const) {
-      const sub = join(dir, `${app.name}-${mode}-${variant}`);
-      mkdirSync(sub, { recursive: true });
-      const s = await startSystem(app, variant, mode, sub);
-      systems.push(s);
-      await app.seed(s.target, variant);
-    }
+    // Both variants start and load their data at once (each in its own processes).
+    const started = await Promise.allSettled(
+      (["safe", "unsafe"] as const).map(async (variant) => {
+        const sub = join(dir, `${app.name}-${mode}-${variant}`);
+        mkdirSync(sub, { recursive: true });
+        const s = await startSystem(app, variant, mode, sub);
+        systems.push(s);
+        await app.seed(s.target, variant);
+        return s;
+      }),
+    );
+    for (const r of started) if (r.status === "rejected") throw r.reason;
+    systems.sort((a, b) => a.variant.localeCompare(b.variant));
     progress(
       `apps: ${app.name} ${mode}: safe and unsafe up and seeded in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
