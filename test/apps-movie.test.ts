@@ -26,7 +26,9 @@ const MOVIES = 100;
 const ROUNDS = 4;
 const CLIENTS = 8;
 /** Compose requests per round at most (each client stops at its share). */
-const PER_ROUND = 32;
+const PER_ROUND = 96;
+/** Longest pause of a client between two requests, ms: the requests last through the round. */
+const PAUSE_MS_MAX = 150;
 /** How long each round's load runs at most before the kill, ms. */
 const KILL_AFTER_MS_MAX = 2000;
 /** Bound on the recovery after the last restart (workflows time out after 10 s, plus 2 s). */
@@ -121,6 +123,7 @@ describe("the movie review example across kill -9 of boki dev", () => {
           } catch {
             counts.cut++;
           }
+          await sleep(Math.floor(r() * PAUSE_MS_MAX));
         }
       };
       const clients = Array.from({ length: CLIENTS }, (_, c) => client(c));

@@ -28,7 +28,9 @@ const CLIENTS = 8;
 /** Clients that post (the others log in, look at profiles and read timelines). */
 const POSTERS = 2;
 /** Longest pause of a posting client between two posts, ms. */
-const POST_PAUSE_MS_MAX = 80;
+const POST_PAUSE_MS_MAX = 40;
+/** How long before the kill the posting clients start, ms. */
+const POSTING_BEFORE_KILL_MS = 250;
 /** Posts asked for per round: 84 in all, below the global timeline's cap of 96. */
 const POSTS_PER_ROUND = 14;
 /** How long each round's load runs at most before the kill, ms. */
@@ -98,11 +100,13 @@ describe("the Retwis example across kill -9 of boki dev", () => {
       const url = dev.url;
       let stop = false;
       let postsLeft = POSTS_PER_ROUND;
+      const killAfterMs = 200 + Math.floor(random() * (KILL_AFTER_MS_MAX - 200));
       const client = async (c: number): Promise<void> => {
         const r = prng(seed * 31 + round * 997 + c);
-        // The first POSTERS clients post, pausing between posts so that their posts last
-        // through the round and some meet the kill; the others read.
+        // The first POSTERS clients post, starting shortly before the kill so that their
+        // posts straddle it (some meet it half way); the others read all along.
         const poster = c < POSTERS;
+        if (poster) await sleep(Math.max(0, killAfterMs - POSTING_BEFORE_KILL_MS));
         while (!stop) {
           const x = r() * 100;
           const u = Math.floor(r() * USERS);
@@ -154,7 +158,7 @@ describe("the Retwis example across kill -9 of boki dev", () => {
         }
       };
       const clients = Array.from({ length: CLIENTS }, (_, c) => client(c));
-      await sleep(200 + Math.floor(random() * (KILL_AFTER_MS_MAX - 200)));
+      await sleep(killAfterMs);
       stop = true; // the clients send nothing more; what is in flight meets the kill
       await dev.stop("SIGKILL");
       dev = undefined;
