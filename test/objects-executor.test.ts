@@ -108,3 +108,18 @@ describe("the object executor", () => {
     expect(last?.lock?.txn).toBe("t");
   });
 });
+
+describe("object functions' info", () => {
+  test("an object lists its handlers as exclusive or shared, and coordinators say what they are (for the dashboard)", async () => {
+    const { defineObject, defineTransaction, defineSaga } = await import("../src/objects/index.js");
+    const account = defineObject({
+      name: "info-account",
+      handlers: { deposit: () => null, balance: { shared: true, handler: () => 0 } },
+    });
+    expect(account.meta).toEqual({ handlers: { deposit: "exclusive", balance: "shared" } });
+    const txn = defineTransaction({ name: "info-txn", plan: () => ({ calls: [] }) });
+    expect(txn.meta).toEqual({ coordinator: "transaction" });
+    const saga = defineSaga({ name: "info-saga", steps: () => [] });
+    expect(saga.meta).toEqual({ coordinator: "saga" });
+  });
+});

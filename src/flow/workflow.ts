@@ -39,6 +39,8 @@ export interface WorkflowOptions<I = JsonValue, O = JsonValue> {
   readonly timeoutMs?: number;
   /** How long an ended instance's records are kept before they are trimmed, ms (default one day). */
   readonly retentionMs?: number;
+  /** Data about the workflow for tools (the dashboard), in its function info. */
+  readonly meta?: JsonValue;
 }
 
 export interface Workflow<I = JsonValue, O = JsonValue> extends BokiFunction<I, O> {
@@ -165,6 +167,7 @@ export function defineWorkflow<I = JsonValue, O = JsonValue>(
     kind: WORKFLOW_KIND,
     companions: flowSystemFunctions(),
     ...(options.book === undefined ? {} : { book: options.book }),
+    ...(options.meta === undefined ? {} : { meta: options.meta }),
     async handler(ctx, input) {
       const flowCall = isFlowCall(input);
       let outcome: FlowOutcome;

@@ -247,6 +247,7 @@ export function defineTransaction<I = JsonValue>(
 ): Workflow<I, TransactionOutcome> {
   return defineWorkflow<I, TransactionOutcome>({
     name: options.name,
+    meta: { coordinator: "transaction" },
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     ...(options.book === undefined ? {} : { book: options.book }),
     handler: (wf, input) =>
@@ -351,6 +352,7 @@ export interface SagaOptions<I> {
 export function defineSaga<I = JsonValue>(options: SagaOptions<I>): Workflow<I, SagaOutcome> {
   return defineWorkflow<I, SagaOutcome>({
     name: options.name,
+    meta: { coordinator: "saga" },
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     ...(options.book === undefined ? {} : { book: options.book }),
     handler: (wf, input) => runSaga(wf, options.steps(input)),

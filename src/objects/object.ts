@@ -197,9 +197,12 @@ export function defineObject<S = JsonValue>(
     });
   }
   definitions().set(name, { name, handlers });
+  const modes: Record<string, string> = {};
+  for (const [h, d] of handlers) modes[h] = d.shared ? "shared" : "exclusive";
   return defineFunction<ObjectCall, JsonValue>({
     name,
     kind: OBJECT_KIND,
+    meta: { handlers: modes },
     timeoutMs: options.timeoutMs ?? OBJECT_TIMEOUT_MS_DEFAULT,
     companions: objectLibraryFunctions(),
     ...(options.book === undefined ? {} : { book: options.book }),
