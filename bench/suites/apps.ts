@@ -29,7 +29,6 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Pool } from "undici";
 import type { AppTarget, BenchApp, Variant } from "../apps/app.js";
 import { BENCH_APPS } from "../apps/index.js";
@@ -37,7 +36,7 @@ import { LOCAL_TOPOLOGY, startBokiCluster, type BokiCluster } from "../lib/boki-
 import type { LatencySummary } from "../lib/histogram.js";
 import { round } from "../lib/measure.js";
 import { runOpenLoop, type OpenLoopResult } from "../lib/open-loop.js";
-import { freePorts, lastLines, ManagedProcess } from "../lib/peers/proc.js";
+import { freePorts, lastLines, ManagedProcess, waitHealthy } from "../lib/peers/proc.js";
 import { cpuMs } from "../lib/proc-cpu.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
@@ -87,23 +86,6 @@ interface System {
   stop(): Promise<void>;
 }
 
-async function waitHealthy(name: string, proc: ManagedProcess, url: string): Promise<void> {
-  const until = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < until) {
-    if (!proc.running)
-      throw new Error(`${name} exited while starting\n${lastLines(proc.output(40), 40)}`);
-    try {
-      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (r.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  await proc.stop();
-  throw new Error(`${name} did not answer /healthz within ${START_TIMEOUT_MS} ms`);
-}
-
 async function startSystem(
   app: BenchApp,
   variant: Variant,
@@ -128,7 +110,7 @@ async function startSystem(
       "warn",
     ]);
     const url = `http://127.0.0.1:${port}`;
-    await waitHealthy(`boki dev (${app.name}, ${variant})`, proc, url);
+    await waitHealthy(`boki dev (${app.name}, ${variant})`, proc, url, START_TIMEOUT_MS);
     return {
       mode,
       variant,

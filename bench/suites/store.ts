@@ -19,14 +19,13 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
-import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { Pool } from "undici";
 import { LatencyHistogram, type LatencySummary } from "../lib/histogram.js";
 import { round } from "../lib/measure.js";
 import { startPostgres, type PostgresServer } from "../lib/peers/postgres.js";
 import { RETWIS_SCHEMA } from "../lib/peers/postgres-retwis-server.js";
-import { freePorts, lastLines, ManagedProcess } from "../lib/peers/proc.js";
+import { freePorts, ManagedProcess, waitHealthy } from "../lib/peers/proc.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
 import { medianIndex } from "../lib/runner.js";
@@ -179,28 +178,6 @@ export interface Target {
   readonly extras: Record<string, unknown>;
 }
 
-async function waitHealthy(name: string, proc: ManagedProcess, url: string): Promise<void> {
-  const until = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < until) {
-    if (!proc.running) {
-      throw new Error(
-        `${name} exited while starting: ${JSON.stringify(proc.exit)}\n${lastLines(proc.output(40), 40)}`,
-      );
-    }
-    try {
-      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (r.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  await proc.stop();
-  throw new Error(
-    `${name} did not answer /healthz within ${START_TIMEOUT_MS} ms\n${proc.output(40)}`,
-  );
-}
-
 async function startBoki(dataDir: string): Promise<Target> {
   const [port] = await freePorts(1);
   const proc = ManagedProcess.start("boki-dev", process.execPath, [
@@ -218,7 +195,7 @@ async function startBoki(dataDir: string): Promise<Target> {
     "warn",
   ]);
   const url = `http://127.0.0.1:${port}`;
-  await waitHealthy("boki dev", proc, url);
+  await waitHealthy("boki dev", proc, url, START_TIMEOUT_MS);
   return {
     system: "boki",
     mode: "embedded",
@@ -300,7 +277,7 @@ async function startPostgresPeer(
       String(PG_POOL),
     ]);
     const url = `http://127.0.0.1:${port}`;
-    await waitHealthy("the PostgreSQL Retwis server", proc, url);
+    await waitHealthy("the PostgreSQL Retwis server", proc, url, START_TIMEOUT_MS);
     return {
       server,
       target: {

@@ -50,14 +50,13 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
-import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { Pool } from "undici";
 import { LatencyHistogram, type LatencySummary } from "../lib/histogram.js";
 import { round, runMeasurements, type Measurement, type Phases } from "../lib/measure.js";
 import { startPostgres, type PostgresServer } from "../lib/peers/postgres.js";
 import { YCSBT_FIELDS, YCSBT_SCHEMA } from "../lib/peers/postgres-ycsbt-server.js";
-import { freePorts, lastLines, ManagedProcess } from "../lib/peers/proc.js";
+import { freePorts, ManagedProcess, waitHealthy } from "../lib/peers/proc.js";
 import { cpuMs } from "../lib/proc-cpu.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
@@ -240,28 +239,6 @@ export interface Target {
   readonly extras: Record<string, unknown>;
 }
 
-async function waitHealthy(name: string, proc: ManagedProcess, url: string): Promise<void> {
-  const until = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < until) {
-    if (!proc.running) {
-      throw new Error(
-        `${name} exited while starting: ${JSON.stringify(proc.exit)}\n${lastLines(proc.output(40), 40)}`,
-      );
-    }
-    try {
-      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (r.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  await proc.stop();
-  throw new Error(
-    `${name} did not answer /healthz within ${START_TIMEOUT_MS} ms\n${proc.output(40)}`,
-  );
-}
-
 /** Starts `boki dev` on bench/functions/txn (`nodeArgs` go before the script, e.g. --cpu-prof). */
 export async function startBoki(
   dataDir: string,
@@ -284,7 +261,7 @@ export async function startBoki(
     "warn",
   ]);
   const url = `http://127.0.0.1:${port}`;
-  await waitHealthy("boki dev", proc, url);
+  await waitHealthy("boki dev", proc, url, START_TIMEOUT_MS);
   return { url, proc };
 }
 
@@ -478,7 +455,7 @@ async function startPostgresPeer(): Promise<PostgresPeer | { skipped: string }> 
       String(PG_POOL),
     ]);
     const url = `http://127.0.0.1:${port}`;
-    await waitHealthy("the PostgreSQL YCSB-T server", proc, url);
+    await waitHealthy("the PostgreSQL YCSB-T server", proc, url, START_TIMEOUT_MS);
     return { server, http: { url, proc }, client };
   } catch (err) {
     await client?.end().catch(() => undefined);

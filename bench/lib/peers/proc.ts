@@ -286,3 +286,32 @@ export class ManagedProcess {
     }
   }
 }
+
+/**
+ * Waits until the HTTP server `proc` runs answers `GET <url>/healthz` with 2xx, polling every
+ * 100 ms; fails (and stops it) if it exits first or `timeoutMs` passes, with its last output.
+ */
+export async function waitHealthy(
+  name: string,
+  proc: ManagedProcess,
+  url: string,
+  timeoutMs: number,
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (!proc.running) {
+      throw new Error(
+        `${name} exited while starting: ${JSON.stringify(proc.exit)}\n${lastLines(proc.output(40), 40)}`,
+      );
+    }
+    try {
+      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (r.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await proc.stop();
+  throw new Error(`${name} did not answer /healthz within ${timeoutMs} ms\n${proc.output(40)}`);
+}
