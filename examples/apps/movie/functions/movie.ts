@@ -1,17 +1,21 @@
 /**
- * Movie review, the safe variant: every service is a boki-ts/flow workflow and every call
- * between them a `wf.invoke`, so after a crash a re-executed caller finds each callee's
- * result in the log and never runs a callee twice; the state is in flow's durable tables,
- * whose writes are exactly once, and a component is counted with a compare-and-set
- * (`condWrite`) whose outcome is logged, so it is counted once. The recovery task resumes
- * every instance a crash left unfinished. The application itself is ../lib/movie.ts.
+ * Movie review, the safe variant: one boki-ts/flow workflow per review (movie-compose-review).
+ * Its calls of the four services are `wf.invoke`s of plain functions, whose answers are
+ * logged on the workflow's stream: a re-executed workflow finds them there, and asks a
+ * service again only if it died between the call and the log. The services only read, and
+ * answer the same for the same request, so asking again changes nothing. The workflow then
+ * writes to flow's durable tables, whose writes are exactly once: the components under the
+ * request's id with a compare-and-set on a key never written (`condWrite` at version 0, its
+ * outcome logged: the one review of the request id), the review, and each list with a
+ * read-modify-write (`condWrite`). The recovery task resumes a workflow a crash left
+ * unfinished. The application itself is ../lib/movie.ts.
  */
 import { defineFunction, type FunctionContext, type JsonValue } from "boki-ts";
 import { defineWorkflow, readTable, type WorkflowContext } from "boki-ts/flow";
 import * as movie from "../lib/movie.js";
 
 /**
- * Time limit of one execution of each service, ms. After a crash, the recovery task resumes
+ * Time limit of one execution of the workflows, ms. After a crash, the recovery task resumes
  * an instance started synchronously once this has passed since its last logged operation.
  */
 const WORKFLOW_TIMEOUT_MS = 10_000;
@@ -42,30 +46,29 @@ function envOf(wf: WorkflowContext): movie.MovieEnv {
   return {
     call: (fn, input) => wf.invoke(fn, input),
     now: () => wf.now(),
-    random: () => wf.random(),
     read: (table, key) => wf.read(table, key),
     write: (table, key, value) => wf.write(table, key, value),
     create: (table, key, value) => wf.condWrite(table, key, value, 0),
-    async addComponent(reqId, component, value) {
-      const next = (await update(wf, movie.TABLES.compose, reqId, (old) => {
-        return movie.withComponent(old, reqId, component, value) as unknown as JsonValue;
-      })) as unknown as movie.UnderConstruction;
-      return next.count === movie.COMPONENTS.length
-        ? { count: next.count, complete: next }
-        : { count: next.count };
-    },
     async append(table, key, item) {
       await update(wf, table, key, (old) => movie.withItem(old, item) as unknown as JsonValue);
     },
   };
 }
 
-/** The entry points' environment: table reads from outside a workflow, plain calls. */
+/** The plain functions' environment: table reads from outside a workflow, plain calls. */
 function frontOf(ctx: FunctionContext): movie.MovieFrontEnv {
   return {
     read: async (table, key) => (await readTable(ctx.log, table, key)).value,
     call: (fn, input) => ctx.invoke(fn, input),
   };
+}
+
+/** A plain function reading the tables (a service behind the frontend). */
+function reader<O>(
+  name: string,
+  handler: (env: movie.MovieFrontEnv, input: unknown) => Promise<O>,
+) {
+  return defineFunction({ name, handler: (ctx, input: unknown) => handler(frontOf(ctx), input) });
 }
 
 function entry<O>(
@@ -97,15 +100,11 @@ export const composeReview = service(movie.FN.composeReview, async (env, input) 
   const r = await movie.composeReview(env, input);
   return { ...r };
 });
-export const uniqueId = service(movie.FN.uniqueId, movie.uniqueId);
-export const user = service(movie.FN.user, movie.user);
-export const movieId = service(movie.FN.movieId, movie.movieId);
-export const rating = service(movie.FN.rating, movie.ratingService);
-export const text = service(movie.FN.text, movie.textService);
-export const upload = service(movie.FN.upload, movie.composeUpload);
-export const storeReview = service(movie.FN.storeReview, movie.storeReview);
-export const userReview = service(movie.FN.userReview, movie.userReview);
-export const movieReview = service(movie.FN.movieReview, movie.movieReview);
+export const uniqueId = reader(movie.FN.uniqueId, movie.uniqueId);
+export const user = reader(movie.FN.user, movie.user);
+export const movieId = reader(movie.FN.movieId, movie.movieId);
+export const rating = reader(movie.FN.rating, movie.ratingService);
+export const text = reader(movie.FN.text, movie.textService);
 export const seed = entry(movie.FN.seed, movie.seed, SEED_TIMEOUT_MS);
 export const seedWrite = service(movie.FN.seedWrite, movie.seedWrite, SEED_TIMEOUT_MS);
 export const reviews = entry(movie.FN.reviews, movie.reviews);

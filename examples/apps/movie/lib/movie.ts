@@ -1,38 +1,38 @@
 /**
  * Movie review: the compose-review path of DeathStarBench's media service (the workload of
  * Beldi and BokiFlow), written once against `MovieEnv`, the few operations in which the
- * safe variant (functions/, boki-ts/flow workflows and durable tables) and the unsafe one
- * (unsafe/, plain invocations and plain store writes) differ.
+ * safe variant (functions/, one boki-ts/flow workflow per review over durable tables) and
+ * the unsafe one (unsafe/, plain invocations and plain store writes) differ.
  *
  *   movie-compose (the frontend: checks the request, refuses bad input with a 400)
- *   movie-compose-review  creates the review under construction under the request's id
- *     ├─ movie-unique-id   draws the review id                 ─┐
- *     ├─ movie-user        username → user id                   │ each uploads its
- *     ├─ movie-movie-id    title → movie id                     ├ component(s) to
- *     │    └─ movie-rating the rating                           │ movie-compose-upload
- *     └─ movie-text        the text                            ─┘
- *   movie-compose-upload   counts the component into the review under construction; the
- *                          one that brings the count to 5 stores the review:
- *     ├─ movie-review-storage  the review, by id
- *     ├─ movie-user-review     appended to the user's list
- *     └─ movie-movie-review    appended to the movie's list
+ *   movie-compose-review  asks the four services at once, then counts and stores the review
+ *     ├─ movie-unique-id   the review id (from the request's id and time)  ─┐ each answers
+ *     ├─ movie-user        username → user id                              │ its component(s);
+ *     ├─ movie-movie-id    title → movie id                                ├ none writes:
+ *     │    └─ movie-rating the rating                                      │ asked again, each
+ *     └─ movie-text        the text                                        ─┘ answers the same
+ *   then, by movie-compose-review itself:
+ *     the five components under the request's id (only if the id has none: one review a request)
+ *     the review, by id
+ *     its id appended to the user's list and to the movie's list
  *
  * Tables (a key's value is JSON):
  *   movie-users          username → { userId, username }
  *   movie-titles         title → { movieId, title }
- *   movie-compose        request id → the review under construction { reqId, createdAt, count, components }
+ *   movie-compose        request id → its components { reqId, createdAt, count, components }
  *   movie-reviews        review id → the review
  *   movie-user-reviews   user id → { ids: [review id, ...] }   (the newest REVIEWS_PER_LIST_MAX)
  *   movie-movie-reviews  movie id → { ids: [review id, ...] }
  *
- * A compose request names its own id (`reqId`); the review under construction is created
- * under it first, so a request id composes one review, once.
+ * A compose request names its own id (`reqId`); its components are created under it only if
+ * it has none yet, so a request id composes one review, once.
  *
  * The entry points (movie-compose, movie-seed, movie-reviews, movie-check) are plain
  * functions in both variants; they refuse bad input with InvocationError INVALID_ARGUMENT
  * (HTTP 400), naming the MovieError code. The services behind them check their input too
  * and fail with a MovieError.
  */
+import { createHash } from "node:crypto";
 import { InvocationError, type JsonValue } from "boki-ts";
 
 export const FN = {
@@ -43,10 +43,6 @@ export const FN = {
   movieId: "movie-movie-id",
   rating: "movie-rating",
   text: "movie-text",
-  upload: "movie-compose-upload",
-  storeReview: "movie-review-storage",
-  userReview: "movie-user-review",
-  movieReview: "movie-movie-review",
   seed: "movie-seed",
   seedWrite: "movie-seed-write",
   reviews: "movie-reviews",
@@ -62,7 +58,7 @@ export const TABLES = {
   movieReviews: "movie-movie-reviews",
 } as const;
 
-/** What a review is made of; it is complete when all five are counted. */
+/** What a review is made of; it is complete when all five are there. */
 export const COMPONENTS = ["reviewId", "userId", "movieId", "rating", "text"] as const;
 export type Component = (typeof COMPONENTS)[number];
 
@@ -91,10 +87,8 @@ export type MovieErrorCode =
   | "UNKNOWN_MOVIE"
   /** The request id composed a review before. */
   | "DUPLICATE_REQUEST"
-  /** An upload for a request id with no review under construction. */
-  | "NO_SUCH_REQUEST"
-  /** An upload of a component the review has already. */
-  | "DUPLICATE_COMPONENT"
+  /** A service answered without a component the review needs. */
+  | "MISSING_COMPONENT"
   /** A key changed under every attempt of a read-modify-write. */
   | "BUSY";
 
@@ -132,6 +126,7 @@ export async function refusingBadInput<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
+/** A review's components, under its request's id: written once, with all five. */
 export interface UnderConstruction {
   readonly reqId: string;
   readonly createdAt: number;
@@ -154,33 +149,28 @@ export interface ReviewList {
 }
 
 /**
- * What the entry points use: table reads (safe: flow's `readTable`; unsafe: plain store
- * reads) and calls (`ctx.invoke` in both).
+ * What the entry points and the four services use: table reads (safe: flow's `readTable`;
+ * unsafe: plain store reads) and calls (`ctx.invoke` in both). None of them writes.
  */
 export interface MovieFrontEnv {
   read(table: string, key: string): Promise<JsonValue | undefined>;
-  /** Calls another function and waits for its output (safe services: `wf.invoke`, exactly once). */
   call(fn: string, input: JsonValue): Promise<JsonValue>;
 }
 
+/** What ComposeReview (and the seed's writes) use. */
 export interface MovieEnv extends MovieFrontEnv {
+  /** Calls a service (safe: `wf.invoke`, its answer logged: a re-execution does not ask again). */
+  call(fn: string, input: JsonValue): Promise<JsonValue>;
   /** The time in ms (safe: logged, the same in every execution). */
   now(): Promise<number>;
-  /** A number in [0, 1) (safe: the same sequence in every execution). */
-  random(): number;
+  /** Writes `value` (safe: exactly once). */
   write(table: string, key: string, value: JsonValue): Promise<void>;
-  /** Writes `value` only if `key` has no value yet; whether it wrote. */
+  /** Writes `value` only if `key` has no value yet; whether it wrote (safe: the outcome logged). */
   create(table: string, key: string, value: JsonValue): Promise<boolean>;
   /**
-   * Counts `component` into the review under construction of `reqId`, atomically: the
-   * count after it, and the whole review when this was the last component.
+   * Appends `item` to the list at `key`, atomically (keeping the newest REVIEWS_PER_LIST_MAX;
+   * safe: exactly once).
    */
-  addComponent(
-    reqId: string,
-    component: Component,
-    value: JsonValue,
-  ): Promise<{ count: number; complete?: UnderConstruction }>;
-  /** Appends `item` to the list at `key`, atomically (keeping the newest REVIEWS_PER_LIST_MAX). */
   append(table: string, key: string, item: string): Promise<void>;
 }
 
@@ -220,6 +210,13 @@ function text(value: unknown): string {
   return value;
 }
 
+function time(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw new MovieError("INVALID_ARGUMENT", `${what} must be a time in ms`);
+  }
+  return value;
+}
+
 function names(value: unknown, what: string, max: number): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value) || value.length > max) {
@@ -230,30 +227,13 @@ function names(value: unknown, what: string, max: number): string[] {
 
 // ---- pure steps of the protocol ------------------------------------------------------------
 
-/** The review under construction with one more component (for a read-modify-write). */
-export function withComponent(
-  old: JsonValue | undefined,
-  reqId: string,
-  component: Component,
-  value: JsonValue,
-): UnderConstruction {
-  if (old === undefined) {
-    throw new MovieError("NO_SUCH_REQUEST", `no review under construction for request ${reqId}`);
-  }
-  const r = old as unknown as UnderConstruction;
-  if (r.components[component] !== undefined) {
-    throw new MovieError("DUPLICATE_COMPONENT", `request ${reqId} has its ${component} already`);
-  }
-  return { ...r, count: r.count + 1, components: { ...r.components, [component]: value } };
-}
-
 /** A list with one more item, the oldest dropped beyond REVIEWS_PER_LIST_MAX. */
 export function withItem(old: JsonValue | undefined, item: string): ReviewList {
   const ids = old === undefined ? [] : (old as unknown as ReviewList).ids;
   return { ids: [...ids, item].slice(-REVIEWS_PER_LIST_MAX) };
 }
 
-/** The review a complete review under construction makes. */
+/** The review its five components make. */
 function reviewOf(r: UnderConstruction): Review {
   const c = r.components;
   return {
@@ -265,10 +245,6 @@ function reviewOf(r: UnderConstruction): Review {
     text: c.text as string,
     timestamp: r.createdAt,
   };
-}
-
-async function upload(env: MovieEnv, reqId: string, component: Component, value: JsonValue) {
-  await env.call(FN.upload, { reqId, component, value });
 }
 
 // ---- the services ------------------------------------------------------------------------
@@ -315,7 +291,9 @@ export async function compose(env: MovieFrontEnv, input: unknown): Promise<Compo
   ]);
   if (user === undefined) throw new MovieError("UNKNOWN_USER", `no user named ${req.username}`);
   if (movie === undefined) throw new MovieError("UNKNOWN_MOVIE", `no movie titled ${req.title}`);
-  const out = (await env.call(FN.composeReview, { ...req })) as unknown as
+  // The request's time: the review's timestamp and part of its id. It goes in the input of
+  // ComposeReview, which the safe variant logs with the workflow's start.
+  const out = (await env.call(FN.composeReview, { ...req, createdAt: Date.now() })) as unknown as
     ComposeResult | DuplicateRequest;
   if ("duplicate" in out) {
     throw new MovieError("DUPLICATE_REQUEST", `request ${req.reqId} composed a review before`);
@@ -323,10 +301,15 @@ export async function compose(env: MovieFrontEnv, input: unknown): Promise<Compo
   return out;
 }
 
+/** Characters of the request id's hash in a review id. */
+const REVIEW_ID_HASH_CHARS = 12;
+
 /**
- * ComposeReview: creates the review under construction under the request's id (or answers
- * that the id was used before), then asks the four services at once; each contributes its
- * component(s).
+ * ComposeReview (`{ reqId, username, title, rating, text, createdAt? }`; without `createdAt`,
+ * the time it starts): asks the four services at once for the review's components, counts them,
+ * and stores the review: first its five components under the request's id, written only if
+ * the id has none (else the request is a duplicate and nothing more is written), then the
+ * review by id, then its id in its user's and its movie's list.
  */
 export async function composeReview(
   env: MovieEnv,
@@ -339,136 +322,99 @@ export async function composeReview(
     rating: stars,
     text: body,
   } = composeRequest(input, FN.composeReview);
-  const createdAt = await env.now();
-  const fresh: UnderConstruction = { reqId, createdAt, count: 0, components: {} };
-  if (!(await env.create(TABLES.compose, reqId, fresh as unknown as JsonValue))) {
-    return { reqId, duplicate: true };
-  }
-  const [reviewId] = await Promise.all([
+  const at = fields(input, FN.composeReview)["createdAt"];
+  const createdAt = at === undefined ? await env.now() : time(at, "createdAt");
+  const [reviewId, userId, movie, checkedText] = await Promise.all([
     env.call(FN.uniqueId, { reqId, createdAt }),
     env.call(FN.user, { reqId, username }),
     env.call(FN.movieId, { reqId, title, rating: stars }),
     env.call(FN.text, { reqId, text: body }),
   ]);
-  return { reqId, reviewId: reviewId as string };
+  const m = (movie ?? {}) as { movieId?: JsonValue; rating?: JsonValue };
+  const answers: Record<Component, JsonValue | undefined> = {
+    reviewId,
+    userId,
+    movieId: m.movieId,
+    rating: m.rating,
+    text: checkedText,
+  };
+  const components: { [C in Component]?: JsonValue } = {};
+  for (const c of COMPONENTS) {
+    const v = answers[c];
+    if (v !== undefined && v !== null) components[c] = v;
+  }
+  const count = COMPONENTS.filter((c) => components[c] !== undefined).length;
+  if (count !== COMPONENTS.length) {
+    const missing = COMPONENTS.filter((c) => components[c] === undefined);
+    throw new MovieError("MISSING_COMPONENT", `request ${reqId} lacks ${missing.join(", ")}`);
+  }
+  const composed: UnderConstruction = { reqId, createdAt, count, components };
+  if (!(await env.create(TABLES.compose, reqId, composed as unknown as JsonValue))) {
+    return { reqId, duplicate: true };
+  }
+  const review = reviewOf(composed);
+  await env.write(TABLES.reviews, review.reviewId, review as unknown as JsonValue);
+  await Promise.all([
+    env.append(TABLES.userReviews, review.userId, review.reviewId),
+    env.append(TABLES.movieReviews, review.movieId, review.reviewId),
+  ]);
+  return { reqId, reviewId: review.reviewId };
 }
 
-/** A review id: the request's time and a random part, as a snowflake id would. */
-export async function uniqueId(env: MovieEnv, input: unknown): Promise<string> {
+/**
+ * A review id: the request's time and a hash of its id, as a snowflake id would carry a
+ * time and a sequence number. The same request asks the same id (the service may be asked
+ * again after a crash).
+ */
+export async function uniqueId(_env: MovieFrontEnv, input: unknown): Promise<string> {
   const i = fields(input, FN.uniqueId);
   const reqId = name(i["reqId"], "reqId");
-  const at = i["createdAt"];
-  if (typeof at !== "number" || !Number.isSafeInteger(at) || at < 0) {
-    throw new MovieError("INVALID_ARGUMENT", "createdAt must be a time in ms");
-  }
-  const random = Math.floor(env.random() * 36 ** 8)
+  const at = time(i["createdAt"], "createdAt");
+  const hash = BigInt(`0x${createHash("sha256").update(reqId, "utf8").digest("hex").slice(0, 16)}`)
     .toString(36)
-    .padStart(8, "0");
-  const reviewId = `${at.toString(36)}-${random}`;
-  await upload(env, reqId, "reviewId", reviewId);
-  return reviewId;
+    .padStart(REVIEW_ID_HASH_CHARS, "0")
+    .slice(-REVIEW_ID_HASH_CHARS);
+  return Promise.resolve(`${at.toString(36)}-${hash}`);
 }
 
-export async function user(env: MovieEnv, input: unknown): Promise<string> {
+/** Username → user id (a read). */
+export async function user(env: MovieFrontEnv, input: unknown): Promise<string> {
   const i = fields(input, FN.user);
-  const reqId = name(i["reqId"], "reqId");
+  name(i["reqId"], "reqId");
   const username = name(i["username"], "username");
   const u = (await env.read(TABLES.users, username)) as { userId: string } | undefined;
   if (u === undefined) throw new MovieError("UNKNOWN_USER", `no user named ${username}`);
-  await upload(env, reqId, "userId", u.userId);
   return u.userId;
 }
 
-export async function movieId(env: MovieEnv, input: unknown): Promise<string> {
+/** Title → movie id (a read), with the rating from the rating service. */
+export async function movieId(
+  env: MovieFrontEnv,
+  input: unknown,
+): Promise<{ movieId: string; rating: number }> {
   const i = fields(input, FN.movieId);
   const reqId = name(i["reqId"], "reqId");
   const title = name(i["title"], "title");
   const stars = rating(i["rating"]);
-  const m = (await env.read(TABLES.titles, title)) as { movieId: string } | undefined;
-  if (m === undefined) throw new MovieError("UNKNOWN_MOVIE", `no movie titled ${title}`);
-  await Promise.all([
-    upload(env, reqId, "movieId", m.movieId),
+  const [m, r] = await Promise.all([
+    env.read(TABLES.titles, title) as Promise<{ movieId: string } | undefined>,
     env.call(FN.rating, { reqId, rating: stars }),
   ]);
-  return m.movieId;
+  if (m === undefined) throw new MovieError("UNKNOWN_MOVIE", `no movie titled ${title}`);
+  return { movieId: m.movieId, rating: rating(r) };
 }
 
-export async function ratingService(env: MovieEnv, input: unknown): Promise<number> {
+export async function ratingService(_env: MovieFrontEnv, input: unknown): Promise<number> {
   const i = fields(input, FN.rating);
-  const reqId = name(i["reqId"], "reqId");
-  const stars = rating(i["rating"]);
-  await upload(env, reqId, "rating", stars);
-  return stars;
+  name(i["reqId"], "reqId");
+  return Promise.resolve(rating(i["rating"]));
 }
 
-export async function textService(env: MovieEnv, input: unknown): Promise<number> {
+/** The text, checked. */
+export async function textService(_env: MovieFrontEnv, input: unknown): Promise<string> {
   const i = fields(input, FN.text);
-  const reqId = name(i["reqId"], "reqId");
-  const body = text(i["text"]);
-  await upload(env, reqId, "text", body);
-  return body.length;
-}
-
-/**
- * Counts one component; the upload that completes the review stores it and appends it to
- * its user's and its movie's lists.
- */
-export async function composeUpload(
-  env: MovieEnv,
-  input: unknown,
-): Promise<{ count: number; stored: boolean }> {
-  const i = fields(input, FN.upload);
-  const reqId = name(i["reqId"], "reqId");
-  const component = i["component"];
-  if (typeof component !== "string" || !(COMPONENTS as readonly string[]).includes(component)) {
-    throw new MovieError("INVALID_ARGUMENT", `component must be one of ${COMPONENTS.join(", ")}`);
-  }
-  const value = i["value"];
-  if (value === undefined || value === null) {
-    throw new MovieError("INVALID_ARGUMENT", "value must be given");
-  }
-  const { count, complete } = await env.addComponent(
-    reqId,
-    component as Component,
-    value as JsonValue,
-  );
-  if (complete === undefined) return { count, stored: false };
-  const review = reviewOf(complete);
-  await Promise.all([
-    env.call(FN.storeReview, { review: review as unknown as JsonValue }),
-    env.call(FN.userReview, { userId: review.userId, reviewId: review.reviewId }),
-    env.call(FN.movieReview, { movieId: review.movieId, reviewId: review.reviewId }),
-  ]);
-  return { count, stored: true };
-}
-
-export async function storeReview(env: MovieEnv, input: unknown): Promise<string> {
-  const r = fields(fields(input, FN.storeReview)["review"], "review");
-  const review: Review = {
-    reviewId: name(r["reviewId"], "review.reviewId"),
-    reqId: name(r["reqId"], "review.reqId"),
-    userId: name(r["userId"], "review.userId"),
-    movieId: name(r["movieId"], "review.movieId"),
-    rating: rating(r["rating"]),
-    text: text(r["text"]),
-    timestamp: typeof r["timestamp"] === "number" ? r["timestamp"] : 0,
-  };
-  await env.write(TABLES.reviews, review.reviewId, review as unknown as JsonValue);
-  return review.reviewId;
-}
-
-export async function userReview(env: MovieEnv, input: unknown): Promise<string> {
-  const i = fields(input, FN.userReview);
-  const reviewId = name(i["reviewId"], "reviewId");
-  await env.append(TABLES.userReviews, name(i["userId"], "userId"), reviewId);
-  return reviewId;
-}
-
-export async function movieReview(env: MovieEnv, input: unknown): Promise<string> {
-  const i = fields(input, FN.movieReview);
-  const reviewId = name(i["reviewId"], "reviewId");
-  await env.append(TABLES.movieReviews, name(i["movieId"], "movieId"), reviewId);
-  return reviewId;
+  name(i["reqId"], "reqId");
+  return Promise.resolve(text(i["text"]));
 }
 
 // ---- data and reads ------------------------------------------------------------------------

@@ -151,20 +151,31 @@ describe.each(Object.entries(VARIANTS))("movie review (%s variant)", (variant, f
     expect(report).toMatchObject({ requests: cases.length, notStarted: cases.length });
   });
 
-  test("an upload for a request that was never composed is refused (safe) or left partial (unsafe)", async () => {
-    const input = { reqId: `${variant}-stray`, component: "text", value: "orphan" };
-    if (variant === "safe") {
-      expect((await failure("movie-compose-upload", input))?.message).toMatch(
-        /no review under construction for request safe-stray/,
-      );
-      const report = await call<MovieCheckReport>("movie-check", { reqIds: [input.reqId] });
-      expect(report.notStarted).toBe(1);
-    } else {
-      // Plain writes: the upload makes a review under construction of its own, which the
-      // check reports as partial.
-      await call("movie-compose-upload", input);
-      const report = await call<MovieCheckReport>("movie-check", { reqIds: [input.reqId] });
-      expect(report).toMatchObject({ partial: 1, bad: ["unsafe-stray: 1 of 5 components"] });
-    }
+  test("the services behind the frontend answer the same when asked again for one request, and write nothing", async () => {
+    // ComposeReview asks a service again only if it died before logging the answer: the
+    // answer must not change, and asking must leave nothing behind.
+    const reqId = `${variant}-asked-twice`;
+    const ask = () =>
+      Promise.all([
+        call<string>("movie-unique-id", { reqId, createdAt: 1_700_000_000_000 }),
+        call<string>("movie-user", { reqId, username: "cy" }),
+        call<unknown>("movie-movie-id", { reqId, title: "Casablanca", rating: 7 }),
+        call<string>("movie-text", { reqId, text: "Of all the gin joints." }),
+      ]);
+    const first = await ask();
+    expect(first).toEqual([
+      expect.stringMatching(/^[0-9a-z]+-[0-9a-z]{12}$/),
+      "3",
+      { movieId: "tt0000003", rating: 7 },
+      "Of all the gin joints.",
+    ]);
+    expect(await ask()).toEqual(first);
+    const other = await call<string>("movie-unique-id", {
+      reqId: `${reqId}-2`,
+      createdAt: 1_700_000_000_000,
+    });
+    expect(other).not.toBe(first[0]);
+    const report = await call<MovieCheckReport>("movie-check", { reqIds: [reqId], ...ALL_LISTS });
+    expect(report).toMatchObject({ notStarted: 1, userListEntries: composed });
   });
 });

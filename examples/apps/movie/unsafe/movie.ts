@@ -1,11 +1,12 @@
 /**
- * Movie review, the unsafe variant: the same services (../lib/movie.ts) as plain functions
+ * Movie review, the unsafe variant: the same code (../lib/movie.ts) as plain functions
  * calling each other with `ctx.invoke`, the state as plain boki-ts/store objects (a table
  * key is the object `<table>/<key>`), no workflow steps and no transactions. Each write is
- * atomic on its own (a component is counted with one `update`: set it and add 1), so the
- * variant is correct while nothing fails; a crash loses what was in flight (a review left
- * partial for good), and a re-run request counts its components again. The baseline that
- * prices exactly-once.
+ * atomic on its own (a list append is one `push`), so the variant is correct while nothing
+ * fails; a crash loses what was in flight (a review whose components are written but which
+ * is not stored or not listed stays so for good), and the check that a request id has no
+ * components yet is a read before a write (two requests with one id may both pass it). The
+ * baseline that prices exactly-once.
  */
 import { defineFunction, type FunctionContext } from "boki-ts";
 import { openStore, StoreCache } from "boki-ts/store";
@@ -19,7 +20,6 @@ function envOf(ctx: FunctionContext): movie.MovieEnv {
   return {
     call: (fn, input) => ctx.invoke(fn, input),
     now: () => Promise.resolve(Date.now()),
-    random: () => Math.random(),
     read: (table, key) => store.get(objectOf(table, key)),
     async write(table, key, value) {
       await store.set(objectOf(table, key), "", value);
@@ -28,15 +28,6 @@ function envOf(ctx: FunctionContext): movie.MovieEnv {
       if ((await store.get(objectOf(table, key))) !== undefined) return false;
       await store.set(objectOf(table, key), "", value);
       return true;
-    },
-    async addComponent(reqId, component, value) {
-      const name = objectOf(movie.TABLES.compose, reqId);
-      const [, before] = await store.update(name, (b) =>
-        b.set(["components", component], value).add("count", 1),
-      );
-      const count = (before as number) + 1;
-      if (count !== movie.COMPONENTS.length) return { count };
-      return { count, complete: (await store.get(name)) as unknown as movie.UnderConstruction };
     },
     async append(table, key, item) {
       await store.push(objectOf(table, key), "ids", item, { max: movie.REVIEWS_PER_LIST_MAX });
@@ -79,10 +70,6 @@ export const user = service(movie.FN.user, movie.user);
 export const movieId = service(movie.FN.movieId, movie.movieId);
 export const rating = service(movie.FN.rating, movie.ratingService);
 export const text = service(movie.FN.text, movie.textService);
-export const upload = service(movie.FN.upload, movie.composeUpload);
-export const storeReview = service(movie.FN.storeReview, movie.storeReview);
-export const userReview = service(movie.FN.userReview, movie.userReview);
-export const movieReview = service(movie.FN.movieReview, movie.movieReview);
 export const seed = entry(movie.FN.seed, movie.seed, SEED_TIMEOUT_MS);
 export const seedWrite = service(movie.FN.seedWrite, movie.seedWrite, SEED_TIMEOUT_MS);
 export const reviews = entry(movie.FN.reviews, movie.reviews);
