@@ -370,7 +370,15 @@ describe("TcpTransport", () => {
       process.getActiveResourcesInfo().filter((r) => r.startsWith(prefix)).length;
     // Sockets of earlier tests finish closing asynchronously; none may be left for good.
     await until(() => count("TCP") === 0, "earlier tests' sockets to be released");
-    const timersBefore = count("Timeout");
+    // Timers of earlier tests' closing connections may still be going: start from a count
+    // that has stayed the same for 200 ms, so that one of them ending cannot hide ours.
+    let timersBefore = count("Timeout");
+    for (let still = 0, rounds = 0; still < 4 && rounds < 100; rounds++) {
+      await new Promise((r) => setTimeout(r, 50));
+      const now = count("Timeout");
+      still = now === timersBefore ? still + 1 : 0;
+      timersBefore = now;
+    }
     const peers = new Map<NodeId, PeerAddress>();
     const a = await start("a", peers, {
       limits: { reconnectBackoffMsMin: 10_000, reconnectBackoffMsMax: 20_000 },
