@@ -354,10 +354,10 @@ export async function composeReview(
   }
   const review = reviewOf(composed);
   await env.write(TABLES.reviews, review.reviewId, review as unknown as JsonValue);
-  await Promise.all([
-    env.append(TABLES.userReviews, review.userId, review.reviewId),
-    env.append(TABLES.movieReviews, review.movieId, review.reviewId),
-  ]);
+  // One list after the other: an append reads before it writes, so two at once would ask for
+  // their writes in the order their reads came back, which a re-execution may not repeat.
+  await env.append(TABLES.userReviews, review.userId, review.reviewId);
+  await env.append(TABLES.movieReviews, review.movieId, review.reviewId);
   return { reqId, reviewId: review.reviewId };
 }
 
