@@ -6,8 +6,9 @@
  * as in the papers, is compose only: a review by a random user of a random title, a random
  * rating and a 256-character text, each with a request id of its own.
  *
- * The safe variant (functions/) runs every service as a boki-ts/flow workflow; the unsafe one
- * (unsafe/) as plain functions over plain store writes. check() asks `movie-check` about the
+ * The safe variant (functions/) composes each review in one boki-ts/flow workflow (its four
+ * service calls logged, its writes in durable tables); the unsafe one (unsafe/) runs the same
+ * code as plain functions over plain store writes. check() asks `movie-check` about the
  * request ids this module drew since the variant's seed (every one sent must have made one
  * complete review, listed once in its user's and its movie's list) and counts the lists'
  * entries, waiting (bounded) for reviews still being composed or recovered.
