@@ -132,7 +132,9 @@ await withTempDir("boki-txn-probe", async (dir) => {
     const before = threadCpu(pid);
     const m0 = await metrics(s.url);
     const measureMs = Number(opts.seconds) * 1000;
-    progress(`${kind} ${mix.name} ${point.keys} keys ${point.distribution} c=${point.concurrency}: ${measureMs / 1000} s`);
+    progress(
+      `${kind} ${mix.name} ${point.keys} keys ${point.distribution} c=${point.concurrency}: ${measureMs / 1000} s`,
+    );
     const w = await runYcsbt(target, point, { warmupMs: 0, measureMs }, 1);
     const after = threadCpu(pid);
     const m1 = await metrics(s.url);

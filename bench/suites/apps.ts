@@ -28,7 +28,6 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
 import type { AppTarget, BenchApp, Variant } from "../apps/app.js";
 import { BENCH_APPS } from "../apps/index.js";
@@ -36,13 +35,14 @@ import { LOCAL_TOPOLOGY, startBokiCluster, type BokiCluster } from "../lib/boki-
 import type { LatencySummary } from "../lib/histogram.js";
 import { round } from "../lib/measure.js";
 import { runOpenLoop, type OpenLoopResult } from "../lib/open-loop.js";
-import { freePorts, lastLines, ManagedProcess, waitHealthy } from "../lib/peers/proc.js";
+import { lastLines } from "../lib/peers/proc.js";
 import { cpuMs } from "../lib/proc-cpu.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
 import { rng } from "./txn.js";
 import type { Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { withTempDir } from "../lib/tmpdir.js";
+import { startBokiDev } from "../lib/boki-dev.js";
 
 /** Offered rates, requests/s, in order; the ramp stops at the first saturated one. */
 const RATES_FULL = [100, 200, 300, 400, 600, 800, 1000, 1200, 1600, 2000, 2400, 3200] as const;
@@ -66,13 +66,10 @@ const CONNECTIONS = 256;
 /** Time after a window for its outstanding requests to complete. */
 const DRAIN_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
-const START_TIMEOUT_MS = 60_000;
 export const WORKERS = 2;
 /** The papers' BokiFlow p50 at light load (hotel reservation, movie review), ms. */
 const PAPER_P50_MS: Readonly<Record<string, number>> = { travel: 20, movie: 26 };
 const SAFE_UNSAFE_P50_MAX = 1.5;
-
-const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 
 type Mode = "embedded" | "cluster";
 
@@ -94,23 +91,12 @@ async function startSystem(
 ): Promise<System> {
   const functions = app.functions[variant];
   if (mode === "embedded") {
-    const [port] = await freePorts(1);
-    const proc = ManagedProcess.start(`boki-dev-${app.name}-${variant}`, process.execPath, [
-      BIN,
-      "dev",
-      "--functions",
+    const { url, proc } = await startBokiDev({
       functions,
-      "--data",
-      dir,
-      "--port",
-      String(port),
-      "--workers",
-      String(WORKERS),
-      "--log-level",
-      "warn",
-    ]);
-    const url = `http://127.0.0.1:${port}`;
-    await waitHealthy(`boki dev (${app.name}, ${variant})`, proc, url, START_TIMEOUT_MS);
+      dataDir: dir,
+      workers: WORKERS,
+      name: `boki dev (${app.name}, ${variant})`,
+    });
     return {
       mode,
       variant,

@@ -44,11 +44,10 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Pool } from "undici";
 import { round, runMeasurements, type Measurement, type Phases } from "../lib/measure.js";
 import { startDbosPeer } from "../lib/peers/dbos.js";
-import { freePorts, lastLines, ManagedProcess } from "../lib/peers/proc.js";
+import type { ManagedProcess } from "../lib/peers/proc.js";
 import { startRestatePeer, type WorkflowPeer } from "../lib/peers/restate.js";
 import { cpuMs, cpuMsPerSec } from "../lib/proc-cpu.js";
 import { progress } from "../lib/progress.js";
@@ -56,14 +55,13 @@ import type { ResultRow } from "../lib/results.js";
 import { runClosedLoop, type WindowResult } from "../lib/runner.js";
 import type { Skipped, Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { withTempDir } from "../lib/tmpdir.js";
+import { startBokiDev } from "../lib/boki-dev.js";
 import { checkOutput } from "../peers/flow/workflow-peer.js";
 
 export const CONCURRENCY = [1, 16, 64] as const;
 /** Where the ratios against the goals are taken. */
 const GOAL_CONCURRENCY = 64;
 export const WORKERS = 2;
-/** Longest the gateway process may take to answer /healthz after it starts. */
-const START_TIMEOUT_MS = 60_000;
 /** Longest one request may take before the measurement fails. */
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Bytes of a failed response's body quoted in the error. */
@@ -87,7 +85,6 @@ const FIRST_WARMUP_CONCURRENCY = 64;
 /** How long boki dev's idle CPU is sampled after its warm-up. */
 const IDLE_SAMPLE_MS = { full: 3000, quick: 1000 } as const;
 
-const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 export const FUNCTIONS = fileURLToPath(new URL("../functions/flow", import.meta.url));
 
 export type BokiWorkload = "workflow-3-steps" | "plain-3-inline" | "plain-3-invoke";
@@ -122,47 +119,13 @@ export async function startGateway(
   dataDir: string,
   o: { nodeArgs?: readonly string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Gateway> {
-  const [port] = await freePorts(1);
-  const proc = ManagedProcess.start(
-    "boki-dev",
-    process.execPath,
-    [
-      ...(o.nodeArgs ?? []),
-      BIN,
-      "dev",
-      "--functions",
-      FUNCTIONS,
-      "--data",
-      dataDir,
-      "--port",
-      String(port),
-      "--workers",
-      String(WORKERS),
-      "--log-level",
-      "warn",
-    ],
-    o.env === undefined ? {} : { env: o.env },
-  );
-  const url = `http://127.0.0.1:${port}`;
-  const until = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < until) {
-    if (!proc.running) {
-      throw new Error(
-        `boki dev exited while starting: ${JSON.stringify(proc.exit)}\n${lastLines(proc.output(40), 40)}`,
-      );
-    }
-    try {
-      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (r.ok) return { url, proc };
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  await proc.stop();
-  throw new Error(
-    `boki dev did not answer /healthz within ${START_TIMEOUT_MS} ms\n${proc.output(40)}`,
-  );
+  return startBokiDev({
+    functions: FUNCTIONS,
+    dataDir,
+    workers: WORKERS,
+    ...(o.nodeArgs === undefined ? {} : { nodeArgs: o.nodeArgs }),
+    ...(o.env === undefined ? {} : { env: o.env }),
+  });
 }
 
 /** A fresh instance id per call: a random run tag and a counter. */

@@ -17,7 +17,6 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Pool } from "undici";
 import {
   FULL_PHASES,
@@ -26,23 +25,21 @@ import {
   windowSeconds,
   type Measurement,
 } from "../lib/measure.js";
-import { freePorts, lastLines, ManagedProcess } from "../lib/peers/proc.js";
+import type { ManagedProcess } from "../lib/peers/proc.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
 import { runClosedLoop } from "../lib/runner.js";
 import type { Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { withTempDir } from "../lib/tmpdir.js";
+import { startBokiDev } from "../lib/boki-dev.js";
 import { runInvokeCluster } from "./invoke-cluster.js";
 
 export const CONCURRENCY = [1, 16, 64] as const;
 const PAYLOAD_BYTES = 100;
 export const WORKERS = 2;
-/** Longest the gateway process may take to answer /healthz after it starts. */
-const START_TIMEOUT_MS = 60_000;
 /** Longest one request may take before the measurement fails. */
 const REQUEST_TIMEOUT_MS = 30_000;
 
-const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 export const FUNCTIONS = fileURLToPath(new URL("../functions", import.meta.url));
 
 type Workload = "invoke-echo" | "invoke-append-read";
@@ -58,41 +55,7 @@ interface Gateway {
 }
 
 async function startGateway(dataDir: string): Promise<Gateway> {
-  const [port] = await freePorts(1);
-  const proc = ManagedProcess.start("boki-dev", process.execPath, [
-    BIN,
-    "dev",
-    "--functions",
-    FUNCTIONS,
-    "--data",
-    dataDir,
-    "--port",
-    String(port),
-    "--workers",
-    String(WORKERS),
-    "--log-level",
-    "warn",
-  ]);
-  const url = `http://127.0.0.1:${port}`;
-  const until = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < until) {
-    if (!proc.running) {
-      throw new Error(
-        `boki dev exited while starting: ${JSON.stringify(proc.exit)}\n${lastLines(proc.output(40), 40)}`,
-      );
-    }
-    try {
-      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (r.ok) return { url, proc };
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  await proc.stop();
-  throw new Error(
-    `boki dev did not answer /healthz within ${START_TIMEOUT_MS} ms\n${proc.output(40)}`,
-  );
+  return startBokiDev({ functions: FUNCTIONS, dataDir, workers: WORKERS });
 }
 
 async function post(pool: Pool, path: string, body: string, book: number): Promise<void> {

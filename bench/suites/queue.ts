@@ -55,6 +55,7 @@ import type { ResultRow } from "../lib/results.js";
 import { medianIndex, type WindowResult } from "../lib/runner.js";
 import type { Skipped, Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { withTempDir } from "../lib/tmpdir.js";
+import { startBokiDev } from "../lib/boki-dev.js";
 
 export const LOADS: readonly (readonly [producers: number, consumers: number])[] = [
   [16, 16],
@@ -78,7 +79,6 @@ const REQUEST_TIMEOUT_MS = 30_000;
 /** Longest the clients may take to stop after the window (a consumer's wait, plus slack). */
 const STOP_TIMEOUT_MS = 15_000;
 
-const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 const FUNCTIONS = fileURLToPath(new URL("../functions/queue", import.meta.url));
 
 // ---- the workload, common to all systems ----------------------------------------------------
@@ -252,37 +252,7 @@ function measurement(sys: System, producers: number, consumers: number): SystemM
 // ---- boki -----------------------------------------------------------------------------------
 
 async function startBoki(dataDir: string): Promise<{ url: string; proc: ManagedProcess }> {
-  const [port] = await freePorts(1);
-  const proc = ManagedProcess.start("boki-dev", process.execPath, [
-    BIN,
-    "dev",
-    "--functions",
-    FUNCTIONS,
-    "--data",
-    dataDir,
-    "--port",
-    String(port),
-    "--workers",
-    String(WORKERS),
-    "--log-level",
-    "warn",
-  ]);
-  const url = `http://127.0.0.1:${port}`;
-  const until = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < until) {
-    if (!proc.running) {
-      throw new Error(`boki dev exited while starting: ${lastLines(proc.output(40), 20)}`);
-    }
-    try {
-      const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (r.ok) return { url, proc };
-    } catch {
-      // not listening yet
-    }
-    await sleep(100);
-  }
-  await proc.stop();
-  throw new Error(`boki dev did not answer /healthz within ${START_TIMEOUT_MS} ms`);
+  return startBokiDev({ functions: FUNCTIONS, dataDir, workers: WORKERS });
 }
 
 interface BokiTarget {

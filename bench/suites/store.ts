@@ -31,6 +31,7 @@ import type { ResultRow } from "../lib/results.js";
 import { medianIndex } from "../lib/runner.js";
 import type { Skipped, Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { withTempDir } from "../lib/tmpdir.js";
+import { startBokiDev } from "../lib/boki-dev.js";
 import type { RetwisPost, RetwisUser } from "../functions/store/retwis.js";
 
 const USERS = 10_000;
@@ -58,7 +59,6 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const LOAD_BATCH_USERS = 250;
 const LOAD_IN_FLIGHT = 4;
 
-const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 const FUNCTIONS = fileURLToPath(new URL("../functions/store", import.meta.url));
 const PG_SERVER = fileURLToPath(new URL("../lib/peers/postgres-retwis-server.ts", import.meta.url));
 
@@ -179,23 +179,7 @@ export interface Target {
 }
 
 async function startBoki(dataDir: string): Promise<Target> {
-  const [port] = await freePorts(1);
-  const proc = ManagedProcess.start("boki-dev", process.execPath, [
-    BIN,
-    "dev",
-    "--functions",
-    FUNCTIONS,
-    "--data",
-    dataDir,
-    "--port",
-    String(port),
-    "--workers",
-    String(WORKERS),
-    "--log-level",
-    "warn",
-  ]);
-  const url = `http://127.0.0.1:${port}`;
-  await waitHealthy("boki dev", proc, url, START_TIMEOUT_MS);
+  const { url, proc } = await startBokiDev({ functions: FUNCTIONS, dataDir, workers: WORKERS });
   return {
     system: "boki",
     mode: "embedded",

@@ -63,6 +63,7 @@ import type { ResultRow } from "../lib/results.js";
 import type { WindowResult } from "../lib/runner.js";
 import type { Skipped, Suite, SuiteOptions, SuiteOutput } from "../lib/suite.js";
 import { withTempDir } from "../lib/tmpdir.js";
+import { startBokiDev } from "../lib/boki-dev.js";
 
 export const BALANCE = 10_000;
 export const FIELD_BYTES = 100;
@@ -109,7 +110,6 @@ const ERROR_SAMPLE_CHARS_MAX = 300;
 /** Failed requests (non-200 answers) one window may have before it is abandoned. */
 const FAILED_REQUESTS_MAX = 1000;
 
-const BIN = fileURLToPath(new URL("../../bin/boki.js", import.meta.url));
 export const FUNCTIONS = fileURLToPath(new URL("../functions/txn", import.meta.url));
 const PG_SERVER = fileURLToPath(new URL("../lib/peers/postgres-ycsbt-server.ts", import.meta.url));
 const ACCOUNT_PATH = "/object/ycsbt-account";
@@ -244,25 +244,12 @@ export async function startBoki(
   dataDir: string,
   o: { nodeArgs?: readonly string[] } = {},
 ): Promise<Server> {
-  const [port] = await freePorts(1);
-  const proc = ManagedProcess.start("boki-dev", process.execPath, [
-    ...(o.nodeArgs ?? []),
-    BIN,
-    "dev",
-    "--functions",
-    FUNCTIONS,
-    "--data",
+  return startBokiDev({
+    functions: FUNCTIONS,
     dataDir,
-    "--port",
-    String(port),
-    "--workers",
-    String(WORKERS),
-    "--log-level",
-    "warn",
-  ]);
-  const url = `http://127.0.0.1:${port}`;
-  await waitHealthy("boki dev", proc, url, START_TIMEOUT_MS);
-  return { url, proc };
+    workers: WORKERS,
+    ...(o.nodeArgs === undefined ? {} : { nodeArgs: o.nodeArgs }),
+  });
 }
 
 async function post(
