@@ -134,6 +134,22 @@ async function startSystem(
   };
 }
 
+/** Longest a fresh system may answer 503 (engines still loading their functions) to the seed. */
+const SEED_READY_MS_MAX = 60_000;
+
+/** Seeds the application, asking again while the system answers 503 (seeds are idempotent). */
+async function seedWhenReady(app: BenchApp, target: AppTarget, variant: Variant): Promise<void> {
+  const until = Date.now() + SEED_READY_MS_MAX;
+  for (;;) {
+    try {
+      return await app.seed(target, variant);
+    } catch (err) {
+      if (!/\b503\b/.test(String(err)) || Date.now() > until) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
 /** Answers that count as served: success, and the application's typed refusals (422). */
 const served = (status: number): boolean => (status >= 200 && status < 300) || status === 422;
 
@@ -259,7 +275,7 @@ async function runApp(
         mkdirSync(sub, { recursive: true });
         const s = await startSystem(app, variant, mode, sub);
         systems.push(s);
-        await app.seed(s.target, variant);
+        await seedWhenReady(app, s.target, variant);
         return s;
       }),
     );

@@ -52,7 +52,14 @@ export async function serveFunctions(
   engine: Engine,
   options: Omit<FunctionHostOptions, "log">,
 ): Promise<FunctionHost> {
-  const host = await FunctionHost.start({ ...options, log: engineLogProvider(engine) });
+  engine.functionsLoaded(false);
+  let host: FunctionHost;
+  try {
+    host = await FunctionHost.start({ ...options, log: engineLogProvider(engine) });
+  } catch (err) {
+    engine.functionsLoaded(true);
+    throw err;
+  }
   engine.setInvokeHandler(async (m): Promise<InvokeReplyMsg> => {
     try {
       // The invocation's span continues the trace of the gateway that sent it.

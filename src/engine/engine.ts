@@ -289,9 +289,22 @@ export class Engine {
 
   private invokeHandler: ((m: InvokeRequestMsg) => Promise<InvokeReplyMsg>) | null = null;
 
+  /** Whether functions are being loaded (invocations meanwhile are refused as UNAVAILABLE). */
+  private functionsLoading = false;
+
   /** Runs functions for gateways and clients (see `src/runtime/engine-service.ts`). */
   setInvokeHandler(handler: (m: InvokeRequestMsg) => Promise<InvokeReplyMsg>): void {
     this.invokeHandler = handler;
+    this.functionsLoading = false;
+  }
+
+  /**
+   * Says that this engine is loading its functions: until `setInvokeHandler` (or
+   * `functionsLoaded(false)`), invocations get UNAVAILABLE, which callers retry, rather than
+   * NOT_FOUND, which says the engine runs none.
+   */
+  functionsLoaded(loaded: boolean): void {
+    this.functionsLoading = !loaded && this.invokeHandler === null;
   }
 
   private view: View;
@@ -1144,7 +1157,9 @@ export class Engine {
             id: m.id,
             position: m.position,
             output: null,
-            error: { code: "NOT_FOUND", message: `engine ${this.id} runs no functions` },
+            error: this.functionsLoading
+              ? { code: "UNAVAILABLE", message: `engine ${this.id} is still loading its functions` }
+              : { code: "NOT_FOUND", message: `engine ${this.id} runs no functions` },
           });
           return;
         }
