@@ -154,9 +154,10 @@ describe("tracing on, in one process", () => {
     expect(append!.attributes["boki.log.seqnum"]).toEqual(expect.any(Number));
     expect(append!.attributes["boki.book"]).toBe(0);
     // The step began when the invocation's previous log operation ended, before its append.
-    expect(step.startTime[0] * 1e9 + step.startTime[1]).toBeLessThanOrEqual(
-      append!.startTime[0] * 1e9 + append!.startTime[1],
-    );
+    // Span times are given to different resolutions (a start passed in as milliseconds since
+    // the epoch, another taken from the high-resolution clock), so they are compared to 1 ms.
+    const ms = (t: readonly [number, number]): number => t[0] * 1e3 + t[1] / 1e6;
+    expect(ms(step.startTime)).toBeLessThanOrEqual(ms(append!.startTime) + 1);
     // The plain function called with wf.invoke, and the workflow's start record.
     one("invoke plain-add");
     one("workflow start parent");
@@ -281,6 +282,24 @@ describe("tracing across processes, over OTLP/HTTP", () => {
         // not up yet
       }
       if (Date.now() > deadline) throw new Error("the cluster did not come up within 60 s");
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // One answer shows one engine serving; the test balances over both, and an engine still
+    // loading its functions passes requests on to the other. Wait for both to have run one.
+    const setupTrace = "9".repeat(32);
+    const enginesServing = () =>
+      new Set(
+        received
+          .filter((x) => x.traceId === setupTrace && x.name === "dispatch plain-add")
+          .map((x) => x.engine),
+      ).size;
+    for (let i = 0; enginesServing() < 2; i++) {
+      if (Date.now() > deadline) throw new Error("both engines did not serve within 60 s");
+      await http(url, "POST", "/function/plain-add", {
+        body: '{"a":1,"b":1}',
+        timeoutMs: 2000,
+        headers: { traceparent: `00-${setupTrace}-${(i + 1).toString(16).padStart(16, "0")}-01` },
+      }).catch(() => undefined);
       await new Promise((r) => setTimeout(r, 200));
     }
   }, 90_000);
