@@ -46,3 +46,49 @@ describe("an engine catching up with the metalog", () => {
     engine.close();
   });
 });
+
+describe("an engine's answer to invocations before it runs functions", () => {
+  it("is UNAVAILABLE (retryable) while its functions load, NOT_FOUND when it runs none, and goes to the handler once set", async () => {
+    const net = new InProcNetwork();
+    const view = oneOfEachView();
+    net.connect("seq-0");
+    net.connect("sto-0");
+    const engine = new Engine({
+      transport: net.connect("eng-0"),
+      clock: new ManualClock(),
+      view,
+      logger: silentLogger,
+    });
+    const gateway = net.connect("gw-0");
+    const replies: Array<{ code: string | undefined; output: string | null }> = [];
+    gateway.onMessage((_from, m) => {
+      if (m.t === "invoke-reply") replies.push({ code: m.error?.code, output: m.output });
+    });
+    const ask = async (id: number): Promise<void> => {
+      gateway.send("eng-0", {
+        t: "invoke-request",
+        id,
+        name: "f",
+        input: "null",
+        book: 0,
+        position: 0,
+        invocationId: `i${id}`,
+        timeoutMs: 1000,
+      });
+      await turns(5);
+    };
+    await ask(1);
+    engine.functionsLoaded(false);
+    await ask(2);
+    engine.setInvokeHandler((m) =>
+      Promise.resolve({ t: "invoke-reply", id: m.id, position: 0, output: "7", error: null }),
+    );
+    await ask(3);
+    expect(replies).toEqual([
+      { code: "NOT_FOUND", output: null },
+      { code: "UNAVAILABLE", output: null },
+      { code: undefined, output: "7" },
+    ]);
+    engine.close();
+  });
+});
