@@ -42,3 +42,19 @@ export interface BenchApp {
   /** Checks the application's invariants after a run (waits, bounded, for async work). */
   check(target: AppTarget, variant: Variant): Promise<InvariantReport>;
 }
+
+/** Longest wait for one gateway request of a seed or a check, ms. */
+export const APP_REQUEST_TIMEOUT_MS = 120_000;
+
+/** Calls function `fn` through the gateway with a JSON body; its output, or an error naming the status. */
+export async function postFunction(target: AppTarget, fn: string, body: unknown): Promise<unknown> {
+  const res = await fetch(`${target.url}/function/${fn}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(APP_REQUEST_TIMEOUT_MS),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${fn}: HTTP ${res.status}: ${text.slice(0, 500)}`);
+  return JSON.parse(text) as unknown;
+}

@@ -15,6 +15,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { postFunction } from "./app.js";
 import type { AppRequest, AppTarget, BenchApp, InvariantReport, Variant } from "./app.js";
 import {
   CHECK_LISTS_MAX,
@@ -33,8 +34,6 @@ const SEED_IN_FLIGHT = 4;
 const CHECK_IN_FLIGHT = 4;
 /** Request ids remembered per variant for the check; beyond, requests are not followed. */
 const TRACKED_MAX = 50_000;
-/** Longest wait for one gateway request of the seed or the check, ms. */
-const REQUEST_TIMEOUT_MS = 120_000;
 /**
  * Longest wait for the reviews still being composed after a run, ms: after an overload the
  * safe variant's recovery task resumes the timed-out workflows 12 s after their last record,
@@ -58,18 +57,6 @@ let nextRequestNumber = 0;
 /** The request ids drawn for each variant since its seed (the first TRACKED_MAX). */
 const drawn: Record<Variant, string[]> = { safe: [], unsafe: [] };
 const untracked: Record<Variant, number> = { safe: 0, unsafe: 0 };
-
-async function post(target: AppTarget, fn: string, body: unknown): Promise<unknown> {
-  const res = await fetch(`${target.url}/function/${fn}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`${fn}: HTTP ${res.status}: ${text.slice(0, 500)}`);
-  return JSON.parse(text) as unknown;
-}
 
 /** Runs `jobs` with at most `inFlight` at once. */
 async function inTurns<T>(jobs: Array<() => Promise<T>>, inFlight: number): Promise<T[]> {
@@ -102,7 +89,7 @@ async function seed(target: AppTarget, variant: Variant): Promise<void> {
     const movies = indices
       .filter((i) => i >= USERS)
       .map((i) => ({ title: title(i - USERS), movieId: movieId(i - USERS) }));
-    batches.push(() => post(target, "movie-seed", { users, movies }));
+    batches.push(() => postFunction(target, "movie-seed", { users, movies }));
   }
   await inTurns(batches, SEED_IN_FLIGHT);
 }
@@ -141,7 +128,7 @@ async function checkOnce(
   const jobs: Array<() => Promise<MovieCheckReport>> = [];
   for (let k = 0; k < ids.length; k += CHECK_REQUESTS_MAX) {
     const reqIds = ids.slice(k, k + CHECK_REQUESTS_MAX);
-    jobs.push(() => post(target, "movie-check", { reqIds }) as Promise<MovieCheckReport>);
+    jobs.push(() => postFunction(target, "movie-check", { reqIds }) as Promise<MovieCheckReport>);
   }
   const lists = {
     userIds: Array.from({ length: USERS }, (_, i) => userId(i)),
@@ -149,7 +136,8 @@ async function checkOnce(
   };
   if (USERS + MOVIES > CHECK_LISTS_MAX) throw new Error("the lists do not fit one check request");
   jobs.push(
-    () => post(target, "movie-check", { reqIds: [], ...lists }) as Promise<MovieCheckReport>,
+    () =>
+      postFunction(target, "movie-check", { reqIds: [], ...lists }) as Promise<MovieCheckReport>,
   );
   const reports = await inTurns(jobs, CHECK_IN_FLIGHT);
   const counts: Record<string, number> = {};

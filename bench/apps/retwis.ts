@@ -15,6 +15,7 @@
  * entry names an existing post): none lost, none half made, none twice in a list.
  */
 import { fileURLToPath } from "node:url";
+import { postFunction } from "./app.js";
 import type { AppRequest, AppTarget, BenchApp, InvariantReport, Variant } from "./app.js";
 import { makeDataset } from "../suites/store.js";
 import {
@@ -37,23 +38,10 @@ const LOAD_IN_FLIGHT = 4;
 /** Every how many users one's list is examined by the check. */
 const CHECK_SAMPLE_EVERY = 10;
 /** Longest wait for one gateway request of the load or the check, ms. */
-const REQUEST_TIMEOUT_MS = 120_000;
 const ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
 /** The store benchmark's ids: the user's index in hex, 8 digits. */
 const userId = (i: number): string => i.toString(16).padStart(8, "0");
-
-async function post(target: AppTarget, fn: string, body: unknown): Promise<unknown> {
-  const res = await fetch(`${target.url}/function/${fn}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`${fn}: HTTP ${res.status}: ${text.slice(0, 500)}`);
-  return JSON.parse(text) as unknown;
-}
 
 async function seed(target: AppTarget): Promise<void> {
   const d = makeDataset();
@@ -67,9 +55,9 @@ async function seed(target: AppTarget): Promise<void> {
   for (let k = 0; k < batches; k++) {
     const users = d.users.slice(k * LOAD_BATCH_USERS, (k + 1) * LOAD_BATCH_USERS);
     const posts = d.posts.slice(k * postsPer, (k + 1) * postsPer);
-    jobs.push(() => post(target, "retwis-load", { users, posts }));
+    jobs.push(() => postFunction(target, "retwis-load", { users, posts }));
   }
-  jobs.push(() => post(target, "retwis-load", { timeline: d.timeline }));
+  jobs.push(() => postFunction(target, "retwis-load", { timeline: d.timeline }));
   let next = 0;
   await Promise.all(
     Array.from({ length: LOAD_IN_FLIGHT }, async () => {
@@ -116,7 +104,7 @@ async function check(target: AppTarget, _variant: Variant): Promise<InvariantRep
   const reports: CheckReport[] = [];
   for (let k = 0; k < sample.length; k += CHECK_USERS_MAX) {
     reports.push(
-      (await post(target, "retwis-check", {
+      (await postFunction(target, "retwis-check", {
         userIds: sample.slice(k, k + CHECK_USERS_MAX),
       })) as CheckReport,
     );

@@ -15,6 +15,7 @@
  * once), waiting (bounded) for the asynchronous orders to be placed.
  */
 import { fileURLToPath } from "node:url";
+import { postFunction } from "./app.js";
 import type { AppRequest, AppTarget, BenchApp, InvariantReport, Variant } from "./app.js";
 import {
   AREA,
@@ -34,8 +35,6 @@ import type { AuditReport } from "../../examples/apps/travel/lib/audit.js";
 const APP = fileURLToPath(new URL("../../examples/apps/travel/", import.meta.url));
 /** Hotels, flights or users per seed request (the function takes at most 200 of each). */
 const SEED_BATCH = 100;
-/** Longest wait for one gateway request of the seed or the check, ms. */
-const REQUEST_TIMEOUT_MS = 120_000;
 /** Longest wait for the asynchronous orders of a run to be placed, ms. */
 const SETTLE_TIMEOUT_MS = 30_000;
 /** Pause between two audits while orders are still being placed, ms. */
@@ -43,18 +42,6 @@ const SETTLE_POLL_MS = 500;
 /** Nights of a drawn stay: 1 to this. */
 const DRAWN_NIGHTS_MAX = 3;
 const RANKINGS = ["distance", "rate", "rating"] as const;
-
-async function post(target: AppTarget, fn: string, body: unknown): Promise<unknown> {
-  const res = await fetch(`${target.url}/function/${fn}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-  });
-  const text = await res.text();
-  if (res.status !== 200) throw new Error(`${fn}: HTTP ${res.status}: ${text.slice(0, 500)}`);
-  return JSON.parse(text) as unknown;
-}
 
 function pick(random: () => number, n: number): number {
   return Math.min(n - 1, Math.floor(random() * n));
@@ -96,7 +83,7 @@ export const travelApp: BenchApp = {
     const batches = Math.ceil(Math.max(HOTELS, FLIGHTS, USERS) / SEED_BATCH);
     for (let i = 0; i < batches; i++) {
       const slice = <T>(xs: readonly T[]) => xs.slice(i * SEED_BATCH, (i + 1) * SEED_BATCH);
-      await post(target, "travel-seed", {
+      await postFunction(target, "travel-seed", {
         hotels: slice(d.hotels),
         flights: slice(d.flights),
         users: slice(d.users),
@@ -132,10 +119,10 @@ export const travelApp: BenchApp = {
     // Orders are placed asynchronously, and a transaction may still be committing: wait
     // (bounded) until no order is missing and no lock is held.
     const deadline = Date.now() + SETTLE_TIMEOUT_MS;
-    let report = (await post(target, "travel-audit", {})) as AuditReport;
+    let report = (await postFunction(target, "travel-audit", {})) as AuditReport;
     while ((report.ordersMissing > 0 || report.locked > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, SETTLE_POLL_MS));
-      report = (await post(target, "travel-audit", {})) as AuditReport;
+      report = (await postFunction(target, "travel-audit", {})) as AuditReport;
     }
     const { ok, ...details } = report;
     return { ok, details };
