@@ -23,9 +23,13 @@ import pg from "pg";
 import { Pool } from "undici";
 import { LatencyHistogram, type LatencySummary } from "../lib/histogram.js";
 import { round } from "../lib/measure.js";
-import { startPostgres, type PostgresServer } from "../lib/peers/postgres.js";
+import {
+  startPostgres,
+  startPostgresHttpPeer,
+  type PostgresServer,
+} from "../lib/peers/postgres.js";
 import { RETWIS_SCHEMA } from "../lib/peers/postgres-retwis-server.js";
-import { freePorts, ManagedProcess, waitHealthy } from "../lib/peers/proc.js";
+import type { ManagedProcess } from "../lib/peers/proc.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
 import { medianIndex } from "../lib/runner.js";
@@ -54,7 +58,6 @@ const TRANSACTIONAL: readonly Kind[] = ["login", "timeline", "post"];
  */
 const FULL = { warmupMs: 2000, measureMs: 6000, runs: 5, firstWarmupMs: 20_000 };
 const QUICK = { warmupMs: 500, measureMs: 1500, runs: 3, firstWarmupMs: 8000 };
-const START_TIMEOUT_MS = 60_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 const LOAD_BATCH_USERS = 250;
 const LOAD_IN_FLIGHT = 4;
@@ -248,20 +251,12 @@ async function startPostgresPeer(
     } finally {
       await client.end();
     }
-    const [port] = await freePorts(1);
-    const proc = ManagedProcess.start("retwis-postgres", process.execPath, [
-      "--import",
-      "tsx",
+    const { url, proc } = await startPostgresHttpPeer(
+      "retwis-postgres",
       PG_SERVER,
-      "--url",
-      server.url,
-      "--port",
-      String(port),
-      "--pool",
-      String(PG_POOL),
-    ]);
-    const url = `http://127.0.0.1:${port}`;
-    await waitHealthy("the PostgreSQL Retwis server", proc, url, START_TIMEOUT_MS);
+      server,
+      PG_POOL,
+    );
     return {
       server,
       target: {

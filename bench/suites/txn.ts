@@ -54,9 +54,13 @@ import pg from "pg";
 import { Pool } from "undici";
 import { LatencyHistogram, type LatencySummary } from "../lib/histogram.js";
 import { round, runMeasurements, type Measurement, type Phases } from "../lib/measure.js";
-import { startPostgres, type PostgresServer } from "../lib/peers/postgres.js";
+import {
+  startPostgres,
+  startPostgresHttpPeer,
+  type PostgresServer,
+} from "../lib/peers/postgres.js";
 import { YCSBT_FIELDS, YCSBT_SCHEMA } from "../lib/peers/postgres-ycsbt-server.js";
-import { freePorts, ManagedProcess, waitHealthy } from "../lib/peers/proc.js";
+import type { ManagedProcess } from "../lib/peers/proc.js";
 import { cpuMs } from "../lib/proc-cpu.js";
 import { progress } from "../lib/progress.js";
 import type { ResultRow } from "../lib/results.js";
@@ -100,7 +104,6 @@ const QUICK: Phases = { warmupMs: 300, measureMs: 1000, runs: 1 };
  */
 const FIRST_WARMUP_MS = { full: 8000, quick: 1200 } as const;
 const FIRST_WARMUP_CONCURRENCY = 64;
-const START_TIMEOUT_MS = 60_000;
 /** Longest one request may take (a transaction's coordinator has 30 s). */
 const REQUEST_TIMEOUT_MS = 60_000;
 /** Requests in flight while loading accounts or reading them back for the balance check. */
@@ -429,20 +432,7 @@ async function startPostgresPeer(): Promise<PostgresPeer | { skipped: string }> 
     }
     await client.query("VACUUM ANALYZE accounts");
     await client.query("CHECKPOINT");
-    const [port] = await freePorts(1);
-    const proc = ManagedProcess.start("ycsbt-postgres", process.execPath, [
-      "--import",
-      "tsx",
-      PG_SERVER,
-      "--url",
-      server.url,
-      "--port",
-      String(port),
-      "--pool",
-      String(PG_POOL),
-    ]);
-    const url = `http://127.0.0.1:${port}`;
-    await waitHealthy("the PostgreSQL YCSB-T server", proc, url, START_TIMEOUT_MS);
+    const { url, proc } = await startPostgresHttpPeer("ycsbt-postgres", PG_SERVER, server, PG_POOL);
     return { server, http: { url, proc }, client };
   } catch (err) {
     await client?.end().catch(() => undefined);

@@ -33,6 +33,7 @@ import {
   runCommand,
   type CommandResult,
   type StopInfo,
+  waitHealthy,
 } from "./proc.js";
 
 export const POSTGRES_MAJOR = 15;
@@ -475,4 +476,34 @@ export async function startPostgres(
     cleanup();
     return { skipped: `PostgreSQL: ${err instanceof Error ? err.message : String(err)}` };
   }
+}
+
+/** Longest a peer's HTTP server in front of PostgreSQL may take to answer /healthz. */
+const PEER_HTTP_START_TIMEOUT_MS = 60_000;
+
+/**
+ * Starts a benchmark's HTTP server in front of PostgreSQL (`script`, run with tsx, taking
+ * `--url`, `--port` and `--pool`) on a free port; resolves once /healthz answers.
+ */
+export async function startPostgresHttpPeer(
+  name: string,
+  script: string,
+  server: PostgresServer,
+  pool: number,
+): Promise<{ url: string; proc: ManagedProcess }> {
+  const [port] = await freePorts(1);
+  const proc = ManagedProcess.start(name, process.execPath, [
+    "--import",
+    "tsx",
+    script,
+    "--url",
+    server.url,
+    "--port",
+    String(port),
+    "--pool",
+    String(pool),
+  ]);
+  const url = `http://127.0.0.1:${port}`;
+  await waitHealthy(`the ${name} server`, proc, url, PEER_HTTP_START_TIMEOUT_MS);
+  return { url, proc };
 }
