@@ -182,6 +182,28 @@ describe("FunctionHost", () => {
     expect(o.ids).toEqual([`${o.invocationId}.1`, `${o.invocationId}.2`]);
   });
 
+  it("reads a tag record after record through read-ahead batches exactly as the log holds it, and not past its own trim", async () => {
+    // 1,200 records of the tag (more than the largest batch) among records of another tag,
+    // some with data large enough that a batch ends at its byte limit.
+    const book = log.book(1);
+    const big = "x".repeat(200 * 1024);
+    const expected: number[] = [];
+    for (let i = 0; i < 1200; i++) {
+      await book.append([tagOf("ra:other")], i % 7 === 0 ? big : "noise");
+      await book.append(
+        [tagOf("ra:walk")],
+        i % 97 === 0 ? `${i}${" ".repeat(150 * 1024)}` : String(i),
+      );
+      expected.push(i);
+    }
+    const r = (
+      await invoke("read-ahead-walk", { tag: "ra:walk", trimBelow: 700 }, { timeoutMs: 60_000 })
+    ).output as { forward: number[]; backward: number[]; afterTrim: number[] };
+    expect(r.forward).toEqual(expected);
+    expect(r.backward).toEqual([...expected].reverse());
+    expect(r.afterTrim).toEqual(expected.slice(700));
+  }, 60_000);
+
   it("binds ctx.log to the invocation's book: a read in book 1 never returns a book-2 record", async () => {
     await invoke("append", { tag: "iso", value: "in-book-2" }, { book: 2 });
     await invoke("append", { tag: "iso", value: "in-book-1" }, { book: 1 });

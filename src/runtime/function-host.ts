@@ -27,7 +27,7 @@ import { findFunctionModules } from "./loader.js";
 import type { RuntimeMetrics } from "./metrics.js";
 import { SessionLogBook } from "./session.js";
 import { WorkerPool, type JobHandlers } from "./worker-pool.js";
-import { recordToWire, type LogOp } from "./worker-protocol.js";
+import { packRecords, recordToWire, type LogOp } from "./worker-protocol.js";
 import type { LogRecord } from "../log/record.js";
 import { bindToContext, traceInvocation, traceLogOp, tracingEnabled } from "../tracing/spans.js";
 
@@ -191,6 +191,14 @@ export class FunctionHost implements Dispatcher {
             const value = tracingEnabled()
               ? await traceLogOp(op, args, book, () => session.perform(op, args))
               : await session.perform(op, args);
+            if (op === "readNextRange" || op === "readPrevRange") {
+              const packed = packRecords(value as LogRecord[]);
+              return {
+                value: packed,
+                position: session.position,
+                transfer: [packed.bytes.buffer as ArrayBuffer],
+              };
+            }
             if (READ_OPS.has(op)) {
               const record = recordToWire(value as LogRecord | null);
               const transfer =

@@ -8,7 +8,9 @@ import type { DataLike, LogBook, SeqNumLike, TagLike } from "../log/api.js";
 import type { LogRecord } from "../log/record.js";
 import type { BookId, MetalogPosition, SeqNum } from "../log/types.js";
 import { InvalidArgumentError } from "../log/errors.js";
+import { parseSeqNum } from "../log/types.js";
 import type { LogProvider } from "./dispatcher.js";
+import { READ_AHEAD_BYTES_MAX, READ_AHEAD_RECORDS_MAX } from "./read-ahead.js";
 import type { LogOp } from "./worker-protocol.js";
 
 /** Counts of log operations made by functions; read by the metrics. */
@@ -110,6 +112,41 @@ export class SessionLogBook implements LogBook {
     return this.track(h, h.trim(tag, seqnum));
   }
 
+  /**
+   * Up to `records` consecutive results of `readNext` (dir "next": from `seqnum` up) or
+   * `readPrev` ("prev": from `seqnum` down), in that order; it stops early at the end of the
+   * tag's records or once READ_AHEAD_BYTES_MAX bytes are gathered. A worker's read-ahead.
+   */
+  async readRange(
+    dir: "next" | "prev",
+    tag: TagLike,
+    seqnum: SeqNumLike,
+    records: unknown,
+  ): Promise<LogRecord[]> {
+    if (
+      typeof records !== "number" ||
+      !Number.isInteger(records) ||
+      records < 1 ||
+      records > READ_AHEAD_RECORDS_MAX
+    ) {
+      throw new InvalidArgumentError(
+        `a read-ahead asks for 1 to ${READ_AHEAD_RECORDS_MAX} records (READ_AHEAD_RECORDS_MAX)`,
+      );
+    }
+    const out: LogRecord[] = [];
+    let s: number = parseSeqNum(seqnum);
+    let bytes = 0;
+    while (out.length < records && bytes < READ_AHEAD_BYTES_MAX) {
+      const r = dir === "next" ? await this.readNext(tag, s) : await this.readPrev(tag, s);
+      if (r === null) break;
+      out.push(r);
+      bytes += r.data.byteLength + (r.auxData?.byteLength ?? 0);
+      s = dir === "next" ? r.seqnum + 1 : r.seqnum - 1;
+      if (s < 0) break;
+    }
+    return out;
+  }
+
   /** Runs one operation a worker asked for, with the arguments it sent. */
   perform(op: LogOp, args: readonly unknown[]): Promise<unknown> {
     const a = args as readonly never[];
@@ -130,6 +167,10 @@ export class SessionLogBook implements LogBook {
         return this.setAuxData(a[0]!, a[1]!);
       case "trim":
         return this.trim(a[0]!, a[1]!);
+      case "readNextRange":
+        return this.readRange("next", a[0]!, a[1]!, a[2]);
+      case "readPrevRange":
+        return this.readRange("prev", a[0]!, a[1]!, a[2]);
       default:
         return Promise.reject(new InvalidArgumentError(`unknown log operation ${String(op)}`));
     }

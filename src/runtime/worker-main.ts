@@ -21,13 +21,20 @@ import {
   errorFromWire as logErrorFromWire,
 } from "../log/errors.js";
 import type { LogRecord } from "../log/record.js";
-import type { BookId, MetalogPosition, SeqNum } from "../log/types.js";
+import {
+  parseSeqNum,
+  parseTag,
+  type BookId,
+  type MetalogPosition,
+  type SeqNum,
+} from "../log/types.js";
 import { describeThrown, FunctionLoadError, InvocationError, truncate } from "./errors.js";
 import type { FunctionContext, FunctionLogger, InvokeOptions } from "./function.js";
 import { childId, parseUserBook, type InvocationId } from "./ids.js";
 import { toJsonText } from "./json.js";
 import { LOG_LINE_CHARS_MAX } from "./limits.js";
 import { loadFunctions, type LoadedFunctions } from "./loader.js";
+import { ReadAhead, type Direction } from "./read-ahead.js";
 import {
   errorToWire,
   type FromWorker,
@@ -37,6 +44,8 @@ import {
   type WireError,
   type WorkerInit,
   Outbox,
+  unpackRecords,
+  type PackedRecords,
 } from "./worker-protocol.js";
 
 const port = parentPort;
@@ -148,7 +157,27 @@ function dataArg(data: unknown): unknown {
   return data;
 }
 
+/** A record of a read-ahead batch handed to the caller: its bytes in buffers of their own. */
+function copyRecord(r: LogRecord): LogRecord {
+  return {
+    ...r,
+    data: new Uint8Array(r.data),
+    auxData: r.auxData === null ? null : new Uint8Array(r.auxData),
+  };
+}
+
+/** The tag and seqnum of a read as read-ahead keys, or undefined for arguments the host refuses. */
+function readKey(tag: TagLike, s: SeqNumLike): { key: string; s: number } | undefined {
+  try {
+    return { key: String(parseTag(tag)), s: parseSeqNum(s) };
+  } catch {
+    return undefined;
+  }
+}
+
 class WorkerLogBook implements LogBook {
+  private readonly ahead = new ReadAhead();
+
   constructor(
     private readonly call: Call,
     readonly book: BookId,
@@ -160,6 +189,36 @@ class WorkerLogBook implements LogBook {
 
   private op(op: LogOp, args: unknown[]): Promise<unknown> {
     return request(this.call, { t: "log-op", call: this.call.id, req: nextReq++, op, args });
+  }
+
+  /** `readNext` or `readPrev`, answered from what read-ahead knows or asking the host. */
+  private async read(dir: Direction, tag: TagLike, s: SeqNumLike): Promise<LogRecord | null> {
+    const k = readKey(tag, s);
+    if (k === undefined)
+      return (await this.op(dir === "next" ? "readNext" : "readPrev", [
+        tag,
+        s,
+      ])) as LogRecord | null;
+    const known = this.ahead.lookup(k.key, dir, k.s);
+    if (known !== undefined) return copyRecord(known);
+    const n = this.ahead.batchFor(k.key, dir, k.s);
+    if (n <= 1) {
+      const r = (await this.op(dir === "next" ? "readNext" : "readPrev", [
+        tag,
+        s,
+      ])) as LogRecord | null;
+      this.ahead.learn(k.key, dir, k.s, 1, r === null ? [] : [r]);
+      return r;
+    }
+    const batch = unpackRecords(
+      (await this.op(dir === "next" ? "readNextRange" : "readPrevRange", [
+        tag,
+        s,
+        n,
+      ])) as PackedRecords,
+    );
+    this.ahead.learn(k.key, dir, k.s, n, batch);
+    return batch.length === 0 ? null : copyRecord(batch[0]!);
   }
 
   append(tags: readonly TagLike[], data: DataLike): Promise<SeqNum> {
@@ -174,25 +233,31 @@ class WorkerLogBook implements LogBook {
     return this.op("condAppend", [tags, dataArg(data), condTag, condPosition]) as Promise<SeqNum>;
   }
   readNext(tag: TagLike, minSeqnum: SeqNumLike): Promise<LogRecord | null> {
-    return this.op("readNext", [tag, minSeqnum]) as Promise<LogRecord | null>;
+    return this.read("next", tag, minSeqnum);
   }
   readNextBlocking(
     tag: TagLike,
     minSeqnum: SeqNumLike,
     timeoutMs: number,
   ): Promise<LogRecord | null> {
+    // A record read ahead answers at once, as the host would; otherwise the host waits.
+    const k = readKey(tag, minSeqnum);
+    const known = k === undefined ? undefined : this.ahead.lookup(k.key, "next", k.s);
+    if (known !== undefined) return Promise.resolve(copyRecord(known));
     return this.op("readNextBlocking", [tag, minSeqnum, timeoutMs]) as Promise<LogRecord | null>;
   }
   readPrev(tag: TagLike, maxSeqnum: SeqNumLike): Promise<LogRecord | null> {
-    return this.op("readPrev", [tag, maxSeqnum]) as Promise<LogRecord | null>;
+    return this.read("prev", tag, maxSeqnum);
   }
   checkTail(tag: TagLike): Promise<LogRecord | null> {
     return this.op("checkTail", [tag]) as Promise<LogRecord | null>;
   }
   setAuxData(seqnum: SeqNumLike, data: DataLike): Promise<void> {
+    this.ahead.clear();
     return this.op("setAuxData", [seqnum, dataArg(data)]) as Promise<void>;
   }
   trim(tag: TagLike, seqnum: SeqNumLike): Promise<void> {
+    this.ahead.clear();
     return this.op("trim", [tag, seqnum]) as Promise<void>;
   }
 }

@@ -26,7 +26,12 @@ export interface WorkerInit {
   readonly files: readonly string[];
 }
 
-/** LogBook operations a worker may ask for; arguments are the LogBook method's. */
+/**
+ * Log operations a worker may ask for: the LogBook methods (arguments are the method's), and
+ * the read-ahead batches (read-ahead.ts) `readNextRange` / `readPrevRange` with arguments
+ * `[tag, seqnum, records]`: up to `records` consecutive `readNext` (`readPrev`) results
+ * from `seqnum` on, as `PackedRecords`.
+ */
 export const LOG_OPS = [
   "append",
   "condAppend",
@@ -36,6 +41,8 @@ export const LOG_OPS = [
   "checkTail",
   "setAuxData",
   "trim",
+  "readNextRange",
+  "readPrevRange",
 ] as const;
 export type LogOp = (typeof LOG_OPS)[number];
 
@@ -169,6 +176,53 @@ export function errorToWire(err: unknown): WireError {
   }
   const message = err instanceof Error ? err.message : String(err);
   return { kind: "invocation", code: "INTERNAL", message };
+}
+
+/**
+ * Records as a read-ahead batch carries them to a worker: their data and aux data copied into
+ * one buffer (transferred), the rest per record as
+ * `[seqnum, book, tags, data bytes, aux data bytes or -1 for none]`.
+ */
+export interface PackedRecords {
+  readonly meta: ReadonlyArray<
+    readonly [seqnum: number, book: number, tags: readonly bigint[], data: number, aux: number]
+  >;
+  readonly bytes: Uint8Array;
+}
+
+export function packRecords(records: readonly LogRecord[]): PackedRecords {
+  let size = 0;
+  for (const r of records) size += r.data.byteLength + (r.auxData?.byteLength ?? 0);
+  const bytes = new Uint8Array(size);
+  const meta: Array<PackedRecords["meta"][number]> = [];
+  let at = 0;
+  for (const r of records) {
+    bytes.set(r.data, at);
+    at += r.data.byteLength;
+    if (r.auxData !== null) {
+      bytes.set(r.auxData, at);
+      at += r.auxData.byteLength;
+    }
+    meta.push([r.seqnum, r.book, r.tags, r.data.byteLength, r.auxData?.byteLength ?? -1]);
+  }
+  return { meta, bytes };
+}
+
+/** The records of a batch, their data views into the batch's one buffer. */
+export function unpackRecords(p: PackedRecords): LogRecord[] {
+  const out: LogRecord[] = [];
+  let at = 0;
+  for (const [seqnum, book, tags, dataBytes, auxBytes] of p.meta) {
+    const data = p.bytes.subarray(at, at + dataBytes);
+    at += dataBytes;
+    let auxData: Uint8Array | null = null;
+    if (auxBytes >= 0) {
+      auxData = p.bytes.subarray(at, at + auxBytes);
+      at += auxBytes;
+    }
+    out.push({ seqnum, book, tags, data, auxData } as LogRecord);
+  }
+  return out;
 }
 
 /**
