@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { LogRecord } from "../src/log/record.js";
 import type { BookId, SeqNum, Tag } from "../src/log/types.js";
 import {
+  READ_AHEAD_AFTER_READS,
   READ_AHEAD_RECORDS_FIRST,
   READ_AHEAD_RECORDS_MAX,
   ReadAhead,
@@ -130,17 +131,24 @@ describe("worker read-ahead", () => {
         if (r !== null) n++;
       }
       expect(n).toBe(5000);
-      // 1 plain read, then 16, 32, ..., 256, 256, ...: about 5000 / 256 + 6 batches.
+      // 3 plain reads, then 8, 16, ..., 256, 256, ...: about 5000 / 256 + 9 batches.
       expect(asks.batches).toBeLessThan(30);
       expect(asks.records).toBeLessThan(5000 + READ_AHEAD_RECORDS_MAX + READ_AHEAD_RECORDS_FIRST);
     }
   });
 
-  it("asks for one record for reads that do not continue the previous one", () => {
+  it("asks for one record for reads that do not continue the previous one, and for short walks", () => {
     const m = new Model(Array.from({ length: 100 }, (_, i) => i * 3));
     const ra = new ReadAhead();
     const asks = { batches: 0, records: 0 };
     for (const s of [50, 10, 200, 0, 123]) read(ra, m, "next", s, asks);
     expect(asks).toEqual({ batches: 5, records: 5 });
+    // A walk back of READ_AHEAD_AFTER_READS + 1 records reads exactly those.
+    let r = read(ra, m, "prev", 150, asks);
+    for (let i = 0; i < READ_AHEAD_AFTER_READS; i++) r = read(ra, m, "prev", r!.seqnum - 1, asks);
+    expect(asks).toEqual({ batches: 8, records: 8 });
+    // The next one continuing the walk asks for a batch.
+    read(ra, m, "prev", r!.seqnum - 1, asks);
+    expect(asks).toEqual({ batches: 9, records: 8 + READ_AHEAD_RECORDS_FIRST });
   });
 });

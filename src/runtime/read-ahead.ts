@@ -12,15 +12,18 @@
  * read served by an index at an earlier metalog position would be). A read answered from
  * the interval needs no request and does not move the invocation's position.
  *
- * Sequential reading is recognised per tag: the first read of a tag asks for one record; a
- * read continuing right after the record the previous one returned asks for
- * READ_AHEAD_RECORDS_FIRST, and each further batch for twice as many, up to
- * READ_AHEAD_RECORDS_MAX. I/O-free; the worker's LogBook drives it.
+ * Sequential reading is recognised per tag: a read and the READ_AHEAD_AFTER_READS reads
+ * after it that each continue right after the record the previous one returned ask for one
+ * record each (a short walk, e.g. back to a nearby checkpoint, reads nothing it does not
+ * need); the next continuing read asks for READ_AHEAD_RECORDS_FIRST, and each further batch for twice as
+ * many, up to READ_AHEAD_RECORDS_MAX. I/O-free; the worker's LogBook drives it.
  */
 import type { LogRecord } from "../log/record.js";
 
+/** Plain reads continuing a first one before the next continuing read asks for a batch. */
+export const READ_AHEAD_AFTER_READS = 2;
 /** Records the first read-ahead batch of a tag asks for. */
-export const READ_AHEAD_RECORDS_FIRST = 16;
+export const READ_AHEAD_RECORDS_FIRST = 8;
 /** Most records one read-ahead batch returns. */
 export const READ_AHEAD_RECORDS_MAX = 256;
 /** Bytes of data and aux data a read-ahead batch stops after (it holds at least one record). */
@@ -43,6 +46,8 @@ interface Span {
 interface Last {
   readonly dir: Direction;
   readonly seqnum: number;
+  /** Reads in a row before this one that it and each of them continued. */
+  readonly run: number;
 }
 
 /** Index of the first record with seqnum ≥ s (records.length if none). */
@@ -85,10 +90,8 @@ export class ReadAhead {
       if (s === (dir === "next" ? span.hi + 1 : span.lo - 1)) return span.nextBatch;
     }
     const l = this.last.get(key);
-    if (l !== undefined && l.dir === dir && s === (dir === "next" ? l.seqnum + 1 : l.seqnum - 1)) {
-      return READ_AHEAD_RECORDS_FIRST;
-    }
-    return 1;
+    const continues = l !== undefined && this.continues(l, dir, s);
+    return continues && l.run >= READ_AHEAD_AFTER_READS ? READ_AHEAD_RECORDS_FIRST : 1;
   }
 
   /**
@@ -105,8 +108,14 @@ export class ReadAhead {
   ): void {
     const end = records.at(-1);
     if (asked <= 1 || end === undefined) {
+      const l = this.last.get(key);
+      const run = l !== undefined && this.continues(l, dir, s) ? l.run + 1 : 0;
       this.spans.delete(key);
-      this.remember(this.last, key, end === undefined ? undefined : { dir, seqnum: end.seqnum });
+      this.remember(
+        this.last,
+        key,
+        end === undefined ? undefined : { dir, seqnum: end.seqnum, run },
+      );
       return;
     }
     const nextBatch = Math.min(READ_AHEAD_RECORDS_MAX, asked * 2);
@@ -116,6 +125,10 @@ export class ReadAhead {
         : { lo: end.seqnum, hi: s, records: [...records].reverse(), nextBatch };
     this.last.delete(key);
     this.remember(this.spans, key, span);
+  }
+
+  private continues(l: Last, dir: Direction, s: number): boolean {
+    return l.dir === dir && s === (dir === "next" ? l.seqnum + 1 : l.seqnum - 1);
   }
 
   /** Forgets everything (the invocation trimmed or wrote aux data). */
