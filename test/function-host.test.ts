@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { EmbeddedLog, tagOf } from "../src/index.js";
 import { FunctionHost } from "../src/runtime/function-host.js";
 import { FunctionLoadError, InvocationError } from "../src/runtime/errors.js";
 import { newInvocationId } from "../src/runtime/ids.js";
+import { schedBatchDefault } from "../src/runtime/sched.js";
 import { INVOCATION_DEPTH_MAX, WORKER_PING_TIMEOUT_MS } from "../src/runtime/limits.js";
 import { tempDir } from "./helpers/tmp.js";
 
@@ -180,6 +181,46 @@ describe("FunctionHost", () => {
     const { output } = await invoke("ids", null);
     const o = output as { invocationId: string; ids: string[] };
     expect(o.ids).toEqual([`${o.invocationId}.1`, `${o.invocationId}.2`]);
+  });
+
+  it("runs its worker threads under SCHED_BATCH on Linux, and under the default policy with schedBatch false", async () => {
+    if (process.platform !== "linux") return;
+    /** Threads of this process by scheduling policy (field 41 of /proc/<pid>/task/<tid>/stat). */
+    const batchThreads = (): number =>
+      readdirSync("/proc/self/task").filter((tid) => {
+        try {
+          const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8");
+          return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[38] === "3";
+        } catch {
+          return false; // the thread ended
+        }
+      }).length;
+    const before = batchThreads();
+    const normal = await FunctionHost.start({
+      functions: FIXTURES,
+      log,
+      workers: 2,
+      schedBatch: false,
+    });
+    try {
+      expect(batchThreads()).toBe(before);
+      const batch = await FunctionHost.start({
+        functions: FIXTURES,
+        log,
+        workers: 2,
+        schedBatch: true,
+      });
+      try {
+        expect(batchThreads()).toBe(before + 2);
+      } finally {
+        await batch.close();
+      }
+    } finally {
+      await normal.close();
+    }
+    expect(() => schedBatchDefault({ BOKI_WORKER_SCHED: "fifo" })).toThrow(/BOKI_WORKER_SCHED/);
+    expect(schedBatchDefault({ BOKI_WORKER_SCHED: "normal" })).toBe(false);
+    expect(schedBatchDefault({})).toBe(true);
   });
 
   it("reads a tag record after record through read-ahead batches exactly as the log holds it, and not past its own trim", async () => {

@@ -46,6 +46,8 @@ export interface FunctionHostOptions {
   readonly queueMax?: number;
   readonly logger?: Logger;
   readonly metrics?: RuntimeMetrics;
+  /** Workers move to SCHED_BATCH (see sched.ts); default: `BOKI_WORKER_SCHED`, else true. */
+  readonly schedBatch?: boolean;
 }
 
 const READ_OPS: ReadonlySet<LogOp> = new Set<LogOp>([
@@ -107,6 +109,7 @@ export class FunctionHost implements Dispatcher {
         ? {}
         : { invocationsPerWorker: options.invocationsPerWorker }),
       ...(options.queueMax === undefined ? {} : { queueMax: options.queueMax }),
+      ...(options.schedBatch === undefined ? {} : { schedBatch: options.schedBatch }),
     });
     return new FunctionHost(pool, options.log, options.metrics, timeoutMs, logger);
   }

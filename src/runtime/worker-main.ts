@@ -35,6 +35,7 @@ import { toJsonText } from "./json.js";
 import { LOG_LINE_CHARS_MAX } from "./limits.js";
 import { loadFunctions, type LoadedFunctions } from "./loader.js";
 import { ReadAhead, type Direction } from "./read-ahead.js";
+import { scheduleThisThreadAsBatch } from "./sched.js";
 import {
   errorToWire,
   type FromWorker,
@@ -452,6 +453,7 @@ process.on("unhandledRejection", (reason) => {
 });
 
 const init = workerData as WorkerInit;
+if (init.schedBatch) scheduleThisThreadAsBatch();
 try {
   const loaded = await loadFunctions(init.files);
   port.on("message", (batch: ToWorker[]) => {

@@ -33,6 +33,7 @@ import {
   WORKERS_MAX,
 } from "./limits.js";
 import type { PoolStats } from "./metrics.js";
+import { schedBatchDefault } from "./sched.js";
 import {
   errorToWire,
   Outbox,
@@ -64,6 +65,8 @@ export interface WorkerPoolOptions {
   readonly invocationsPerWorker?: number;
   readonly queueMax?: number;
   readonly logger?: Logger;
+  /** Workers move to SCHED_BATCH (sched.ts); default: `BOKI_WORKER_SCHED`, else true. */
+  readonly schedBatch?: boolean;
 }
 
 /** What the pool needs from its owner while a job runs. */
@@ -164,7 +167,7 @@ export class WorkerPool {
     try {
       const started = await Promise.all(
         Array.from({ length: size }, () => {
-          const t = WorkerPool.spawn(options.files);
+          const t = WorkerPool.spawn(options);
           threads.push(t);
           return WorkerPool.whenReady(t);
         }),
@@ -178,8 +181,11 @@ export class WorkerPool {
     }
   }
 
-  private static spawn(files: readonly string[]): Worker {
-    const init: WorkerInit = { files };
+  private static spawn(options: WorkerPoolOptions): Worker {
+    const init: WorkerInit = {
+      files: options.files,
+      schedBatch: options.schedBatch ?? schedBatchDefault(),
+    };
     return new Worker(WORKER_ENTRY, { workerData: init });
   }
 
@@ -554,7 +560,7 @@ export class WorkerPool {
     const timer = setTimeout(() => {
       this.respawnTimers.delete(timer);
       if (this.closing) return;
-      this.adopt(WorkerPool.spawn(this.options.files), "starting");
+      this.adopt(WorkerPool.spawn(this.options), "starting");
     }, delayMs);
     this.respawnTimers.add(timer);
   }

@@ -24,6 +24,8 @@ export interface WorkerFunctionInfo {
 export interface WorkerInit {
   /** Absolute paths of the function modules to load. */
   readonly files: readonly string[];
+  /** Move the worker thread to SCHED_BATCH (sched.ts). */
+  readonly schedBatch: boolean;
 }
 
 /**
