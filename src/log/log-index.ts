@@ -27,9 +27,12 @@ export type ApplyOutcome =
 const INDEXED: ApplyOutcome = { kind: "indexed" };
 
 export class LogIndex {
-  /** Tag-0 streams by book, and tagged streams by `${book}:${tag}`. */
-  private readonly books = new Map<number, Stream>();
-  private readonly tagged = new Map<string, Stream>();
+  /** Per book: its tag-0 stream and its tagged streams by tag (bigint keys, no strings built). */
+  private readonly books = new Map<
+    number,
+    { all: Stream | undefined; tags: Map<bigint, Stream> }
+  >();
+  private streams = 0;
   private appliedPosition = 0;
   private lastSeqnum = -1;
 
@@ -40,7 +43,7 @@ export class LogIndex {
 
   /** Number of (book, tag) sub-streams the index holds, tag-0 streams included. */
   get streamCount(): number {
-    return this.books.size + this.tagged.size;
+    return this.streams;
   }
 
   /** Marks every record of metalog entries below `position` as applied. */
@@ -50,15 +53,23 @@ export class LogIndex {
   }
 
   private find(book: BookId, tag: Tag | bigint): Stream | undefined {
-    return tag === 0n ? this.books.get(book) : this.tagged.get(`${book}:${tag}`);
+    const b = this.books.get(book);
+    if (b === undefined) return undefined;
+    return tag === 0n ? b.all : b.tags.get(tag);
   }
 
   private streamOf(book: BookId, tag: Tag | bigint): Stream {
     let s = this.find(book, tag);
     if (s === undefined) {
       s = { seqnums: [], head: 0, total: 0, trimPoint: 0 };
-      if (tag === 0n) this.books.set(book, s);
-      else this.tagged.set(`${book}:${tag}`, s);
+      let b = this.books.get(book);
+      if (b === undefined) {
+        b = { all: undefined, tags: new Map() };
+        this.books.set(book, b);
+      }
+      if (tag === 0n) b.all = s;
+      else b.tags.set(tag, s);
+      this.streams++;
     }
     return s;
   }
