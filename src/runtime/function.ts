@@ -215,7 +215,10 @@ export function defineFunction<I = JsonValue, O = unknown>(
     schedule: schedule === undefined ? undefined : Object.freeze({ everyMs: schedule.everyMs }),
     kind,
     companions: Object.freeze([...companions]),
-    meta: options.meta === undefined ? undefined : (JSON.parse(JSON.stringify(options.meta)) as JsonValue),
+    meta:
+      options.meta === undefined
+        ? undefined
+        : (JSON.parse(JSON.stringify(options.meta)) as JsonValue),
   });
 }
 
