@@ -324,16 +324,14 @@ describe("workflow executions", () => {
             seen.push((o as { output: number }).output);
           }
           // Versions are dense and each instance saw a distinct value before its increment.
-          const versions = log
-            .visible(tableTag("c", "n"))
-            .map(
-              (r) =>
-                (
-                  decodeFlowRecord({ seqnum: r.seqnum, data: r.data } as never).rec as {
-                    ver: number;
-                  }
-                ).ver,
-            );
+          const versions = log.visible(tableTag("c", "n")).map(
+            (r) =>
+              (
+                decodeFlowRecord({ seqnum: r.seqnum, data: r.data } as never).rec as {
+                  ver: number;
+                }
+              ).ver,
+          );
           expect(versions).toEqual(instances.map((_, i) => i));
           expect([...seen].sort((a, b) => a - b)).toEqual(instances.map((_, i) => i));
         },
@@ -410,5 +408,47 @@ describe("workflow executions", () => {
       code: "NON_DETERMINISTIC",
     });
     expect(stream(log, ID).some((r) => r.k === "end")).toBe(false);
+  });
+
+  test("steps started together have their appends in flight at once, and log each result at its own position", async () => {
+    // Every log operation waits at the gate until the test lets the ones waiting through.
+    let held: Array<() => void> = [];
+    const log = new MemoryLog(() => new Promise<void>((resolve) => held.push(resolve)));
+    const parallel: ExecutionDefinition = {
+      name: "par4",
+      timeoutMs: 60_000,
+      retentionMs: 3_600_000,
+      async handler(wf: WorkflowContext): Promise<JsonValue> {
+        const parts = await Promise.all(
+          [0, 1, 2, 3].map((i) => wf.step(`part-${i}`, () => i * 10)),
+        );
+        return parts.reduce((a, b) => a + b, 0);
+      },
+    };
+    const run = new Execution(parallel, ID, envFor(log.book(), { t: 0 })).run({
+      $flow: "start",
+      id: ID,
+      input: null,
+    });
+    const inFlight: number[] = [];
+    for (let turn = 0; turn < 50; turn++) {
+      await new Promise((r) => setTimeout(r, 0));
+      if (held.length === 0) break;
+      inFlight.push(held.length);
+      const release = held;
+      held = [];
+      for (const r of release) r();
+    }
+    expect(await run).toEqual({ status: "succeeded", output: 60 });
+    // The start, then the four step records together, then the end.
+    expect(inFlight).toEqual([1, 4, 1]);
+    const recs = stream(log, ID);
+    expect(recs.map((r) => r.k)).toEqual(["start", "step", "step", "step", "step", "end"]);
+    expect(recs.slice(1, 5).map((r) => (r as { name: string }).name)).toEqual([
+      "part-0",
+      "part-1",
+      "part-2",
+      "part-3",
+    ]);
   });
 });

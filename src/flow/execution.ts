@@ -45,6 +45,7 @@ import {
   END_ATTEMPTS_MAX,
   INSTANCE_ID_CHARS_MAX,
   OPERATIONS_PER_EXECUTION_MAX,
+  PIPELINED_APPENDS_MAX,
   SLEEP_DEADLINE_MARGIN_MS,
   SLEEP_IN_PROCESS_MS_MAX,
   TABLE_WALK_RECORDS_MAX,
@@ -151,6 +152,10 @@ export class Execution {
   /** Whether the stream is known to hold nothing past `known` (besides this execution's own appends). */
   private atTail = false;
   private reading: Promise<void> | undefined;
+  /** Positions this execution's own conditional appends are in flight for. */
+  private readonly appending = new Set<number>();
+  /** Commits waiting for an own append to start below them (see `mayPipeline`). */
+  private appendStarted: Array<() => void> = [];
   private waiters: Waiter[] = [];
   private stopped: Stop | undefined;
   private stopSignal!: (s: Stop) => void;
@@ -320,6 +325,19 @@ export class Execution {
     return k;
   }
 
+  /**
+   * Whether an append at `pos` may go out now, before the positions below it are known: when
+   * every one of them is this execution's own append in flight (operations started together,
+   * e.g. under `Promise.all`, finishing together). The log keeps one session's appends in
+   * the order they were made, so it usually lands right after them; if not, `commit` finds
+   * out from the failed condition and appends again.
+   */
+  private mayPipeline(pos: number): boolean {
+    if (!this.atTail || pos - this.known.length > PIPELINED_APPENDS_MAX) return false;
+    for (let q = this.known.length; q < pos; q++) if (!this.appending.has(q)) return false;
+    return true;
+  }
+
   /** Appends this execution's record for `d` at `pos`, in position order. */
   private async commit(
     pos: number,
@@ -327,7 +345,55 @@ export class Execution {
     rec: FlowRecord,
     extraTags: readonly TagLike[] = [],
   ): Promise<Known> {
-    await this.waitKnown(pos - 1);
+    const data = encodeFlowRecord(rec);
+    const append = async (): Promise<number> => {
+      this.appending.add(pos);
+      const started = this.appendStarted;
+      this.appendStarted = [];
+      for (const wake of started) wake();
+      try {
+        return await this.logOp("logging a step", () =>
+          this.env.log.condAppend([this.tag, ...extraTags], data, this.tag, pos),
+        );
+      } finally {
+        this.appending.delete(pos);
+      }
+    };
+    // Until the position below is known, go out as soon as every position below is an own
+    // append in flight.
+    while (this.known.length < pos) {
+      this.throwIfStopped();
+      if (!this.mayPipeline(pos)) {
+        await Promise.race([
+          this.waitKnown(pos - 1),
+          new Promise<void>((resolve) => this.appendStarted.push(resolve)),
+        ]);
+        continue;
+      }
+      let seqnum: number | undefined;
+      try {
+        seqnum = await append();
+      } catch (err) {
+        if (!isCondFailure(err)) throw err;
+      }
+      await this.waitKnown(pos - 1);
+      this.throwIfStopped();
+      if (seqnum !== undefined) {
+        // Exactly `pos` records came before it: it is the one at `pos`, whoever wrote those.
+        if (this.known.length > pos) return this.known[pos]!;
+        const k: Known = { seqnum, rec };
+        this.push(k);
+        return k;
+      }
+      // Taken by another writer, or this append was ordered before the one at pos - 1.
+      if (this.known.length === pos) {
+        const r = await this.logOp("reading the step stream", () =>
+          this.env.log.readNext(this.tag, this.lastSeqnum() + 1),
+        );
+        if (r !== null) return this.afterRace(pos, d, this.pushRead(r));
+      }
+      break;
+    }
     this.throwIfStopped();
     if (this.known.length > pos) {
       // Read while waiting (a replaying execution reached the tail late): take what is there.
@@ -337,11 +403,8 @@ export class Execution {
       if (v.t === "cancelled") this.cancelled(v.reason);
       return this.superseded(pos);
     }
-    const data = encodeFlowRecord(rec);
     try {
-      const seqnum = await this.logOp("logging a step", () =>
-        this.env.log.condAppend([this.tag, ...extraTags], data, this.tag, pos),
-      );
+      const seqnum = await append();
       const k: Known = { seqnum, rec };
       this.push(k);
       return k;

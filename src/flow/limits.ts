@@ -4,6 +4,11 @@
 export const INSTANCE_ID_CHARS_MAX = 512;
 /** Most operations (positions) one execution may log: a handler looping without end fails. */
 export const OPERATIONS_PER_EXECUTION_MAX = 100_000;
+/**
+ * Own appends of one execution that may be in flight below a new one (operations started
+ * together logging their records without waiting for each other's acknowledgement).
+ */
+export const PIPELINED_APPENDS_MAX = 64;
 /** Longest sleep an execution waits out in its own process; longer ones end it and resume it later. */
 export const SLEEP_IN_PROCESS_MS_MAX = 60_000;
 /** What an execution keeps free of its invocation's deadline when it sleeps or waits. */
