@@ -113,6 +113,18 @@ describe("FunctionHost", () => {
     expect((await invoke("read", { tag: "late" })).output).toEqual([]);
   });
 
+  it("fails an abandoned handler's later reads with TIMEOUT even where its read-ahead holds the record", async () => {
+    const book = log.book(1);
+    for (let i = 0; i < 40; i++) await book.append([tagOf("late-reads")], String(i));
+    const file = join(tmp.dir, "late-read.txt");
+    expect((await failure(invoke("read-after-timeout", { tag: "late-reads", file }))).code).toBe(
+      "TIMEOUT",
+    );
+    const until = Date.now() + 5000;
+    while (!existsSync(file) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(readFileSync(file, "utf8")).toMatch(/TIMEOUT|timed out/);
+  });
+
   it("times out a function stuck in CPU, replaces its worker, and keeps serving", async () => {
     // Let earlier timeouts' pings settle, so both workers are known to be alive.
     await new Promise((r) => setTimeout(r, 200));

@@ -194,7 +194,9 @@ class WorkerLogBook implements LogBook {
 
   /** `readNext` or `readPrev`, answered from what read-ahead knows or asking the host. */
   private async read(dir: Direction, tag: TagLike, s: SeqNumLike): Promise<LogRecord | null> {
-    const k = readKey(tag, s);
+    // Only a running invocation reads ahead: a timed-out one's operations go to the host, which
+    // refuses them.
+    const k = this.call.state === "running" ? readKey(tag, s) : undefined;
     if (k === undefined)
       return (await this.op(dir === "next" ? "readNext" : "readPrev", [
         tag,
@@ -241,10 +243,6 @@ class WorkerLogBook implements LogBook {
     minSeqnum: SeqNumLike,
     timeoutMs: number,
   ): Promise<LogRecord | null> {
-    // A record read ahead answers at once, as the host would; otherwise the host waits.
-    const k = readKey(tag, minSeqnum);
-    const known = k === undefined ? undefined : this.ahead.lookup(k.key, "next", k.s);
-    if (known !== undefined) return Promise.resolve(copyRecord(known));
     return this.op("readNextBlocking", [tag, minSeqnum, timeoutMs]) as Promise<LogRecord | null>;
   }
   readPrev(tag: TagLike, maxSeqnum: SeqNumLike): Promise<LogRecord | null> {
