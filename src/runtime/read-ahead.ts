@@ -15,8 +15,8 @@
  * Sequential reading is recognised per tag: a read and the READ_AHEAD_AFTER_READS reads
  * after it that each continue right after the record the previous one returned ask for one
  * record each (a short walk, e.g. back to a nearby checkpoint, reads nothing it does not
- * need); the next continuing read asks for READ_AHEAD_RECORDS_FIRST, and each further batch for twice as
- * many, up to READ_AHEAD_RECORDS_MAX. I/O-free; the worker's LogBook drives it.
+ * need); the next continuing read asks for READ_AHEAD_RECORDS_FIRST, and each further batch
+ * for twice as many, up to READ_AHEAD_RECORDS_MAX. I/O-free; the worker's LogBook drives it.
  */
 import type { LogRecord } from "../log/record.js";
 

@@ -197,30 +197,20 @@ class WorkerLogBook implements LogBook {
     // Only a running invocation reads ahead: a timed-out one's operations go to the host, which
     // refuses them.
     const k = this.call.state === "running" ? readKey(tag, s) : undefined;
-    if (k === undefined)
-      return (await this.op(dir === "next" ? "readNext" : "readPrev", [
-        tag,
-        s,
-      ])) as LogRecord | null;
-    const known = this.ahead.lookup(k.key, dir, k.s);
+    const known = k === undefined ? undefined : this.ahead.lookup(k.key, dir, k.s);
     if (known !== undefined) return copyRecord(known);
-    const n = this.ahead.batchFor(k.key, dir, k.s);
+    const n = k === undefined ? 1 : this.ahead.batchFor(k.key, dir, k.s);
     if (n <= 1) {
       const r = (await this.op(dir === "next" ? "readNext" : "readPrev", [
         tag,
         s,
       ])) as LogRecord | null;
-      this.ahead.learn(k.key, dir, k.s, 1, r === null ? [] : [r]);
+      if (k !== undefined) this.ahead.learn(k.key, dir, k.s, 1, r === null ? [] : [r]);
       return r;
     }
-    const batch = unpackRecords(
-      (await this.op(dir === "next" ? "readNextRange" : "readPrevRange", [
-        tag,
-        s,
-        n,
-      ])) as PackedRecords,
-    );
-    this.ahead.learn(k.key, dir, k.s, n, batch);
+    const range = dir === "next" ? "readNextRange" : "readPrevRange";
+    const batch = unpackRecords((await this.op(range, [tag, s, n])) as PackedRecords);
+    this.ahead.learn(k!.key, dir, k!.s, n, batch);
     return batch.length === 0 ? null : copyRecord(batch[0]!);
   }
 

@@ -163,16 +163,21 @@ export class WorkerPool {
     if (!Number.isInteger(queueMax) || queueMax < 0) {
       throw new RangeError(`queueMax must be a non-negative integer, got ${queueMax}`);
     }
+    // The policy is settled once, here: a worker replaced later starts with the same one.
+    const resolved: WorkerPoolOptions = {
+      ...options,
+      schedBatch: options.schedBatch ?? schedBatchDefault(),
+    };
     const threads: Worker[] = [];
     try {
       const started = await Promise.all(
         Array.from({ length: size }, () => {
-          const t = WorkerPool.spawn(options);
+          const t = WorkerPool.spawn(resolved);
           threads.push(t);
           return WorkerPool.whenReady(t);
         }),
       );
-      const pool = new WorkerPool(options, started[0]!);
+      const pool = new WorkerPool(resolved, started[0]!);
       for (const t of threads) pool.adopt(t, "ready");
       return pool;
     } catch (err) {
@@ -182,10 +187,7 @@ export class WorkerPool {
   }
 
   private static spawn(options: WorkerPoolOptions): Worker {
-    const init: WorkerInit = {
-      files: options.files,
-      schedBatch: options.schedBatch ?? schedBatchDefault(),
-    };
+    const init: WorkerInit = { files: options.files, schedBatch: options.schedBatch ?? true };
     return new Worker(WORKER_ENTRY, { workerData: init });
   }
 
