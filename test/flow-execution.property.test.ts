@@ -340,7 +340,7 @@ describe("workflow executions", () => {
     );
   });
 
-  test("a fresh execution appends only its own records: the start, one per operation, the end", async () => {
+  test("a fresh execution appends only its own records: the start, one per operation (a table write's version is its record), the end", async () => {
     const calls = new Map<string, number>();
     const log = new MemoryLog();
     const ops: Op[] = ["step", "par", "write", "now", "step"];
@@ -355,10 +355,15 @@ describe("workflow executions", () => {
       "step",
       "step",
       "step",
-      "write",
+      "tver",
       "now",
       "step",
       "end",
+    ]);
+    // Every record of the book is one of the step stream's (the table's version among them).
+    expect(log.visible(0n).length).toBe(8);
+    expect(log.visible(tableTag("t", "k0")).map((r) => r.seqnum)).toEqual([
+      log.visible(stepsTag(ID))[4]!.seqnum,
     ]);
     expect([...calls.values()]).toEqual([1, 1, 1, 1]);
   });

@@ -708,13 +708,18 @@ export class Execution {
   }
 
   /**
-   * A table write, exactly once. The new version is a record on the key's stream, a
-   * conditional append at the key's version count (so versions are dense and a condWrite is
-   * a compare-and-set), carrying this instance's id and the operation's position; the
-   * operation's record on the step stream then says which version it wrote (or, for a
-   * condWrite whose condition failed, which version it found). An execution that finds the
-   * operation unlogged first looks for its own version, so a write made by an execution that
-   * died before logging it is not made twice.
+   * A table write, exactly once, in one append. The new version is a record on the key's
+   * stream, a conditional append at the key's version count (so versions are dense and a
+   * condWrite is a compare-and-set), carrying this instance's id and the operation's
+   * position; it carries the step stream's tag too, and is the operation's record there.
+   * It needs no condition on the step stream: every position below is known before it goes
+   * out, and the only other record that can take the operation's position is a racing
+   * execution's for the same operation (its own version of the key, which the condition on
+   * the key lets only one of them write, or a failed condWrite's record, which cannot
+   * coexist with a version written at the version it expected) or a cancel. So before it
+   * writes, an execution looks for its own version (a racing execution may have written it),
+   * and after, it reads which record took the position. A condWrite whose condition fails
+   * logs a `cwrite` record at the position instead.
    */
   private async tableWrite(
     table: string,
@@ -735,15 +740,20 @@ export class Execution {
       for (let attempt = 1; ; attempt++) {
         this.throwIfStopped();
         const { own, current } = await this.ownVersion(tag, pos, after);
-        if (own !== undefined)
-          return this.commit(pos, d, {
-            v: 1,
-            k: "write",
-            at: this.at(),
-            table,
-            key,
-            ver: own.rec.ver,
-          });
+        if (own !== undefined) {
+          if (own.rec.table === undefined) {
+            // A version written before versions were step records: log the operation.
+            return this.commit(pos, d, {
+              v: 1,
+              k: "write",
+              at: this.at(),
+              table,
+              key,
+              ver: own.rec.ver,
+            });
+          }
+          return this.placed(pos, d, own);
+        }
         if (expected !== undefined && current !== expected) {
           return this.commit(pos, d, {
             v: 1,
@@ -761,11 +771,14 @@ export class Execution {
           ver: current,
           by: this.id,
           pos,
+          table,
+          key,
           ...(stored === undefined ? {} : { value: stored }),
         };
+        let seqnum: number;
         try {
-          await this.logOp("writing a table", () =>
-            this.env.log.condAppend([tag], encodeFlowRecord(version), tag, current),
+          seqnum = await this.logOp("writing a table", () =>
+            this.env.log.condAppend([tag, this.tag], encodeFlowRecord(version), tag, current),
           );
         } catch (err) {
           if (!isCondFailure(err)) throw err;
@@ -780,10 +793,38 @@ export class Execution {
           }
           continue;
         }
-        return this.commit(pos, d, { v: 1, k: "write", at: this.at(), table, key, ver: current });
+        return this.placed(pos, d, { seqnum, rec: version });
       }
     });
-    return k.rec.k === "write";
+    return k.rec.k === "write" || k.rec.k === "tver";
+  }
+
+  /**
+   * The record at `pos` once this operation's own version of a key (`mine`, which carries
+   * the step stream's tag) is in the log: `mine` itself, unless a cancel took the position
+   * before it.
+   */
+  private async placed(pos: number, d: OpDesc, mine: Known<TableVersionRecord>): Promise<Known> {
+    while (this.known.length <= pos) {
+      this.throwIfStopped();
+      if (this.reading !== undefined) {
+        await this.reading;
+        continue;
+      }
+      const r = await this.logOp("reading the step stream", () =>
+        this.env.log.readNext(this.tag, this.lastSeqnum() + 1),
+      );
+      if (r === null)
+        throw stopExecution(
+          new Error(`flow invariant: version ${mine.seqnum} of ${this.id} is not in its stream`),
+        );
+      if (this.known.length <= pos) this.pushRead(r);
+    }
+    const k = this.known[pos]!;
+    if (k.seqnum === mine.seqnum) return k;
+    const v = replayVerdict(d, k.rec, pos);
+    if (v.t === "cancelled") this.cancelled(v.reason);
+    return this.superseded(pos);
   }
 
   private pushRead(r: Parameters<typeof decodeFlowRecord>[0]): Known {

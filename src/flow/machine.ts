@@ -49,6 +49,8 @@ function describeRecord(r: FlowRecord): string {
     case "write":
     case "cwrite":
       return `${r.k === "write" ? "write" : "condWrite"} of ${r.table}/${r.key}`;
+    case "tver":
+      return `table write of ${String(r.table)}/${String(r.key)}`;
     default:
       return r.k;
   }
@@ -68,9 +70,13 @@ export function matches(d: OpDesc, r: FlowRecord): boolean {
     case "end":
       return r.k === d.k;
     case "write":
-      return r.k === "write" && r.table === d.table && r.key === d.key;
+      return (r.k === "write" || r.k === "tver") && r.table === d.table && r.key === d.key;
     case "cwrite":
-      return (r.k === "write" || r.k === "cwrite") && r.table === d.table && r.key === d.key;
+      return (
+        (r.k === "write" || r.k === "tver" || r.k === "cwrite") &&
+        r.table === d.table &&
+        r.key === d.key
+      );
   }
 }
 

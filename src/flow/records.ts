@@ -5,9 +5,12 @@
  *
  * An instance's **step stream** (`boki-flow/steps/<id>`) holds, at positions 0, 1, 2, ...:
  * its `start` record, one record per operation of the handler in call order (`step`,
- * `call`, `spawn`, `now`, `sleep`, `write`, `cwrite`), and its `end` record; a `cancel`
- * record may take any position after the start. Each record but `cancel` is a conditional
- * append at its position, so of racing executions exactly one writes each position.
+ * `call`, `spawn`, `now`, `sleep`, `tver` (a table write: the key's new version, on both
+ * streams), `cwrite`), and its `end` record; a `cancel`
+ * record may take any position after the start. Each record but `cancel` and `tver` is a
+ * conditional append at its position, so of racing executions exactly one writes each
+ * position; a `tver` is conditional on the key's stream and goes out once every position
+ * below its own is known (execution.ts says why that is enough).
  */
 import { tagOf, type JsonValue, type LogRecord, type Tag } from "../index.js";
 
@@ -93,13 +96,17 @@ export interface WriteRecord extends Base {
 }
 /**
  * Version `ver` of a table key, on the key's stream (a conditional append at position
- * `ver`), written by the operation at position `pos` of instance `by`.
+ * `ver`), written by the operation at position `pos` of instance `by`. It is also that
+ * operation's record on the instance's step stream (it carries both tags); versions
+ * without `table` and `key` were written before that, and a `write` record followed them.
  */
 export interface TableVersionRecord extends Base {
   readonly k: "tver";
   readonly ver: number;
   readonly by: string;
   readonly pos: number;
+  readonly table?: string;
+  readonly key?: string;
   /** Absent for a delete. */
   readonly value?: JsonValue;
 }

@@ -292,6 +292,14 @@ function stepOf(position: number, r: FlowRecord): StepSummary {
       return { ...base, value: iso(r.until) };
     case "write":
       return { ...base, name: `${r.table}/${r.key}`, ok: true, value: { version: r.ver + 1 } };
+    case "tver":
+      return {
+        ...base,
+        kind: "write",
+        name: `${String(r.table)}/${String(r.key)}`,
+        ok: true,
+        value: { version: r.ver + 1 },
+      };
     case "cwrite":
       return { ...base, name: `${r.table}/${r.key}`, ok: false, value: { version: r.ver } };
     case "cancel":
