@@ -25,6 +25,7 @@
  *   npm run bench -- apps              # embedded then cluster, 1 s + 5 s per rate, 3 runs at 100/s
  *   npm run bench -- apps --cluster    # the cluster only
  *   npm run bench -- apps --quick      # embedded, 100/s, 0.5 s + 2 s (within 60 s)
+ *   BENCH_APPS=movie npm run bench -- apps --cluster   # only the applications named (comma-separated)
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -377,7 +378,22 @@ async function runApp(
   }
 }
 
+/** The applications to run: all, or those `BENCH_APPS` names (comma-separated). */
+function chosenApps(): readonly BenchApp[] {
+  const only = process.env["BENCH_APPS"];
+  if (only === undefined || only.trim() === "") return BENCH_APPS;
+  const names = only.split(",").map((n) => n.trim());
+  const unknown = names.filter((n) => !BENCH_APPS.some((a) => a.name === n));
+  if (unknown.length > 0) {
+    throw new Error(
+      `BENCH_APPS names ${unknown.join(", ")}; the applications are ${BENCH_APPS.map((a) => a.name).join(", ")}`,
+    );
+  }
+  return BENCH_APPS.filter((a) => names.includes(a.name));
+}
+
 async function run(options: SuiteOptions): Promise<SuiteOutput> {
+  const apps = chosenApps();
   const modes: Mode[] = options.cluster
     ? ["cluster"]
     : options.quick
@@ -388,11 +404,11 @@ async function run(options: SuiteOptions): Promise<SuiteOutput> {
   const checks: Record<string, unknown> = {};
   const goals: Record<string, unknown>[] = [];
   progress(
-    `apps: ${BENCH_APPS.map((a) => a.name).join(", ")}; ${modes.join(" then ")}; rates ${(options.quick ? RATES_QUICK : RATES_FULL).join(", ")} requests/s until saturated`,
+    `apps: ${apps.map((a) => a.name).join(", ")}; ${modes.join(" then ")}; rates ${(options.quick ? RATES_QUICK : RATES_FULL).join(", ")} requests/s until saturated`,
   );
   await withTempDir("boki-bench-apps", async (dir) => {
     for (const mode of modes) {
-      for (const app of BENCH_APPS) {
+      for (const app of apps) {
         const o = await runApp(app, mode, options, dir);
         rows.push(...o.rows);
         notes.push(...o.notes);
