@@ -128,6 +128,8 @@ const MAP_SIZE_BYTES_DEFAULT = 64 * 1024 * 1024 * 1024;
 export const CHECKPOINT_INTERVAL_MS = 50;
 /** Most writes gathered for one checkpoint transaction; one more starts it at once. */
 export const CHECKPOINT_WRITES_MAX = 4096;
+/** Most aux data bytes gathered for one checkpoint transaction; more starts it at once. */
+export const AUX_GATHERED_BYTES_MAX = 16 * 1024 * 1024;
 
 function recordKey(log: number, shard: number, localId: number): Buffer {
   const k = Buffer.allocUnsafe(14);
@@ -165,6 +167,9 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     reject: (err: unknown) => void;
   }> = [];
   private gatherTimer: NodeJS.Timeout | null = null;
+  /** Aux data gathered for the next checkpoint transaction (with a WAL), by `${log}:${seqnum}`. */
+  private readonly auxGathered = new Map<string, Uint8Array>();
+  private auxGatheredBytes = 0;
   /** The batch read last, parsed. */
   private lastFrame: { head: RecordsFrame; frame: Buffer; offsets: Uint32Array } | null = null;
 
@@ -395,15 +400,48 @@ export class LmdbBackend implements StorageBackend, MetalogStore {
     await last;
   }
 
+  /**
+   * With a WAL, aux data (best effort by design) joins the next checkpoint transaction
+   * instead of making an lmdb commit of its own (each a disk sync, beside the WAL's), and
+   * is read from memory until then.
+   */
   async writeAux(log: number, seqnum: number, data: Uint8Array): Promise<void> {
-    await this.aux.put(seqKey(log, seqnum), data);
+    if (this.wal === null) {
+      await this.aux.put(seqKey(log, seqnum), data);
+      return;
+    }
+    const k = `${log}:${seqnum}`;
+    const had = this.auxGathered.get(k);
+    this.auxGathered.set(k, data);
+    this.auxGatheredBytes += data.byteLength - (had?.byteLength ?? 0);
+    const done = this.gather(() => this.aux.putSync(seqKey(log, seqnum), data));
+    if (this.auxGatheredBytes > AUX_GATHERED_BYTES_MAX) this.commitGathered();
+    await done;
+    if (this.auxGathered.get(k) === data) {
+      this.auxGathered.delete(k);
+      this.auxGatheredBytes -= data.byteLength;
+    }
   }
 
   readAux(log: number, seqnum: number): Uint8Array | undefined {
-    return this.aux.get(seqKey(log, seqnum));
+    return this.auxGathered.get(`${log}:${seqnum}`) ?? this.aux.get(seqKey(log, seqnum));
   }
 
   async deleteAux(log: number, seqnums: readonly number[]): Promise<void> {
+    if (this.wal !== null) {
+      // In order with the gathered writes, so that none of them puts a deleted one back.
+      for (const s of seqnums) {
+        const k = `${log}:${s}`;
+        const had = this.auxGathered.get(k);
+        if (had === undefined) continue;
+        this.auxGathered.delete(k);
+        this.auxGatheredBytes -= had.byteLength;
+      }
+      await this.gather(() => {
+        for (const s of seqnums) this.aux.removeSync(seqKey(log, s));
+      });
+      return;
+    }
     let last: Promise<boolean> | undefined;
     for (const s of seqnums) last = this.aux.remove(seqKey(log, s));
     if (last !== undefined) await last;
