@@ -12,9 +12,10 @@
  *   npx tsx bench/profile/txn-boki.ts [-k transaction|saga] [-m 45/45/10|0/0/100]
  *     [--keys 5000] [-d uniform|zipfian] [-c 64] [-s 10] [--warmup 5] [--cpu-prof /tmp/txn-prof]
  */
-import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
+import { invocationsByFunction, metrics, metricTotal, threadCpu } from "../lib/boki-metrics.js";
 import { progress } from "../lib/progress.js";
 import { fmtMs } from "../lib/table.js";
 import { withTempDir } from "../lib/tmpdir.js";
@@ -66,54 +67,6 @@ const point = {
 
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
 
-/** CPU ms of each thread of `pid`, by "<name>#<tid>". */
-function threadCpu(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(`${name}#${tid}`, ((Number(f[11]) + Number(f[12])) * 1000) / 100);
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
-
-/** Prometheus text of boki dev's /metrics. */
-async function metrics(url: string): Promise<string> {
-  const r = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
-  return r.text();
-}
-
-/** Sum of a metric's samples whose line contains `labels`. */
-function total(text: string, name: string, labels = ""): number {
-  let sum = 0;
-  for (const l of text.split("\n")) {
-    if (!(l.startsWith(`${name}{`) || l.startsWith(`${name} `)) || !l.includes(labels)) continue;
-    sum += Number(l.slice(l.lastIndexOf(" ") + 1));
-  }
-  return sum;
-}
-
-/** Invocations run per function name, from boki_invocations_total. */
-function invocationsByFunction(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const l of text.split("\n")) {
-    const m = /^boki_invocations_total\{function="([^"]+)"[^}]*\} (\S+)$/.exec(l);
-    if (m !== null) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
-  }
-  return out;
-}
-
 await withTempDir("boki-txn-probe", async (dir) => {
   const nodeArgs: string[] = [];
   if (opts.cpuProf !== undefined) {
@@ -157,7 +110,7 @@ await withTempDir("boki-txn-probe", async (dir) => {
       `boki dev CPU ${(w.serverCpuMs / ops).toFixed(3)} ms/op (${((w.serverCpuMs / measureMs) * 100).toFixed(0)} % of a core); ` +
         `load generator ${(w.loadGeneratorCpuMs / ops).toFixed(3)} ms/op`,
     );
-    const delta = (name: string): number => total(m1, name) - total(m0, name);
+    const delta = (name: string): number => metricTotal(m1, name) - metricTotal(m0, name);
     console.log(
       `per operation: ${(delta("boki_log_appends_total") / ops).toFixed(2)} appends, ` +
         `${(delta("boki_log_reads_total") / ops).toFixed(2)} reads by functions`,

@@ -181,8 +181,17 @@ export interface Target {
   readonly extras: Record<string, unknown>;
 }
 
-async function startBoki(dataDir: string): Promise<Target> {
-  const { url, proc } = await startBokiDev({ functions: FUNCTIONS, dataDir, workers: WORKERS });
+/** Starts `boki dev` on bench/functions/store (`nodeArgs` go before the script, e.g. --cpu-prof). */
+export async function startBoki(
+  dataDir: string,
+  o: { nodeArgs?: readonly string[] } = {},
+): Promise<Target> {
+  const { url, proc } = await startBokiDev({
+    functions: FUNCTIONS,
+    dataDir,
+    workers: WORKERS,
+    ...(o.nodeArgs === undefined ? {} : { nodeArgs: o.nodeArgs }),
+  });
   return {
     system: "boki",
     mode: "embedded",
