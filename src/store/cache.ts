@@ -39,33 +39,58 @@ export interface CachedDecision {
   readonly conflict?: { readonly object: string; readonly seqnum: number };
 }
 
+/**
+ * An object's remembered versions, newest first. `used`: read since it last moved to the
+ * back of the eviction order (a hit only marks it; eviction moves marked ones back, clearing
+ * the mark, and drops the first unmarked one: a second-chance LRU, so that a hit does not
+ * reorder the map).
+ */
+interface Versions {
+  readonly list: Version[];
+  used: boolean;
+}
+
 /** A book's follower and the queue its catch-ups run in, one at a time. */
 export interface BookFollower {
   readonly state: FollowerState;
   queue: Promise<void>;
 }
 
-/** A map with a bound: the least recently used entries go first. */
+/**
+ * A map with a bound: the least recently used entries go first (second chance: a hit marks
+ * its entry, and eviction moves marked entries back, clearing the mark, instead of every hit
+ * reordering the map).
+ */
 class Lru<K, V> {
-  private readonly m = new Map<K, V>();
+  private readonly m = new Map<K, { v: V; used: boolean }>();
   constructor(private readonly max: number) {}
   get(k: K): V | undefined {
-    const v = this.m.get(k);
-    if (v !== undefined) {
-      this.m.delete(k);
-      this.m.set(k, v);
-    }
-    return v;
+    const e = this.m.get(k);
+    if (e === undefined) return undefined;
+    e.used = true;
+    return e.v;
   }
   set(k: K, v: V): void {
-    this.m.delete(k);
-    this.m.set(k, v);
-    while (this.m.size > this.max) this.m.delete(this.m.keys().next().value as K);
+    const e = this.m.get(k);
+    if (e !== undefined) {
+      e.v = v;
+      e.used = true;
+      return;
+    }
+    this.m.set(k, { v, used: false });
+    while (this.m.size > this.max) {
+      const [ok, oe] = this.m.entries().next().value as [K, { v: V; used: boolean }];
+      this.m.delete(ok);
+      if (oe.used) {
+        oe.used = false;
+        this.m.set(ok, oe);
+      }
+    }
   }
 }
 
 export class StoreCache {
-  private readonly views = new Map<string, Version[]>();
+  private readonly views = new Map<string, Versions>();
   private viewBytes = 0;
   private readonly viewBytesMax: number;
   private readonly decisions: Lru<string, CachedDecision>;
@@ -98,15 +123,12 @@ export class StoreCache {
 
   /** The value of `object` in `book` as of record `seqnum`, if remembered. */
   view(book: number, object: string, seqnum: number): { value: JsonValue | undefined } | undefined {
-    const key = `${book}/${object}`;
-    const list = this.views.get(key);
-    if (list !== undefined) {
-      for (const v of list) {
+    const e = this.views.get(`${book}/${object}`);
+    if (e !== undefined) {
+      for (const v of e.list) {
         if (v.seqnum === seqnum) {
           this.stats.viewHits++;
-          // Recently used objects go to the back of the eviction order.
-          this.views.delete(key);
-          this.views.set(key, list);
+          e.used = true;
           return { value: v.value };
         }
       }
@@ -126,15 +148,13 @@ export class StoreCache {
   ): { seqnum: number; value: JsonValue | undefined } | undefined {
     const f = this.followers.get(book);
     if (f === undefined) return undefined;
-    const key = `${book}/${object}`;
-    const list = this.views.get(key);
-    if (list === undefined) return undefined;
-    for (const v of list) {
+    const e = this.views.get(`${book}/${object}`);
+    if (e === undefined) return undefined;
+    for (const v of e.list) {
       if (v.seqnum > at) continue;
       if (!f.state.vouches(object, v.seqnum, v.confirmedAt, at)) return undefined;
       this.stats.vouchedHits++;
-      this.views.delete(key);
-      this.views.set(key, list);
+      e.used = true;
       return { seqnum: v.seqnum, value: v.value };
     }
     return undefined;
@@ -151,25 +171,38 @@ export class StoreCache {
   ): void {
     if (bytes > this.viewBytesMax / 4) return;
     const key = `${book}/${object}`;
-    let list = this.views.get(key);
-    if (list === undefined) list = [];
-    else this.views.delete(key);
+    let e = this.views.get(key);
+    if (e === undefined) {
+      e = { list: [], used: false };
+      this.views.set(key, e);
+    } else e.used = true;
+    const list = e.list;
     const same = list.find((v) => v.seqnum === seqnum);
     if (same !== undefined) {
       if (confirmedAt > same.confirmedAt) same.confirmedAt = confirmedAt;
-      this.views.set(key, list);
       return;
     }
     list.push({ seqnum, value, bytes, confirmedAt: Math.max(seqnum, confirmedAt) });
     list.sort((a, b) => b.seqnum - a.seqnum);
     while (list.length > VIEW_VERSIONS_PER_OBJECT_MAX) this.viewBytes -= list.pop()!.bytes;
     this.viewBytes += bytes;
-    this.views.set(key, list);
+    this.evictViews();
+  }
+
+  /** Drops views, least recently used first (second chance for the marked), until within budget. */
+  private evictViews(): void {
+    // Each marked entry moves back once with its mark cleared, so this ends within two passes.
     while (this.viewBytes > this.viewBytesMax) {
-      const oldest = this.views.keys().next();
+      const oldest = this.views.entries().next();
       if (oldest.done === true) break;
-      for (const v of this.views.get(oldest.value)!) this.viewBytes -= v.bytes;
-      this.views.delete(oldest.value);
+      const [k, e] = oldest.value;
+      this.views.delete(k);
+      if (e.used) {
+        e.used = false;
+        this.views.set(k, e);
+        continue;
+      }
+      for (const v of e.list) this.viewBytes -= v.bytes;
     }
   }
 
