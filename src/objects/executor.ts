@@ -173,9 +173,11 @@ function asRequest(r: LogRecord): Request {
  * Inbox requests read, by book, inbox tag and the seqnum read from: the first request at or
  * after it. An entry never goes stale (a later append gets a later seqnum than any record
  * there), so executors that look at an instance again (a deferred request's waiters, racing
- * callers) read each request from the log once per thread.
+ * callers) read each request from the log once per thread. Evicted least recently used
+ * first, with a second chance: a hit marks its entry (`used`) instead of reordering the map,
+ * and eviction moves marked entries back, clearing the mark.
  */
-const requestsRead = new Map<string, { req: Request; bytes: number }>();
+const requestsRead = new Map<string, { req: Request; bytes: number; used: boolean }>();
 let requestsReadBytes = 0;
 
 function forget(k: string): void {
@@ -189,8 +191,7 @@ async function readRequest(log: LogBook, tag: Tag, from: number): Promise<Reques
   const k = `${String(log.book)}:${String(tag)}:${from}`;
   const hit = requestsRead.get(k);
   if (hit !== undefined) {
-    requestsRead.delete(k);
-    requestsRead.set(k, hit);
+    hit.used = true;
     return hit.req;
   }
   const r = await log.readNext(tag, from);
@@ -199,11 +200,17 @@ async function readRequest(log: LogBook, tag: Tag, from: number): Promise<Reques
   const keys = r.seqnum === from ? [k] : [k, `${String(log.book)}:${String(tag)}:${r.seqnum}`];
   for (const key of keys) {
     forget(key);
-    requestsRead.set(key, { req, bytes: r.data.byteLength });
+    requestsRead.set(key, { req, bytes: r.data.byteLength, used: false });
     requestsReadBytes += r.data.byteLength;
   }
-  while (requestsRead.size > REQUESTS_CACHED_MAX || requestsReadBytes > REQUESTS_CACHED_BYTES_MAX)
-    forget(requestsRead.keys().next().value!);
+  while (requestsRead.size > REQUESTS_CACHED_MAX || requestsReadBytes > REQUESTS_CACHED_BYTES_MAX) {
+    const [oldest, e] = requestsRead.entries().next().value!;
+    if (e.used) {
+      e.used = false;
+      requestsRead.delete(oldest);
+      requestsRead.set(oldest, e);
+    } else forget(oldest);
+  }
   return req;
 }
 
