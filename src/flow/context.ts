@@ -8,7 +8,7 @@
  * results must make it ask for the same operations in the same order. Use `wf.now()` and
  * `wf.random()` instead of `Date.now()` and `Math.random()`.
  */
-import type { FunctionLogger, JsonValue } from "../index.js";
+import type { FunctionLogger, JsonValue, LogBook } from "../index.js";
 import type { RetryPolicy } from "./retry.js";
 
 /** What a step's function gets. */
@@ -24,6 +24,19 @@ export interface StepContext {
   readonly attempt: number;
   /** Aborted when the invocation running the workflow times out. */
   readonly signal: AbortSignal;
+  /**
+   * The book the instance lives in, for a step that works on the log itself (a library's
+   * protocol whose records are idempotent by ids derived from `key`, say): what it appends
+   * happens once per execution that runs the step, and only its result is logged.
+   */
+  readonly log: LogBook;
+  /** When the invocation running the workflow times out, ms since the epoch. */
+  readonly deadline: number;
+  /**
+   * Starts function `name` without waiting and without logging anything on the instance's
+   * stream (the runtime records it: it runs at least once); resolves to its invocation id.
+   */
+  invokeAsync(name: string, input: JsonValue): Promise<string>;
 }
 
 export interface StepOptions {

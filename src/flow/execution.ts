@@ -447,7 +447,14 @@ export class Execution {
       for (let attempt = 1; outcome === undefined; attempt++) {
         this.throwIfStopped();
         try {
-          const value = await fn({ key: `${this.id}:${pos}`, attempt, signal: this.env.signal });
+          const value = await fn({
+            key: `${this.id}:${pos}`,
+            attempt,
+            signal: this.env.signal,
+            log: this.env.log,
+            deadline: this.env.deadline,
+            invokeAsync: (n, i) => this.env.invokeAsync(n, i),
+          });
           outcome = {
             ok: true,
             value: jsonValue(value, `the result of step ${JSON.stringify(name)}`),

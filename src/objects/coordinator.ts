@@ -20,10 +20,13 @@ import type { JsonValue } from "../index.js";
 import {
   CallFailedError,
   defineWorkflow,
+  type StepContext,
   type Workflow,
   type WorkflowContext,
 } from "../flow/index.js";
-import { ObjectError } from "./errors.js";
+import { errorInfo, ObjectError } from "./errors.js";
+import { definitions, request, type ObjectEnv } from "./executor.js";
+import { OBJECT_FUNCTIONS } from "./object.js";
 import type { ErrorInfo, Outcome, TxnPart } from "./records.js";
 
 /** One call on an instance. */
@@ -148,6 +151,55 @@ async function callObject(
   }
 }
 
+/** Whether every call's object is defined in this thread, so the coordinator can apply its requests itself. */
+function allLocal(calls: readonly Call[]): boolean {
+  const defs = definitions();
+  return calls.every((c) => defs.has(c.object));
+}
+
+/** The executor's environment inside a step of coordinator `wf`. */
+function stepEnv(wf: WorkflowContext, s: StepContext): ObjectEnv {
+  return {
+    log: s.log,
+    logger: wf.logger,
+    deadline: s.deadline,
+    now: () => Date.now(),
+    invokeAsync: (name, input) => s.invokeAsync(name, input),
+    drainFunction: OBJECT_FUNCTIONS.drain,
+    deliverWorkflow: OBJECT_FUNCTIONS.deliver,
+  };
+}
+
+/**
+ * One request applied by the coordinator itself, over its own LogBook (the instances live in
+ * its book, as when it invokes them): the same request, by the same id, as an invocation of
+ * the object's function would make, without the invocation. Anything but the request's
+ * outcome (its time ran out, a log error) is an unknown outcome: TIMEOUT, as `callObject`.
+ */
+async function requestHere(env: ObjectEnv, c: Call, id: string, txn?: TxnPart): Promise<Outcome> {
+  try {
+    return await request(env, c.object, c.key, {
+      id,
+      handler: c.handler,
+      input: (c.input ?? null) as JsonValue,
+      ...(txn === undefined ? {} : { txn }),
+    });
+  } catch (err) {
+    const e = errorInfo(err);
+    return {
+      ok: false,
+      error: {
+        name: "ObjectError",
+        code: e.code === "INVALID_ARGUMENT" ? "INVALID_ARGUMENT" : "TIMEOUT",
+        message: `call of ${c.object}/${c.key}.${c.handler} failed (${e.code ?? e.name}: ${e.message})`,
+      },
+    };
+  }
+}
+
+/** A step whose function never fails (its outcomes are data): one attempt. */
+const ONCE = { retry: { maxAttempts: 1 } } as const;
+
 /** A decided request (a commit or an abort): asked again, by the same id, until it is applied. */
 async function decided(wf: WorkflowContext, c: Call, id: string, txn: TxnPart): Promise<void> {
   for (let i = 0; ; i++) {
@@ -182,27 +234,67 @@ export async function runTransaction(
     ...new Map(calls.map((c) => [`${c.object.length}:${c.object}/${c.key}`, c])).values(),
   ];
   let last: { retryable: boolean; error: ErrorInfo } | undefined;
+  const here = allLocal([...calls, ...instances]);
   for (let attempt = 1; attempt <= retries + 1; attempt++) {
     const txnId = `${wf.id}#${attempt}`;
-    const ts = await wf.now();
-    const prepare: TxnPart = { id: txnId, ts, op: "prepare", deadline: ts + PREPARE_TIMEOUT_MS };
-    const votes = await Promise.all(
-      calls.map((c, i) => callObject(wf, c, `${txnId}:p${i}`, prepare)),
-    );
+    const prepareOf = (ts: number): TxnPart => ({
+      id: txnId,
+      ts,
+      op: "prepare",
+      deadline: ts + PREPARE_TIMEOUT_MS,
+    });
+    let ts: number;
+    let votes: readonly Outcome[];
+    if (here) {
+      // The prepares applied here, in one step that logs their time and votes. A step run
+      // again after a crash finds its requests by their ids (their votes stand) and logs a
+      // later time: the deadline waited for below is then later than theirs, never earlier.
+      const p = await wf.step(
+        `prepare ${attempt}`,
+        async (s) => {
+          const t = Date.now();
+          const env = stepEnv(wf, s);
+          const out = await Promise.all(
+            calls.map((c, i) => requestHere(env, c, `${txnId}:p${i}`, prepareOf(t))),
+          );
+          return { ts: t, votes: out } as unknown as JsonValue;
+        },
+        ONCE,
+      );
+      ({ ts, votes } = p as unknown as { ts: number; votes: Outcome[] });
+    } else {
+      ts = await wf.now();
+      votes = await Promise.all(
+        calls.map((c, i) => callObject(wf, c, `${txnId}:p${i}`, prepareOf(ts))),
+      );
+    }
     const failed = votes.find((v) => !v.ok) as (Outcome & { ok: false }) | undefined;
     const decision = failed === undefined ? "commit" : "abort";
     if (failed !== undefined && failed.error.code === "TIMEOUT") {
       // A prepare not applied yet can still be; applied after its deadline it locks nothing.
-      await wf.sleepUntil(prepare.deadline! + PREPARE_CLOCK_MARGIN_MS);
+      await wf.sleepUntil(prepareOf(ts).deadline! + PREPARE_CLOCK_MARGIN_MS);
     }
+    const part: TxnPart = { id: txnId, ts, op: decision };
+    const decisionOf = (c: Call): Call => ({ ...c, handler: `$${decision}` });
+    // Applied here in one step, the decisions not applied yet (unknown outcome) asked again
+    // through the object's function until they are.
+    const pending = here
+      ? await wf.step<number[]>(
+          `${decision} ${attempt}`,
+          async (s) => {
+            const env = stepEnv(wf, s);
+            const out = await Promise.all(
+              instances.map((c, i) =>
+                requestHere(env, decisionOf(c), `${txnId}:${decision}${i}`, part),
+              ),
+            );
+            return out.flatMap((o, i) => (!o.ok && o.error.code === "TIMEOUT" ? [i] : []));
+          },
+          ONCE,
+        )
+      : instances.map((_, i) => i);
     await Promise.all(
-      instances.map((c, i) =>
-        decided(wf, { ...c, handler: `$${decision}` }, `${txnId}:${decision}${i}`, {
-          id: txnId,
-          ts,
-          op: decision,
-        }),
-      ),
+      pending.map((i) => decided(wf, decisionOf(instances[i]!), `${txnId}:${decision}${i}`, part)),
     );
     if (failed === undefined) {
       await sendAll(wf, checkCalls(planIn.onSuccess, "onSuccess"), "ok");
@@ -278,16 +370,33 @@ export type SagaOutcome =
       readonly compensationsFailed: readonly number[];
     };
 
-/** A step's definite outcome: asked again (same id) while it is not known yet. */
-async function definite(wf: WorkflowContext, c: Call, id: string): Promise<Outcome> {
-  let out = await callObject(wf, c, id);
+/**
+ * A saga step's definite outcome: asked again (same id) while it is not known yet. `here`:
+ * each attempt is a workflow step applying the request in this thread (`label` names it).
+ */
+async function definite(
+  wf: WorkflowContext,
+  c: Call,
+  id: string,
+  here: boolean,
+  label: string,
+): Promise<Outcome> {
+  const once = (attempt: number): Promise<Outcome> =>
+    here
+      ? (wf.step(
+          `${label} ${attempt}`,
+          async (s) => (await requestHere(stepEnv(wf, s), c, id)) as unknown as JsonValue,
+          ONCE,
+        ) as unknown as Promise<Outcome>)
+      : callObject(wf, c, id);
+  let out = await once(0);
   for (
     let i = 1;
     !out.ok && out.error.code === "TIMEOUT" && i < UNKNOWN_OUTCOME_ATTEMPTS_MAX;
     i++
   ) {
     await wf.sleep(Math.min(1000, 50 * 2 ** i));
-    out = await callObject(wf, c, id);
+    out = await once(i);
   }
   return out;
 }
@@ -308,10 +417,11 @@ export async function runSaga(
     steps.flatMap((s) => (s.compensate === undefined ? [] : [s.compensate])),
     "compensations",
   );
+  const here = allLocal(steps.flatMap((s) => [s.call, ...(s.compensate ? [s.compensate] : [])]));
   const outputs: JsonValue[] = [];
   let failure: { step: number; error: ErrorInfo } | undefined;
   for (const [i, s] of steps.entries()) {
-    const out = await definite(wf, s.call, `${wf.id}:s${i}`);
+    const out = await definite(wf, s.call, `${wf.id}:s${i}`, here, `step ${i}`);
     if (!out.ok) {
       failure = { step: i, error: out.error };
       break;
@@ -326,7 +436,13 @@ export async function runSaga(
     if (c === undefined) continue;
     let out: Outcome = { ok: false, error: { name: "Error", message: "not run" } };
     for (let attempt = 0; attempt < COMPENSATION_ATTEMPTS_MAX; attempt++) {
-      out = await definite(wf, c, `${wf.id}:c${i}#${attempt}`);
+      out = await definite(
+        wf,
+        c,
+        `${wf.id}:c${i}#${attempt}`,
+        here,
+        `compensation ${i}#${attempt}`,
+      );
       if (out.ok) break;
       await wf.sleep(100 * 2 ** attempt);
     }
