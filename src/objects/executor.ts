@@ -27,7 +27,10 @@ import {
   RESULT_WAIT_MS_MAX,
   STATE_BYTES_MAX,
 } from "./limits.js";
-import { appliedOf, nextToApply, type Applied, type Request } from "./machine.js";
+import { admission, appliedOf, nextToApply, type Applied, type Request } from "./machine.js";
+
+/** The `req` of a result whose request was applied directly, not from the inbox. */
+export const DIRECT_SEQNUM = -1;
 import {
   decodeRecord,
   encodeRecord,
@@ -549,12 +552,21 @@ export async function drain(
       if (own !== null) return decodeRecord<ResultRecord>(own, "res");
     }
     const a = appliedOf(last);
-    const next = nextToApply(
-      a,
-      await readDeferred(env.log, object, key, a.deferred),
-      await readInbox(env.log, object, key, a.cursor),
-      DEFERRED_MAX,
-    );
+    let deferredReqs = await readDeferred(env.log, object, key, a.deferred);
+    let inbox = await readInbox(env.log, object, key, a.cursor);
+    let next = nextToApply(a, deferredReqs, inbox, DEFERRED_MAX);
+    // A request may have been applied directly (`applyDirect`) while a copy of it went into
+    // the inbox: it is passed over, and leaves the deferred list with the next result.
+    const passed = new Set<number>();
+    while (next.t === "apply" && (await appliedBefore(env.log, object, key, next.r, last))) {
+      const r = next.r;
+      passed.add(r.seqnum);
+      deferredReqs = deferredReqs.filter((x) => x !== r);
+      inbox = inbox.filter((x) => x !== r);
+      next = nextToApply(a, deferredReqs, inbox, DEFERRED_MAX);
+    }
+    if (passed.size > 0 && next.t !== "idle")
+      next = { ...next, deferred: next.deferred.filter((x) => !passed.has(x)) };
     const after = last === undefined ? 0 : last.seqnum + 1;
     if (next.t === "idle") {
       if (id === undefined) return undefined;
@@ -592,13 +604,90 @@ export async function drain(
   }
 }
 
-/** Submits a request and waits for its outcome. */
+/**
+ * Whether inbox request `r` has a result at or before `last` already: it was applied
+ * directly. (A request applied from the inbox is behind the cursor or off the deferred list,
+ * so it is no candidate.) Every executor that read `last` answers the same.
+ */
+async function appliedBefore(
+  log: LogBook,
+  object: string,
+  key: string,
+  r: Request,
+  last: (ResultRecord & { seqnum: number }) | undefined,
+): Promise<boolean> {
+  if (last === undefined) return false;
+  const res = await log.checkTail(resultOfTag(object, key, r.id));
+  return res !== null && res.seqnum <= last.seqnum;
+}
+
+/**
+ * A transaction's request (prepare, commit, abort) applied without going through the inbox,
+ * when the instance has nothing waiting: its result, which carries the request's tag too (a
+ * later submit of the id finds it taken), is the conditional append at the next position.
+ * One append instead of two. Undefined when the instance is not idle, the lock is another
+ * transaction's, or another result took the position first: the request then goes through
+ * the inbox. Only transactions' requests: their handlers cannot call other instances, a
+ * prepare's messages wait in the lock and a commit sends the lock's, so a run whose result
+ * did not land has sent nothing that a later run at another position would not send alike.
+ */
+async function applyDirect(
+  env: ObjectEnv,
+  object: string,
+  key: string,
+  req: NewRequest,
+): Promise<ResultRecord | undefined> {
+  if (req.txn === undefined) return undefined;
+  const last = await latestResult(env.log, object, key);
+  if (last !== undefined) {
+    if (last.id === req.id) return last;
+    const own = await env.log.checkTail(resultOfTag(object, key, req.id));
+    if (own !== null) return decodeRecord<ResultRecord>(own, "res");
+  }
+  const a = appliedOf(last);
+  if (a.deferred.length > 0) return undefined;
+  if ((await env.log.readNext(inboxTag(object, key), a.cursor)) !== null) return undefined;
+  const r: Request = {
+    v: 1,
+    k: "req",
+    id: req.id,
+    handler: req.handler,
+    input: req.input,
+    at: env.now(),
+    txn: req.txn,
+    seqnum: DIRECT_SEQNUM,
+  };
+  if (admission(a.lock, r) !== "apply") return undefined;
+  const res = await applyOne(env, definitions().get(object), object, key, a, {
+    t: "apply",
+    r,
+    verdict: "run",
+    cursor: a.cursor,
+    deferred: [],
+  });
+  try {
+    await env.log.condAppend(
+      [resultsTag(object, key), resultOfTag(object, key, res.id), requestTag(object, key, res.id)],
+      encodeRecord(res),
+      resultsTag(object, key),
+      res.j,
+    );
+  } catch (err) {
+    if (!isCondFailure(err)) throw err;
+    return undefined;
+  }
+  return res;
+}
+
+/** Applies a request (directly when it can, else through the inbox) and waits for its outcome. */
 export async function request(
   env: ObjectEnv,
   object: string,
   key: string,
   req: NewRequest,
 ): Promise<Outcome> {
+  const direct = await applyDirect(env, object, key, req);
+  if (direct !== undefined) return direct.outcome;
   await submit(env, object, key, req);
   const res = await drain(env, object, key, req.id);
   return res!.outcome;
