@@ -26,6 +26,22 @@ defineObject<{ n: number }>({
       ctx.state.set(s);
       return s.n;
     },
+    /** Adds, and tells another instance (a message). */
+    addAndTell: (ctx, input: { by: number; to: string }) => {
+      const s = ctx.state.get() ?? { n: 0 };
+      s.n += input.by;
+      ctx.state.set(s);
+      ctx.send("direct-counter", input.to, "add", { by: input.by });
+      return s.n;
+    },
+    /** Adds what another instance answers to a call. */
+    addFromCall: async (ctx, input: { from: string }) => {
+      const got = await ctx.call<number>("direct-counter", input.from, "add", { by: 1 });
+      const s = ctx.state.get() ?? { n: 0 };
+      s.n += got;
+      ctx.state.set(s);
+      return s.n;
+    },
   },
 });
 
@@ -95,6 +111,37 @@ describe("transactions' requests applied directly", () => {
       }),
     ).toEqual({ ok: true, value: 5 });
     expect(log.records).toHaveLength(2);
+  });
+
+  test("a plain request on an idle instance is one append; one that sends or calls goes through the inbox, its message and its call made once", async () => {
+    const log = new MemoryLog();
+    const clock = { t: 1 };
+    const env = envOf(log, clock);
+    const [a, b, c] = [freshKey(), freshKey(), freshKey()];
+    expect(await request(env, OBJ, a, { id: "r1", handler: "add", input: { by: 2 } })).toEqual({
+      ok: true,
+      value: 2,
+    });
+    expect(log.records).toHaveLength(1);
+    // A message: the request's inbox record, the message in b's inbox, the result.
+    const told = await request(env, OBJ, a, {
+      id: "r2",
+      handler: "addAndTell",
+      input: { by: 3, to: b },
+    });
+    expect(told).toEqual({ ok: true, value: 5 });
+    expect(log.records).toHaveLength(4);
+    await drain(env, OBJ, b, undefined);
+    expect((await latestResult(env.log, OBJ, b))?.state).toEqual({ n: 3 });
+    // A call: c's request goes through the inbox, the call (directly on idle b) is made once.
+    const called = await request(env, OBJ, c, {
+      id: "r3",
+      handler: "addFromCall",
+      input: { from: b },
+    });
+    expect(called).toEqual({ ok: true, value: 4 });
+    expect((await latestResult(env.log, OBJ, b))?.state).toEqual({ n: 4 });
+    expect(results(log, b).map((r) => r.id)).toEqual(["r2/m0", "r3/c1"]);
   });
 
   test("racing copies of each request (direct and through the inbox) apply it once, whatever the interleaving", async () => {

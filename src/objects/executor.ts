@@ -283,9 +283,11 @@ async function runHandler(
   r: Request,
   state: JsonValue | undefined,
   readOnly: boolean,
+  direct = false,
 ): Promise<
   | { ok: true; value: JsonValue; state: JsonValue | undefined; messages: Message[] }
   | { ok: false; error: Outcome & { ok: false } }
+  | { ok: false; refused: true }
 > {
   const h = def.handlers.get(r.handler);
   if (h === undefined) {
@@ -303,6 +305,7 @@ async function runHandler(
   }
   let current = clone(state);
   let changed = false;
+  let refused = false;
   const messages: Message[] = [];
   let calls = 0;
   const inTxn = r.txn?.op === "prepare" ? r.txn.id : undefined;
@@ -357,6 +360,11 @@ async function runHandler(
       });
     },
     call: async <O>(to: string, toKey: string, handler: string, input?: unknown): Promise<O> => {
+      if (direct) {
+        // A call's effect would stand even if this run's result did not land.
+        refused = true;
+        throw new ObjectError("INVALID_ARGUMENT", "a call is made through the inbox");
+      }
       if (inTxn !== undefined) {
         throw new ObjectError(
           "INVALID_ARGUMENT",
@@ -380,7 +388,9 @@ async function runHandler(
     logger: env.logger,
   };
   try {
-    const value = json(await h.fn(ctx, clone(r.input)), `the output of ${object}.${r.handler}`);
+    const out = await h.fn(ctx, clone(r.input));
+    if (refused) return { ok: false, refused: true };
+    const value = json(out, `the output of ${object}.${r.handler}`);
     const next = changed ? current : state;
     if (next !== undefined && Buffer.byteLength(JSON.stringify(next)) > STATE_BYTES_MAX) {
       throw new ObjectError(
@@ -390,6 +400,7 @@ async function runHandler(
     }
     return { ok: true, value, state: next, messages };
   } catch (err) {
+    if (refused) return { ok: false, refused: true };
     return { ok: false, error: { ok: false, error: errorInfo(err) } };
   }
 }
@@ -406,7 +417,27 @@ async function applyOne(
   key: string,
   a: Applied,
   next: Extract<ReturnType<typeof nextToApply>, { t: "apply" }>,
-): Promise<ResultRecord> {
+  direct?: false,
+): Promise<ResultRecord>;
+/** Direct (see `applyDirect`): undefined when the run called or sent, which needs the inbox. */
+async function applyOne(
+  env: ObjectEnv,
+  def: ObjectDef | undefined,
+  object: string,
+  key: string,
+  a: Applied,
+  next: Extract<ReturnType<typeof nextToApply>, { t: "apply" }>,
+  direct: true,
+): Promise<ResultRecord | undefined>;
+async function applyOne(
+  env: ObjectEnv,
+  def: ObjectDef | undefined,
+  object: string,
+  key: string,
+  a: Applied,
+  next: Extract<ReturnType<typeof nextToApply>, { t: "apply" }>,
+  direct = false,
+): Promise<ResultRecord | undefined> {
   const r = next.r;
   const base = {
     v: 1 as const,
@@ -486,8 +517,9 @@ async function applyOne(
     r,
     start,
     def.handlers.get(r.handler)?.shared === true,
+    direct,
   );
-  if (!ran.ok) return { ...base, ...keep, outcome: ran.error };
+  if (!ran.ok) return "refused" in ran ? undefined : { ...base, ...keep, outcome: ran.error };
   if (prepared) {
     const lock = {
       txn: r.txn.id,
@@ -502,6 +534,7 @@ async function applyOne(
       outcome: { ok: true, value: ran.value },
     };
   }
+  if (direct && ran.messages.length > 0) return undefined;
   await dispatch(env, ran.messages);
   return {
     ...base,
@@ -622,14 +655,14 @@ async function appliedBefore(
 }
 
 /**
- * A transaction's request (prepare, commit, abort) applied without going through the inbox,
- * when the instance has nothing waiting: its result, which carries the request's tag too (a
- * later submit of the id finds it taken), is the conditional append at the next position.
- * One append instead of two. Undefined when the instance is not idle, the lock is another
- * transaction's, or another result took the position first: the request then goes through
- * the inbox. Only transactions' requests: their handlers cannot call other instances, a
- * prepare's messages wait in the lock and a commit sends the lock's, so a run whose result
- * did not land has sent nothing that a later run at another position would not send alike.
+ * A request applied without going through the inbox, when the instance has nothing waiting:
+ * its result, which carries the request's tag too (a later submit of the id finds it taken),
+ * is the conditional append at the next position. One append instead of two. Undefined when
+ * the instance is not idle, a lock makes the request wait, the run called another instance or
+ * sent a message (their effects would stand even if this result did not land, and a later run
+ * at another position could make them differently; a transaction's prepare keeps its messages
+ * in the lock and a commit sends the lock's, which are the same wherever it lands), or another
+ * result took the position first: the request then goes through the inbox.
  */
 async function applyDirect(
   env: ObjectEnv,
@@ -637,7 +670,6 @@ async function applyDirect(
   key: string,
   req: NewRequest,
 ): Promise<ResultRecord | undefined> {
-  if (req.txn === undefined) return undefined;
   const last = await latestResult(env.log, object, key);
   if (last !== undefined) {
     if (last.id === req.id) return last;
@@ -654,17 +686,20 @@ async function applyDirect(
     handler: req.handler,
     input: req.input,
     at: env.now(),
-    txn: req.txn,
+    ...(req.txn === undefined ? {} : { txn: req.txn }),
     seqnum: DIRECT_SEQNUM,
   };
   if (admission(a.lock, r) !== "apply") return undefined;
-  const res = await applyOne(env, definitions().get(object), object, key, a, {
-    t: "apply",
-    r,
-    verdict: "run",
-    cursor: a.cursor,
-    deferred: [],
-  });
+  const res = await applyOne(
+    env,
+    definitions().get(object),
+    object,
+    key,
+    a,
+    { t: "apply", r, verdict: "run", cursor: a.cursor, deferred: [] },
+    true,
+  );
+  if (res === undefined) return undefined;
   try {
     await env.log.condAppend(
       [resultsTag(object, key), resultOfTag(object, key, res.id), requestTag(object, key, res.id)],
@@ -707,5 +742,7 @@ export async function readOnly(
   const last = await latestResult(env.log, object, key);
   const r: Request = { v: 1, k: "req", id: "read", handler, input, at: env.now(), seqnum: 0 };
   const ran = await runHandler(env, def, object, key, r, last?.state, true);
-  return ran.ok ? { ok: true, value: ran.value } : ran.error;
+  if (ran.ok) return { ok: true, value: ran.value };
+  if ("refused" in ran) throw new Error("objects invariant: a read-only run is never direct");
+  return ran.error;
 }
