@@ -14,6 +14,7 @@
  *     [-c 64] [-s 10] [--warmup 5] [--cpu-prof /tmp/flow-prof]
  */
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { threadCpu } from "../lib/boki-metrics.js";
 import { join } from "node:path";
 import { Command } from "commander";
 import { Pool } from "undici";
@@ -72,28 +73,6 @@ const measureMs = Number(opts.seconds) * 1000;
 const warmupMs = Number(opts.warmup) * 1000;
 
 for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
-
-/** CPU ms of each thread of `pid`, by "<name>#<tid>". */
-function threadCpu(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      out.set(`${name}#${tid}`, ((Number(f[11]) + Number(f[12])) * 1000) / 100);
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
-}
 
 /** The scheduler state letter of thread `tid` of `pid` (R, S, D, ...), or "?" once it is gone. */
 function threadState(pid: number, tid: number): string {

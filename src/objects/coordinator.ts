@@ -26,7 +26,7 @@ import {
 } from "../flow/index.js";
 import { errorInfo, ObjectError } from "./errors.js";
 import { definitions, request, type ObjectEnv } from "./executor.js";
-import { OBJECT_FUNCTIONS } from "./object.js";
+import { objectEnv } from "./object.js";
 import type { ErrorInfo, Outcome, TxnPart } from "./records.js";
 
 /** One call on an instance. */
@@ -159,15 +159,12 @@ function allLocal(calls: readonly Call[]): boolean {
 
 /** The executor's environment inside a step of coordinator `wf`. */
 function stepEnv(wf: WorkflowContext, s: StepContext): ObjectEnv {
-  return {
+  return objectEnv({
     log: s.log,
     logger: wf.logger,
     deadline: s.deadline,
-    now: () => Date.now(),
     invokeAsync: (name, input) => s.invokeAsync(name, input),
-    drainFunction: OBJECT_FUNCTIONS.drain,
-    deliverWorkflow: OBJECT_FUNCTIONS.deliver,
-  };
+  });
 }
 
 /**

@@ -65,16 +65,26 @@ export interface ObjectCall {
   readonly txn?: TxnPart;
 }
 
-export function envOf(ctx: FunctionContext): ObjectEnv {
+/** An executor's environment from what runs it: a function's context, or a workflow step's. */
+export function objectEnv(from: {
+  readonly log: ObjectEnv["log"];
+  readonly logger: ObjectEnv["logger"];
+  readonly deadline: number;
+  invokeAsync(name: string, input: JsonValue): Promise<unknown>;
+}): ObjectEnv {
   return {
-    log: ctx.log,
-    logger: ctx.logger,
-    deadline: ctx.deadline,
+    log: from.log,
+    logger: from.logger,
+    deadline: from.deadline,
     now: () => Date.now(),
-    invokeAsync: (name, input) => ctx.invokeAsync(name, input),
+    invokeAsync: (name, input) => from.invokeAsync(name, input),
     drainFunction: OBJECT_FUNCTIONS.drain,
     deliverWorkflow: OBJECT_FUNCTIONS.deliver,
   };
+}
+
+export function envOf(ctx: FunctionContext): ObjectEnv {
+  return objectEnv(ctx);
 }
 
 function parseCall(input: unknown): ObjectCall {
