@@ -51,3 +51,45 @@ export function invocationsByFunction(text: string): Map<string, number> {
   }
   return out;
 }
+
+/**
+ * Prints, per `unit` (e.g. "operation"), the log operations and invocations between two
+ * /metrics readings, and the CPU each thread spent between two `threadCpu` readings (the
+ * busiest `threadsShown` first, with the share of a core over `windowMs`); returns the CPU
+ * summed over every thread, ms.
+ */
+export function printPerUnit(o: {
+  readonly unit: string;
+  readonly count: number;
+  readonly windowMs: number;
+  readonly metricsBefore: string;
+  readonly metricsAfter: string;
+  readonly cpuBefore: ReadonlyMap<string, number>;
+  readonly cpuAfter: ReadonlyMap<string, number>;
+  readonly threadsShown?: number;
+}): number {
+  const n = Math.max(1, o.count);
+  const delta = (name: string): number =>
+    metricTotal(o.metricsAfter, name) - metricTotal(o.metricsBefore, name);
+  console.log(
+    `per ${o.unit}: ${(delta("boki_log_appends_total") / n).toFixed(2)} appends, ` +
+      `${(delta("boki_log_reads_total") / n).toFixed(2)} reads by functions`,
+  );
+  const i0 = invocationsByFunction(o.metricsBefore);
+  const inv = [...invocationsByFunction(o.metricsAfter)]
+    .map(([f, k]) => [f, k - (i0.get(f) ?? 0)] as const)
+    .filter(([, k]) => k > 0);
+  console.log(
+    `invocations per ${o.unit}: ${inv.map(([f, k]) => `${f} ${(k / n).toFixed(2)}`).join(", ")}`,
+  );
+  const rows = [...o.cpuAfter.entries()]
+    .map(([k, v]) => [k, v - (o.cpuBefore.get(k) ?? 0)] as const)
+    .filter(([, v]) => v > 0)
+    .sort((a, b) => b[1] - a[1]);
+  for (const [k, v] of rows.slice(0, o.threadsShown ?? rows.length)) {
+    console.log(
+      `  ${k.padEnd(24)} ${(v / n).toFixed(4)} ms/${o.unit}  ${((v / o.windowMs) * 100).toFixed(0).padStart(3)} % of a core`,
+    );
+  }
+  return rows.reduce((sum, [, v]) => sum + v, 0);
+}

@@ -14,7 +14,7 @@
 import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
-import { invocationsByFunction, metrics, metricTotal, threadCpu } from "../lib/boki-metrics.js";
+import { metrics, printPerUnit, threadCpu } from "../lib/boki-metrics.js";
 import { progress } from "../lib/progress.js";
 import { fmtMs } from "../lib/table.js";
 import { withTempDir } from "../lib/tmpdir.js";
@@ -61,32 +61,19 @@ await withTempDir("boki-store-probe", async (dir) => {
       );
     }
     console.log(`post attempts ${w.postAttempts}, given up ${w.postsGivenUp}`);
-    const delta = (name: string): number => metricTotal(m1, name) - metricTotal(m0, name);
-    console.log(
-      `per request: ${(delta("boki_log_appends_total") / n).toFixed(2)} appends, ` +
-        `${(delta("boki_log_reads_total") / n).toFixed(2)} reads by functions`,
-    );
-    const i0 = invocationsByFunction(m0);
-    const inv = [...invocationsByFunction(m1)]
-      .map(([f, k]) => [f, k - (i0.get(f) ?? 0)] as const)
-      .filter(([, k]) => k > 0);
-    console.log(
-      `invocations per request: ${inv.map(([f, k]) => `${f} ${(k / n).toFixed(2)}`).join(", ")}`,
-    );
-    const rows = [...after.entries()]
-      .map(([k, v]) => [k, v - (before.get(k) ?? 0)] as const)
-      .filter(([, v]) => v > 0)
-      .sort((a, b) => b[1] - a[1]);
-    let sum = 0;
-    for (const [, v] of rows) sum += v;
+    const sum = printPerUnit({
+      unit: "request",
+      count: n,
+      windowMs: measureMs,
+      metricsBefore: m0,
+      metricsAfter: m1,
+      cpuBefore: before,
+      cpuAfter: after,
+      threadsShown: 8,
+    });
     console.log(
       `boki dev CPU ${(sum / n).toFixed(3)} ms/request (${((sum / measureMs) * 100).toFixed(0)} % of a core)`,
     );
-    for (const [k, v] of rows.slice(0, 8)) {
-      console.log(
-        `  ${k.padEnd(24)} ${(v / n).toFixed(4)} ms/request  ${((v / measureMs) * 100).toFixed(0).padStart(3)} % of a core`,
-      );
-    }
   } finally {
     const st = await t.proc.stop(15_000);
     progress(`boki dev stopped (${st.how})`);

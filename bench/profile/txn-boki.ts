@@ -15,7 +15,7 @@
 import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
-import { invocationsByFunction, metrics, metricTotal, threadCpu } from "../lib/boki-metrics.js";
+import { metrics, printPerUnit, threadCpu } from "../lib/boki-metrics.js";
 import { progress } from "../lib/progress.js";
 import { fmtMs } from "../lib/table.js";
 import { withTempDir } from "../lib/tmpdir.js";
@@ -110,27 +110,15 @@ await withTempDir("boki-txn-probe", async (dir) => {
       `boki dev CPU ${(w.serverCpuMs / ops).toFixed(3)} ms/op (${((w.serverCpuMs / measureMs) * 100).toFixed(0)} % of a core); ` +
         `load generator ${(w.loadGeneratorCpuMs / ops).toFixed(3)} ms/op`,
     );
-    const delta = (name: string): number => metricTotal(m1, name) - metricTotal(m0, name);
-    console.log(
-      `per operation: ${(delta("boki_log_appends_total") / ops).toFixed(2)} appends, ` +
-        `${(delta("boki_log_reads_total") / ops).toFixed(2)} reads by functions`,
-    );
-    const i0 = invocationsByFunction(m0);
-    const inv = [...invocationsByFunction(m1)]
-      .map(([f, n]) => [f, n - (i0.get(f) ?? 0)] as const)
-      .filter(([, n]) => n > 0);
-    console.log(
-      `invocations per operation: ${inv.map(([f, n]) => `${f} ${(n / ops).toFixed(2)}`).join(", ")}`,
-    );
-    const rows = [...after.entries()]
-      .map(([k, v]) => [k, v - (before.get(k) ?? 0)] as const)
-      .filter(([, v]) => v > 0)
-      .sort((a, b) => b[1] - a[1]);
-    for (const [k, v] of rows) {
-      console.log(
-        `  ${k.padEnd(24)} ${(v / ops).toFixed(4)} ms/op  ${((v / measureMs) * 100).toFixed(0).padStart(3)} % of a core`,
-      );
-    }
+    printPerUnit({
+      unit: "op",
+      count: ops,
+      windowMs: measureMs,
+      metricsBefore: m0,
+      metricsAfter: m1,
+      cpuBefore: before,
+      cpuAfter: after,
+    });
     const c = await checkBoki(s, point.keys);
     console.log(`balance check: ${JSON.stringify(c)}`);
   } finally {
