@@ -28,9 +28,6 @@ import {
   STATE_BYTES_MAX,
 } from "./limits.js";
 import { admission, appliedOf, nextToApply, type Applied, type Request } from "./machine.js";
-
-/** The `req` of a result whose request was applied directly, not from the inbox. */
-export const DIRECT_SEQNUM = -1;
 import {
   decodeRecord,
   encodeRecord,
@@ -44,6 +41,9 @@ import {
   type ResultRecord,
   type TxnPart,
 } from "./records.js";
+
+/** The `req` of a result whose request was applied directly, not from the inbox. */
+const DIRECT_SEQNUM = -1;
 
 /** What a handler gets. */
 export interface ObjectContext<S = JsonValue> {
@@ -417,25 +417,7 @@ async function applyOne(
   key: string,
   a: Applied,
   next: Extract<ReturnType<typeof nextToApply>, { t: "apply" }>,
-  direct?: false,
-): Promise<ResultRecord>;
-/** Direct (see `applyDirect`): undefined when the run called or sent, which needs the inbox. */
-async function applyOne(
-  env: ObjectEnv,
-  def: ObjectDef | undefined,
-  object: string,
-  key: string,
-  a: Applied,
-  next: Extract<ReturnType<typeof nextToApply>, { t: "apply" }>,
-  direct: true,
-): Promise<ResultRecord | undefined>;
-async function applyOne(
-  env: ObjectEnv,
-  def: ObjectDef | undefined,
-  object: string,
-  key: string,
-  a: Applied,
-  next: Extract<ReturnType<typeof nextToApply>, { t: "apply" }>,
+  /** Direct (see `applyDirect`): undefined when the run called or sent, which needs the inbox. */
   direct = false,
 ): Promise<ResultRecord | undefined> {
   const r = next.r;
@@ -579,10 +561,9 @@ export async function drain(
       );
     }
     const last = await latestResult(env.log, object, key);
-    if (id !== undefined && last !== undefined) {
-      if (last.id === id) return last;
-      const own = await env.log.checkTail(resultOfTag(object, key, id));
-      if (own !== null) return decodeRecord<ResultRecord>(own, "res");
+    if (id !== undefined) {
+      const own = await resultOf(env.log, object, key, id, last);
+      if (own !== undefined) return own;
     }
     const a = appliedOf(last);
     let deferredReqs = await readDeferred(env.log, object, key, a.deferred);
@@ -622,6 +603,7 @@ export async function drain(
       continue;
     }
     const res = await applyOne(env, def, object, key, a, next);
+    if (res === undefined) throw new Error("objects invariant: only a direct run is refused");
     try {
       await env.log.condAppend(
         [resultsTag(object, key), resultOfTag(object, key, res.id)],
@@ -635,6 +617,20 @@ export async function drain(
     }
     if (res.id === id) return res;
   }
+}
+
+/** Request `id`'s result if it has one (`last`: the instance's newest result, read before). */
+async function resultOf(
+  log: LogBook,
+  object: string,
+  key: string,
+  id: string,
+  last: ResultRecord | undefined,
+): Promise<ResultRecord | undefined> {
+  if (last === undefined) return undefined;
+  if (last.id === id) return last;
+  const own = await log.checkTail(resultOfTag(object, key, id));
+  return own === null ? undefined : decodeRecord<ResultRecord>(own, "res");
 }
 
 /**
@@ -671,11 +667,8 @@ async function applyDirect(
   req: NewRequest,
 ): Promise<ResultRecord | undefined> {
   const last = await latestResult(env.log, object, key);
-  if (last !== undefined) {
-    if (last.id === req.id) return last;
-    const own = await env.log.checkTail(resultOfTag(object, key, req.id));
-    if (own !== null) return decodeRecord<ResultRecord>(own, "res");
-  }
+  const own = await resultOf(env.log, object, key, req.id, last);
+  if (own !== undefined) return own;
   const a = appliedOf(last);
   if (a.deferred.length > 0) return undefined;
   if ((await env.log.readNext(inboxTag(object, key), a.cursor)) !== null) return undefined;
